@@ -1,0 +1,24 @@
+// The one Asio include point. Everything in proxy/ that needs Asio includes this file
+// and nothing else from Boost.Asio; it is kept out of public, widely included headers.
+// Asio and Beast are compiled once, in asio_impl.cpp (separate compilation).
+#pragma once
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+namespace faultline {
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using net::awaitable;
+inline constexpr auto use_nothrow = net::as_tuple(net::use_awaitable);
+}  // namespace faultline

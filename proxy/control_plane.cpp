@@ -1,0 +1,531 @@
+#include "proxy/control_plane.hpp"
+
+#include <algorithm>
+#include <fstream>
+
+#include <spdlog/spdlog.h>
+
+#include "proxy/address.hpp"
+#include "proxy/json_io.hpp"
+#include "proxy/server_context.hpp"
+
+namespace faultline {
+namespace {
+
+constexpr const char* kToxiproxyVersion = "2.12.0";
+
+ApiResponse json_response(int status, std::string body) { return ApiResponse{status, "application/json", std::move(body)}; }
+ApiResponse error_response(int status, std::string_view message) {
+  return ApiResponse{status, "application/json", error_json(status, message)};
+}
+ApiResponse error_response(const ApiError& e) { return error_response(e.status, e.message); }
+ApiResponse no_content() { return ApiResponse{204, "", ""}; }
+
+std::string percent_decode(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '%' && i + 2 < in.size()) {
+      auto hex = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+      };
+      const int hi = hex(in[i + 1]), lo = hex(in[i + 2]);
+      if (hi >= 0 && lo >= 0) {
+        out += static_cast<char>(hi * 16 + lo);
+        i += 2;
+        continue;
+      }
+    }
+    out += in[i];
+  }
+  return out;
+}
+
+// Splits a path into segments; an empty segment (double or trailing slash) is kept so
+// that "/proxies/" does not match "/proxies/{name}", as with gorilla/mux.
+std::vector<std::string> split_path(std::string_view target) {
+  const auto q = target.find('?');
+  std::string path = percent_decode(target.substr(0, q));
+  std::vector<std::string> segments;
+  if (path.empty() || path[0] != '/') return segments;
+  std::size_t start = 1;
+  for (;;) {
+    const auto slash = path.find('/', start);
+    segments.push_back(path.substr(start, slash == std::string::npos ? std::string::npos : slash - start));
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  return segments;
+}
+
+std::string host_without_port(std::string_view host) {
+  if (host.empty()) return "";
+  if (host.front() == '[') {
+    const auto close = host.find(']');
+    return std::string(host.substr(1, close == std::string_view::npos ? std::string_view::npos : close - 1));
+  }
+  const auto colon = host.rfind(':');
+  if (colon != std::string_view::npos && host.find(':') == colon) return std::string(host.substr(0, colon));
+  return std::string(host);
+}
+
+bool constant_time_equal(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+std::string prom_escape(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+ControlPlane::ControlPlane(ServerContext& context, ApiSecurity security)
+    : context_(context), security_(std::move(security)) {}
+
+ControlPlane::~ControlPlane() { stop_all(); }
+
+ApiResponse ControlPlane::handle(const ApiRequest& request) {
+  if (security_.enforce_host || !security_.allowed_hosts.empty()) {
+    const std::string host = host_without_port(request.host);
+    const bool allowed =
+        (security_.enforce_host && is_loopback_name(host)) ||
+        std::find(security_.allowed_hosts.begin(), security_.allowed_hosts.end(), host) != security_.allowed_hosts.end();
+    if (!allowed) {
+      spdlog::warn("control API: refused a request for Host \"{}\" (allow it with --allow-host)", request.host);
+      return error_response(403, "host not allowed: " + host);
+    }
+  }
+  const auto segments = split_path(request.target);
+  const bool is_version = segments.size() == 1 && segments[0] == "version";
+  if (security_.token && !is_version) {
+    const std::string prefix = "Bearer ";
+    const bool ok = request.authorization.rfind(prefix, 0) == 0 &&
+                    constant_time_equal(std::string_view(request.authorization).substr(prefix.size()), *security_.token);
+    if (!ok) return error_response(401, "missing or invalid bearer token");
+  }
+  return route(request, segments);
+}
+
+ApiResponse ControlPlane::route(const ApiRequest& req, const std::vector<std::string>& seg) {
+  const std::string& m = req.method;
+  auto not_found = [] { return ApiResponse{404, "text/plain; charset=utf-8", "404 page not found\n"}; };
+  auto bad_method = [] { return ApiResponse{405, "", ""}; };
+  auto browser = [&] {
+    return security_.block_browsers && req.user_agent.rfind("Mozilla/", 0) == 0;
+  };
+  auto browser_refused = [] { return ApiResponse{403, "text/plain; charset=utf-8", "User agent not allowed\n"}; };
+  const bool update = m == "POST" || m == "PATCH";
+
+  if (seg.size() == 1 && seg[0] == "metrics") {
+    return ApiResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(true)};
+  }
+  if (seg.size() == 1 && seg[0] == "version") {
+    if (m != "GET") return bad_method();
+    if (browser()) return browser_refused();
+    return ApiResponse{200, "application/json;charset=utf-8", std::string("{\"version\": \"") + kToxiproxyVersion + "\"}\n"};
+  }
+  if (seg.size() == 1 && seg[0] == "reset") {
+    if (m != "POST") return bad_method();
+    if (browser()) return browser_refused();
+    return reset();
+  }
+  if (seg.size() == 1 && seg[0] == "populate") {
+    if (m != "POST") return bad_method();
+    if (browser()) return browser_refused();
+    return populate_route(req.body);
+  }
+  if (seg.empty() || seg[0] != "proxies") return not_found();
+  if (seg.size() == 1) {
+    if (m != "GET" && m != "POST") return bad_method();
+    if (browser()) return browser_refused();
+    return m == "GET" ? list_proxies() : create_proxy(req.body);
+  }
+  for (std::size_t i = 1; i < seg.size(); ++i) {
+    if (seg[i].empty()) return not_found();
+  }
+  if (seg.size() > 4 || (seg.size() >= 3 && seg[2] != "toxics")) return not_found();
+  const std::string& name = seg[1];
+  if (seg.size() == 2) {
+    if (m != "GET" && !update && m != "DELETE") return bad_method();
+    if (browser()) return browser_refused();
+    auto it = proxies_.find(name);
+    if (it == proxies_.end()) return error_response(404, "proxy not found");
+    if (m == "GET") return json_response(200, proxy_json(*it->second));
+    if (m == "DELETE") return delete_proxy(name);
+    if (m == "POST") spdlog::warn("POST /proxies/{} is deprecated (Toxiproxy 2.6.0); use PATCH", name);
+    return update_proxy(*it->second, req.body);
+  }
+  if (seg.size() == 3) {
+    if (m != "GET" && m != "POST") return bad_method();
+    if (browser()) return browser_refused();
+    auto it = proxies_.find(name);
+    if (it == proxies_.end()) return error_response(404, "proxy not found");
+    return m == "GET" ? list_toxics(*it->second) : create_toxic(*it->second, req.body);
+  }
+  if (m != "GET" && !update && m != "DELETE") return bad_method();
+  if (browser()) return browser_refused();
+  auto it = proxies_.find(name);
+  if (it == proxies_.end()) return error_response(404, "proxy not found");
+  Proxy& proxy = *it->second;
+  const std::string& toxic = seg[3];
+  if (m == "GET") {
+    for (const auto& t : proxy.toxics()) {
+      if (t->name == toxic) return json_response(200, toxic_json(*t));
+    }
+    return error_response(404, "toxic not found");
+  }
+  if (m == "DELETE") return delete_toxic(proxy, toxic);
+  return update_toxic_route(proxy, toxic, req.body);
+}
+
+std::string ControlPlane::proxy_json(const Proxy& p) const {
+  std::string out = "{\"name\":" + json_escape(p.spec().name) + ",\"listen\":" + json_escape(p.listen_text()) +
+                    ",\"upstream\":" + json_escape(p.spec().upstream) +
+                    ",\"enabled\":" + (p.running() ? "true" : "false") + ",\"toxics\":[";
+  bool first = true;
+  for (Stream s : {Stream::upstream, Stream::downstream}) {
+    for (const auto& t : p.toxics()) {
+      if (t->stream != s) continue;
+      if (!first) out += ',';
+      first = false;
+      out += toxic_json(*t);
+    }
+  }
+  out += "]";
+  if (p.spec().refuse_when_down) out += ",\"on_upstream_down\":\"refuse\"";
+  if (p.spec().max_connections) out += ",\"max_connections\":" + std::to_string(*p.spec().max_connections);
+  out += "}";
+  return out;
+}
+
+ApiResponse ControlPlane::list_proxies() {
+  std::string out = "{";
+  bool first = true;
+  for (const auto& [name, proxy] : proxies_) {
+    if (!first) out += ',';
+    first = false;
+    out += json_escape(name) + ":" + proxy_json(*proxy);
+  }
+  out += "}";
+  return json_response(200, out);
+}
+
+std::optional<ApiError> ControlPlane::build_toxics(const rapidjson::Value& list, const std::string& where,
+                                                   std::vector<std::shared_ptr<const ToxicConfig>>& out,
+                                                   Proxy* /*unused*/) {
+  for (rapidjson::SizeType i = 0; i < list.Size(); ++i) {
+    const std::string path = where + "[" + std::to_string(i) + "]";
+    ToxicFields fields;
+    if (auto e = decode_toxic(list[i], fields)) return ApiError{400, path + ": " + e->message};
+    auto config = std::make_shared<ToxicConfig>();
+    if (auto e = build_toxic(fields, *config)) return ApiError{e->status, path + ": " + e->message};
+    for (const auto& existing : out) {
+      if (existing->name == config->name) return ApiError{409, path + ": toxic already exists"};
+    }
+    config->revision = ++toxic_revision_;
+    out.push_back(std::move(config));
+  }
+  return std::nullopt;
+}
+
+ApiResponse ControlPlane::create_proxy(const std::string& body) {
+  rapidjson::Document doc;
+  if (auto e = parse_body(body, doc)) return error_response(400, *e);
+  ProxyFields f;
+  if (auto e = decode_proxy(doc, f)) return error_response(400, e->message);
+  if (!f.name || f.name->empty()) return error_response(400, "missing required field: name");
+  if (!f.upstream || f.upstream->empty()) return error_response(400, "missing required field: upstream");
+  if (proxies_.count(*f.name)) return error_response(409, "proxy already exists");
+  std::vector<std::shared_ptr<const ToxicConfig>> toxics;
+  if (f.toxics) {
+    if (auto e = build_toxics(*f.toxics, "toxics", toxics, nullptr)) return error_response(*e);
+  }
+  ProxySpec spec;
+  spec.name = *f.name;
+  spec.listen = f.listen.value_or("");
+  spec.upstream = *f.upstream;
+  spec.enabled = f.enabled.value_or(true);
+  spec.refuse_when_down = f.on_upstream_down.value_or("close") == "refuse";
+  spec.max_connections = f.max_connections;
+  auto proxy = std::make_unique<Proxy>(context_, spec);
+  proxy->toxics() = std::move(toxics);
+  proxy->publish();  // toxics are in place before the first client is accepted (#148)
+  if (spec.enabled) {
+    if (auto e = proxy->start()) return error_response(500, *e);
+  }
+  auto& stored = proxies_[spec.name];
+  stored = std::move(proxy);
+  return json_response(201, proxy_json(*stored));
+}
+
+ControlPlane::PopulateResult ControlPlane::populate(const rapidjson::Value& entries, const std::string* json_base) {
+  PopulateResult result;
+  const bool with_paths = json_base != nullptr;
+  const std::string base = with_paths ? *json_base : "";
+  // Validate every entry before anything changes.
+  std::vector<ProxyFields> fields(entries.Size());
+  std::vector<std::vector<std::shared_ptr<const ToxicConfig>>> toxics(entries.Size());
+  for (rapidjson::SizeType i = 0; i < entries.Size(); ++i) {
+    const std::string path = base + "[" + std::to_string(i) + "]";
+    if (auto e = decode_proxy(entries[i], fields[i])) {
+      result.error = ApiError{400, with_paths ? path + ": " + e->message : e->message + " at proxy " + std::to_string(i + 1)};
+      return result;
+    }
+    for (auto [key, value] : {std::pair{"name", &fields[i].name}, std::pair{"upstream", &fields[i].upstream}}) {
+      if (!*value || (*value)->empty()) {
+        result.error = ApiError{400, with_paths ? path + "." + key + ": missing required field"
+                                                : std::string("missing required field: ") + key + " at proxy " +
+                                                      std::to_string(i + 1)};
+        return result;
+      }
+    }
+    if (fields[i].toxics) {
+      if (auto e = build_toxics(*fields[i].toxics, with_paths ? path + ".toxics" : "proxy " + std::to_string(i + 1) + " toxics",
+                                toxics[i], nullptr)) {
+        result.error = *e;
+        return result;
+      }
+    }
+  }
+  for (rapidjson::SizeType i = 0; i < entries.Size(); ++i) {
+    const ProxyFields& f = fields[i];
+    auto it = proxies_.find(*f.name);
+    const std::string listen = f.listen.value_or("");
+    if (it != proxies_.end() && !it->second->listen_differs(listen) && it->second->spec().upstream == *f.upstream) {
+      // Unchanged: keep its state and toxics, unless the entry brings toxics of its own.
+      if (f.toxics) {
+        it->second->toxics() = std::move(toxics[i]);
+        it->second->publish();
+      }
+      result.proxies.push_back(it->second.get());
+      continue;
+    }
+    if (it != proxies_.end()) proxies_.erase(it);  // stops it and closes its connections
+    ProxySpec spec;
+    spec.name = *f.name;
+    spec.listen = listen;
+    spec.upstream = *f.upstream;
+    spec.enabled = f.enabled.value_or(true);
+    spec.refuse_when_down = f.on_upstream_down.value_or("close") == "refuse";
+    spec.max_connections = f.max_connections;
+    auto proxy = std::make_unique<Proxy>(context_, spec);
+    proxy->toxics() = std::move(toxics[i]);
+    proxy->publish();
+    if (spec.enabled) {
+      if (auto e = proxy->start()) {
+        result.error = ApiError{500, with_paths ? base + "[" + std::to_string(i) + "]: " + *e : *e};
+        return result;
+      }
+    }
+    auto& stored = proxies_[spec.name];
+    stored = std::move(proxy);
+    result.proxies.push_back(stored.get());
+  }
+  return result;
+}
+
+ApiResponse ControlPlane::populate_route(const std::string& body) {
+  rapidjson::Document doc;
+  if (auto e = parse_body(body, doc)) return error_response(400, *e);
+  if (!doc.IsArray()) return error_response(400, "bad request body: expected a JSON array of proxies");
+  auto result = populate(doc, nullptr);
+  std::string list = "[";
+  for (std::size_t i = 0; i < result.proxies.size(); ++i) {
+    if (i) list += ',';
+    list += proxy_json(*result.proxies[i]);
+  }
+  list += "]";
+  if (result.error) {
+    return json_response(result.error->status, "{\"error\":" + json_escape(result.error->message) +
+                                                   ",\"status\":" + std::to_string(result.error->status) +
+                                                   ",\"proxies\":" + list + "}\n");
+  }
+  return json_response(201, "{\"proxies\":" + list + "}");
+}
+
+ApiResponse ControlPlane::update_proxy(Proxy& proxy, const std::string& body) {
+  rapidjson::Document doc;
+  if (auto e = parse_body(body, doc)) return error_response(400, *e);
+  ProxyFields f;
+  if (auto e = decode_proxy(doc, f)) return error_response(400, e->message);
+  ProxySpec& spec = proxy.spec();
+  const std::string listen = f.listen.value_or(proxy.listen_text());
+  const std::string upstream = f.upstream.value_or(spec.upstream);
+  const bool enabled = f.enabled.value_or(proxy.running());
+  if (f.on_upstream_down) spec.refuse_when_down = *f.on_upstream_down == "refuse";
+  if (f.max_connections) spec.max_connections = f.max_connections;
+  if (proxy.listen_differs(listen) || upstream != spec.upstream) {
+    proxy.stop();
+    spec.listen = listen;
+    spec.upstream = upstream;
+    proxy.publish();
+  }
+  spec.enabled = enabled;
+  if (enabled && !proxy.running()) {
+    if (auto e = proxy.start()) return error_response(500, *e);
+  } else if (!enabled && proxy.running()) {
+    proxy.stop();
+  }
+  return json_response(200, proxy_json(proxy));
+}
+
+ApiResponse ControlPlane::delete_proxy(const std::string& name) {
+  proxies_.erase(name);
+  return no_content();
+}
+
+ApiResponse ControlPlane::list_toxics(const Proxy& proxy) {
+  std::string out = "[";
+  bool first = true;
+  for (Stream s : {Stream::upstream, Stream::downstream}) {
+    for (const auto& t : proxy.toxics()) {
+      if (t->stream != s) continue;
+      if (!first) out += ',';
+      first = false;
+      out += toxic_json(*t);
+    }
+  }
+  return json_response(200, out + "]");
+}
+
+ApiResponse ControlPlane::create_toxic(Proxy& proxy, const std::string& body) {
+  rapidjson::Document doc;
+  if (auto e = parse_body(body, doc)) return error_response(400, *e);
+  ToxicFields f;
+  if (auto e = decode_toxic(doc, f)) return error_response(400, e->message);
+  auto config = std::make_shared<ToxicConfig>();
+  if (auto e = build_toxic(f, *config)) return error_response(e->status, e->message);
+  for (const auto& t : proxy.toxics()) {
+    if (t->name == config->name) return error_response(409, "toxic already exists");
+  }
+  config->revision = ++toxic_revision_;
+  proxy.toxics().push_back(config);
+  proxy.publish();
+  return json_response(200, toxic_json(*config));
+}
+
+ApiResponse ControlPlane::update_toxic_route(Proxy& proxy, const std::string& toxic, const std::string& body) {
+  auto& toxics = proxy.toxics();
+  auto it = std::find_if(toxics.begin(), toxics.end(), [&](const auto& t) { return t->name == toxic; });
+  if (it == toxics.end()) return error_response(404, "toxic not found");
+  rapidjson::Document doc;
+  if (auto e = parse_body(body, doc)) return error_response(400, *e);
+  ToxicFields f;
+  if (auto e = decode_toxic(doc, f)) return error_response(400, e->message);
+  auto next = std::make_shared<ToxicConfig>(**it);  // the live one stays untouched: connections read it
+  if (auto e = update_toxic(f, *next)) return error_response(e->status, e->message);
+  next->revision = ++toxic_revision_;
+  *it = next;
+  proxy.publish();
+  return json_response(200, toxic_json(*next));
+}
+
+ApiResponse ControlPlane::delete_toxic(Proxy& proxy, const std::string& toxic) {
+  auto& toxics = proxy.toxics();
+  auto it = std::find_if(toxics.begin(), toxics.end(), [&](const auto& t) { return t->name == toxic; });
+  if (it == toxics.end()) return error_response(404, "toxic not found");
+  toxics.erase(it);
+  proxy.publish();
+  return no_content();
+}
+
+ApiResponse ControlPlane::reset() {
+  for (auto& [name, proxy] : proxies_) {
+    if (!proxy->running()) {
+      proxy->spec().enabled = true;
+      if (auto e = proxy->start()) return error_response(500, *e);
+    }
+    proxy->toxics().clear();
+    proxy->publish();
+  }
+  return no_content();
+}
+
+std::string ControlPlane::metrics_text(bool runtime_metrics) const {
+  std::string out;
+  auto family = [&](const char* name, const char* type, const char* help) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+  };
+  family("toxiproxy_proxy_received_bytes_total", "counter", "The total bytes received from the source of a link.");
+  for (const auto& [name, p] : proxies_) {
+    for (Stream s : {Stream::downstream, Stream::upstream}) {
+      const auto& d = p->runtime().stats.direction[static_cast<int>(s)];
+      out += "toxiproxy_proxy_received_bytes_total{direction=\"" + std::string(s == Stream::upstream ? "upstream" : "downstream") +
+             "\",listener=\"" + prom_escape(p->listen_text()) + "\",proxy=\"" + prom_escape(name) + "\",upstream=\"" +
+             prom_escape(p->spec().upstream) + "\"} " + std::to_string(d.received_bytes.load()) + "\n";
+    }
+  }
+  family("toxiproxy_proxy_sent_bytes_total", "counter", "The total bytes sent to the destination of a link.");
+  for (const auto& [name, p] : proxies_) {
+    for (Stream s : {Stream::downstream, Stream::upstream}) {
+      const auto& d = p->runtime().stats.direction[static_cast<int>(s)];
+      out += "toxiproxy_proxy_sent_bytes_total{direction=\"" + std::string(s == Stream::upstream ? "upstream" : "downstream") +
+             "\",listener=\"" + prom_escape(p->listen_text()) + "\",proxy=\"" + prom_escape(name) + "\",upstream=\"" +
+             prom_escape(p->spec().upstream) + "\"} " + std::to_string(d.sent_bytes.load()) + "\n";
+    }
+  }
+  auto per_proxy = [&](const char* metric, const char* type, const char* help, auto value) {
+    family(metric, type, help);
+    for (const auto& [name, p] : proxies_) {
+      out += std::string(metric) + "{proxy=\"" + prom_escape(name) + "\"} " + std::to_string(value(p->runtime().stats)) + "\n";
+    }
+  };
+  per_proxy("faultline_proxy_connections_active", "gauge", "Connections open right now.",
+            [](const ProxyStats& s) { return s.connections_active.load(); });
+  per_proxy("faultline_proxy_connections_total", "counter", "Connections accepted.",
+            [](const ProxyStats& s) { return s.connections_total.load(); });
+  family("faultline_proxy_connections_refused_total", "counter", "Connections closed at once, by reason.");
+  for (const auto& [name, p] : proxies_) {
+    const auto& s = p->runtime().stats;
+    out += "faultline_proxy_connections_refused_total{proxy=\"" + prom_escape(name) + "\",reason=\"limit\"} " +
+           std::to_string(s.connections_refused_limit.load()) + "\n";
+    out += "faultline_proxy_connections_refused_total{proxy=\"" + prom_escape(name) + "\",reason=\"upstream_down\"} " +
+           std::to_string(s.connections_refused_upstream.load()) + "\n";
+  }
+  per_proxy("faultline_proxy_upstream_connect_failures_total", "counter", "Upstream connects that failed or timed out.",
+            [](const ProxyStats& s) { return s.upstream_connect_failures.load(); });
+  per_proxy("faultline_proxy_resets_sent_total", "counter", "Connections aborted with RST.",
+            [](const ProxyStats& s) { return s.resets_sent.load(); });
+  if (runtime_metrics) {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.rfind("VmRSS:", 0) == 0) {
+        family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+        out += "process_resident_memory_bytes " + std::to_string(std::stoull(line.substr(6)) * 1024) + "\n";
+      }
+    }
+  }
+  return out;
+}
+
+void ControlPlane::stop_accepting() {
+  for (auto& [name, proxy] : proxies_) proxy->stop_accepting();
+}
+
+void ControlPlane::stop_all() {
+  for (auto& [name, proxy] : proxies_) proxy->stop();
+}
+
+std::uint64_t ControlPlane::active_connections() const {
+  std::uint64_t total = 0;
+  for (const auto& [name, proxy] : proxies_) total += proxy->runtime().stats.connections_active.load();
+  return total;
+}
+
+}  // namespace faultline

@@ -1,0 +1,92 @@
+// The control plane: the registry of proxies and every route of the control API
+// (Toxiproxy's, exactly, plus faultline's). Transport-free: the HTTP server hands it a
+// parsed request and writes back the response. Runs on the control thread only and
+// never waits on the data plane.
+#pragma once
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <rapidjson/document.h>
+
+#include "proxy/proxy.hpp"
+
+namespace faultline {
+
+struct ApiRequest {
+  std::string method;
+  std::string target;  // raw request target (path + query)
+  std::string host;    // Host header
+  std::string user_agent;
+  std::string authorization;
+  std::string body;
+};
+
+struct ApiResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+};
+
+struct ApiSecurity {
+  std::optional<std::string> token;   // bearer token; nullopt = no auth
+  std::vector<std::string> allowed_hosts;
+  bool enforce_host = true;           // refuse non-loopback Host headers (Toxiproxy #219)
+  bool block_browsers = true;         // Toxiproxy's "Mozilla/" user-agent block
+};
+
+// An error with an HTTP status, in Toxiproxy's vocabulary.
+struct ApiError {
+  int status;
+  std::string message;
+};
+
+class ControlPlane {
+ public:
+  ControlPlane(ServerContext& context, ApiSecurity security);
+  ~ControlPlane();
+
+  ApiResponse handle(const ApiRequest& request);
+
+  // Creates or replaces proxies from a JSON array (the /populate body and the config
+  // file). `where` prefixes error messages with a JSON path (e.g. "$.proxies").
+  // Validation covers every entry before anything changes.
+  struct PopulateResult {
+    std::optional<ApiError> error;
+    std::vector<const Proxy*> proxies;  // the ones processed, in input order
+  };
+  PopulateResult populate(const rapidjson::Value& entries, const std::string* json_base);
+
+  std::string metrics_text(bool runtime_metrics) const;
+  // Graceful shutdown: close every listener, keep connections.
+  void stop_accepting();
+  // Close everything.
+  void stop_all();
+  std::uint64_t active_connections() const;
+
+ private:
+  ApiResponse route(const ApiRequest& request, const std::vector<std::string>& segments);
+  ApiResponse list_proxies();
+  ApiResponse create_proxy(const std::string& body);
+  ApiResponse populate_route(const std::string& body);
+  ApiResponse update_proxy(Proxy& proxy, const std::string& body);
+  ApiResponse delete_proxy(const std::string& name);
+  ApiResponse list_toxics(const Proxy& proxy);
+  ApiResponse create_toxic(Proxy& proxy, const std::string& body);
+  ApiResponse update_toxic_route(Proxy& proxy, const std::string& toxic, const std::string& body);
+  ApiResponse delete_toxic(Proxy& proxy, const std::string& toxic);
+  ApiResponse reset();
+
+  std::string proxy_json(const Proxy& proxy) const;
+  std::optional<ApiError> build_toxics(const rapidjson::Value& list, const std::string& where,
+                                       std::vector<std::shared_ptr<const ToxicConfig>>& out, Proxy* revisions);
+
+  ServerContext& context_;
+  ApiSecurity security_;
+  std::map<std::string, std::unique_ptr<Proxy>> proxies_;
+  std::uint64_t toxic_revision_ = 0;
+};
+
+}  // namespace faultline

@@ -1,0 +1,254 @@
+#include "proxy/json_io.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+
+#include <rapidjson/error/en.h>
+
+namespace faultline {
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    auto lower = [](char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; };
+    if (lower(a[i]) != lower(b[i])) return false;
+  }
+  return true;
+}
+
+const char* kind_name(const rapidjson::Value& v) {
+  if (v.IsString()) return "string";
+  if (v.IsBool()) return "boolean";
+  if (v.IsNumber()) return "number";
+  if (v.IsArray()) return "array";
+  if (v.IsObject()) return "object";
+  return "null";
+}
+
+std::optional<DecodeError> wrong_type(std::string_view field, const char* expected, const rapidjson::Value& got) {
+  return DecodeError{"bad request body: field " + std::string(field) + " must be " + expected + ", got " +
+                     kind_name(got)};
+}
+
+std::optional<DecodeError> get_string(const rapidjson::Value& obj, std::string_view key, std::optional<std::string>& out) {
+  const rapidjson::Value* v = find_member(obj, key);
+  if (!v) return std::nullopt;
+  if (!v->IsString()) return wrong_type(key, "a string", *v);
+  out = std::string(v->GetString(), v->GetStringLength());
+  return std::nullopt;
+}
+
+// Integral numbers, including integral floats such as 1000.0 (Ruby and Python send them).
+bool as_integer(const rapidjson::Value& v, std::int64_t& out) {
+  if (v.IsInt64()) {
+    out = v.GetInt64();
+    return true;
+  }
+  if (v.IsUint64()) return false;  // above int64
+  if (v.IsDouble()) {
+    const double d = v.GetDouble();
+    if (std::isfinite(d) && std::floor(d) == d && std::fabs(d) < 9.2e18) {
+      out = static_cast<std::int64_t>(d);
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+const rapidjson::Value* find_member(const rapidjson::Value& object, std::string_view key) {
+  if (!object.IsObject()) return nullptr;
+  const rapidjson::Value* found = nullptr;
+  for (auto it = object.MemberBegin(); it != object.MemberEnd(); ++it) {
+    std::string_view name(it->name.GetString(), it->name.GetStringLength());
+    if (name == key) {  // an exact match wins over a case-insensitive one
+      found = &it->value;
+      break;
+    }
+    if (!found && iequals(name, key)) found = &it->value;
+  }
+  if (found && found->IsNull()) return nullptr;
+  return found;
+}
+
+std::optional<std::string> parse_body(std::string_view body, rapidjson::Document& doc) {
+  std::size_t start = 0;
+  while (start < body.size() && (body[start] == ' ' || body[start] == '\n' || body[start] == '\r' || body[start] == '\t'))
+    ++start;
+  if (start == body.size()) return "bad request body: EOF";
+  doc.Parse<rapidjson::kParseStopWhenDoneFlag>(body.data(), body.size());
+  if (doc.HasParseError()) {
+    return std::string("bad request body: ") + rapidjson::GetParseError_En(doc.GetParseError()) + " (at byte " +
+           std::to_string(doc.GetErrorOffset()) + ")";
+  }
+  return std::nullopt;
+}
+
+std::optional<DecodeError> decode_proxy(const rapidjson::Value& v, ProxyFields& out) {
+  if (!v.IsObject()) return DecodeError{std::string("bad request body: expected a JSON object, got ") + kind_name(v)};
+  for (auto [key, field] : {std::pair{"name", &out.name}, std::pair{"listen", &out.listen},
+                            std::pair{"upstream", &out.upstream}, std::pair{"on_upstream_down", &out.on_upstream_down}}) {
+    if (auto e = get_string(v, key, *field)) return e;
+  }
+  if (const auto* e = find_member(v, "enabled")) {
+    if (!e->IsBool()) return wrong_type("enabled", "a boolean", *e);
+    out.enabled = e->GetBool();
+  }
+  if (const auto* m = find_member(v, "max_connections")) {
+    std::int64_t n = 0;
+    if (!as_integer(*m, n) || n < 0) return DecodeError{"bad request body: field max_connections must be a non-negative integer"};
+    out.max_connections = static_cast<std::uint64_t>(n);
+  }
+  if (out.on_upstream_down && *out.on_upstream_down != "close" && *out.on_upstream_down != "refuse") {
+    return DecodeError{"bad request body: field on_upstream_down must be \"close\" or \"refuse\", got \"" +
+                       *out.on_upstream_down + "\""};
+  }
+  if (const auto* t = find_member(v, "toxics")) {
+    if (!t->IsArray()) return wrong_type("toxics", "an array", *t);
+    out.toxics = t;
+  }
+  return std::nullopt;
+}
+
+std::optional<DecodeError> decode_toxic(const rapidjson::Value& v, ToxicFields& out) {
+  if (!v.IsObject()) return DecodeError{std::string("bad request body: expected a JSON object, got ") + kind_name(v)};
+  for (auto [key, field] : {std::pair{"name", &out.name}, std::pair{"type", &out.type}}) {
+    if (auto e = get_string(v, key, *field)) return e;
+  }
+  // An explicit "stream": "" is kept (and later refused), as Toxiproxy does.
+  if (const auto* s = find_member(v, "stream")) {
+    if (!s->IsString()) return wrong_type("stream", "a string", *s);
+    out.stream = std::string(s->GetString(), s->GetStringLength());
+  }
+  if (const auto* t = find_member(v, "toxicity")) {
+    if (!t->IsNumber()) return wrong_type("toxicity", "a number", *t);
+    out.toxicity = t->GetDouble();
+  }
+  if (const auto* a = find_member(v, "attributes")) {
+    if (!a->IsObject()) return wrong_type("attributes", "an object", *a);
+    out.attributes = a;
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+std::optional<ToxicBuildError> merge_attributes(const ToxicType& type, const rapidjson::Value* attrs, ToxicConfig& c) {
+  if (!attrs) return std::nullopt;
+  for (const auto& spec : type.attributes) {
+    const rapidjson::Value* v = find_member(*attrs, spec.name);
+    if (!v) continue;
+    auto* slot = const_cast<AttributeValue*>(c.find(spec.name));
+    if (spec.kind == AttributeKind::integer) {
+      std::int64_t n = 0;
+      if (!as_integer(*v, n)) {
+        return ToxicBuildError{400, "bad request body: attribute " + std::string(spec.name) + " of " +
+                                        std::string(type.name) + " must be an integer, got " +
+                                        (v->IsNumber() ? "a fraction or out-of-range number" : kind_name(*v))};
+      }
+      *slot = AttributeValue{true, n, 0.0};
+    } else {
+      if (!v->IsNumber()) {
+        return ToxicBuildError{400, "bad request body: attribute " + std::string(spec.name) + " of " +
+                                        std::string(type.name) + " must be a number, got " + kind_name(*v)};
+      }
+      *slot = AttributeValue{false, 0, v->GetDouble()};
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<ToxicBuildError> check(const ToxicType& type, const ToxicConfig& c) {
+  if (!(c.toxicity >= 0.0 && c.toxicity <= 1.0)) {
+    return ToxicBuildError{400, "toxicity must be between 0 and 1, got " + format_number(c.toxicity)};
+  }
+  if (auto e = type.validate(c)) return ToxicBuildError{400, "invalid attributes for " + std::string(type.name) + ": " + *e};
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<ToxicBuildError> build_toxic(const ToxicFields& f, ToxicConfig& c) {
+  c.stream_text = f.stream.value_or("downstream");
+  auto stream = parse_stream(c.stream_text);
+  if (!stream) return ToxicBuildError{400, "stream was invalid, can be either upstream or downstream"};
+  c.stream = *stream;
+  c.type = f.type.value_or("");
+  c.name = f.name.value_or("");
+  if (c.name.empty()) c.name = c.type + "_" + c.stream_text;
+  const ToxicType* type = ToxicRegistry::instance().find(c.type);
+  if (!type) return ToxicBuildError{400, "invalid toxic type"};
+  c.toxicity = f.toxicity.value_or(1.0);
+  c.attributes.clear();
+  for (const auto& spec : type->attributes) {
+    AttributeValue v = spec.kind == AttributeKind::integer
+                           ? AttributeValue{true, static_cast<std::int64_t>(spec.default_value), 0.0}
+                           : AttributeValue{false, 0, spec.default_value};
+    c.attributes.push_back({std::string(spec.name), v});
+  }
+  if (auto e = merge_attributes(*type, f.attributes, c)) return e;
+  return check(*type, c);
+}
+
+std::optional<ToxicBuildError> update_toxic(const ToxicFields& f, ToxicConfig& c) {
+  const ToxicType* type = ToxicRegistry::instance().find(c.type);
+  if (!type) return ToxicBuildError{400, "invalid toxic type"};
+  if (f.toxicity) c.toxicity = *f.toxicity;
+  if (auto e = merge_attributes(*type, f.attributes, c)) return e;
+  return check(*type, c);
+}
+
+std::string format_number(double value) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
+  if (ec != std::errc()) return "0";
+  return std::string(buf, end);
+}
+
+std::string json_escape(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() + 2);
+  out += '"';
+  for (unsigned char ch : text) {
+    switch (ch) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (ch < 0x20) {
+          char u[8];
+          std::snprintf(u, sizeof u, "\\u%04x", ch);
+          out += u;
+        } else {
+          out += static_cast<char>(ch);
+        }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string toxic_json(const ToxicConfig& t) {
+  std::string out = "{\"attributes\":{";
+  bool first = true;
+  for (const auto& a : t.attributes) {
+    if (!first) out += ',';
+    first = false;
+    out += json_escape(a.name) + ':';
+    out += a.value.integral ? std::to_string(a.value.integer) : format_number(a.value.number);
+  }
+  out += "},\"name\":" + json_escape(t.name) + ",\"type\":" + json_escape(t.type) +
+         ",\"stream\":" + json_escape(t.stream_text) + ",\"toxicity\":" + format_number(t.toxicity) + "}";
+  return out;
+}
+
+std::string error_json(int status, std::string_view message) {
+  return "{\"error\":" + json_escape(message) + ",\"status\":" + std::to_string(status) + "}\n";
+}
+
+}  // namespace faultline

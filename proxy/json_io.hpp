@@ -1,0 +1,63 @@
+// The control API's JSON: lenient decoding the way Toxiproxy's Go server decodes
+// (unknown keys ignored, keys case-insensitive, null means "default/unchanged",
+// integral floats accepted for integers) and the exact response shapes it emits.
+#pragma once
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <rapidjson/document.h>
+
+#include "faults/toxic.hpp"
+
+namespace faultline {
+
+// Fields of a proxy body; absent or null fields are nullopt.
+struct ProxyFields {
+  std::optional<std::string> name, listen, upstream, on_upstream_down;
+  std::optional<bool> enabled;
+  std::optional<std::uint64_t> max_connections;
+  const rapidjson::Value* toxics = nullptr;  // array when present
+};
+
+// Fields of a toxic body; absent or null fields are nullopt.
+struct ToxicFields {
+  std::optional<std::string> name, type, stream;
+  std::optional<double> toxicity;
+  const rapidjson::Value* attributes = nullptr;  // object when present
+};
+
+// Errors carry the exact field that is wrong and why.
+struct DecodeError {
+  std::string message;
+};
+
+// Finds a member by case-insensitive key (Go encoding/json semantics); null counts as absent.
+const rapidjson::Value* find_member(const rapidjson::Value& object, std::string_view key);
+
+std::optional<DecodeError> decode_proxy(const rapidjson::Value& v, ProxyFields& out);
+std::optional<DecodeError> decode_toxic(const rapidjson::Value& v, ToxicFields& out);
+
+// Builds a complete ToxicConfig for a new toxic: defaults, stream check, every attribute
+// of the type present. Error messages are Toxiproxy's where Toxiproxy has one.
+struct ToxicBuildError {
+  int status;
+  std::string message;
+};
+std::optional<ToxicBuildError> build_toxic(const ToxicFields& fields, ToxicConfig& out);
+// Applies a partial update (attributes merged, toxicity kept when absent) to a copy.
+std::optional<ToxicBuildError> update_toxic(const ToxicFields& fields, ToxicConfig& inout);
+
+// Shortest text that reads back as the same double ("0.2", "1").
+std::string format_number(double value);
+
+std::string toxic_json(const ToxicConfig& toxic);
+
+// Parses a body: only the first JSON value is read (trailing bytes ignored, like Go).
+std::optional<std::string> parse_body(std::string_view body, rapidjson::Document& doc);
+
+std::string json_escape(std::string_view text);
+std::string error_json(int status, std::string_view message);
+
+}  // namespace faultline

@@ -1,0 +1,54 @@
+#include "proxy/profile.hpp"
+
+#include <fstream>
+#include <sstream>
+
+#include <rapidjson/error/en.h>
+
+namespace faultline {
+
+std::optional<std::string> load_profile(const std::string& path, Profile& out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return path + ": cannot open the file";
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  const std::string text = buffer.str();
+  out.document.Parse(text.c_str(), text.size());
+  if (out.document.HasParseError()) {
+    // Report line and column, which a person can find in an editor.
+    const std::size_t offset = out.document.GetErrorOffset();
+    std::size_t line = 1, column = 1;
+    for (std::size_t i = 0; i < offset && i < text.size(); ++i) {
+      if (text[i] == '\n') {
+        ++line;
+        column = 1;
+      } else {
+        ++column;
+      }
+    }
+    return path + ":" + std::to_string(line) + ":" + std::to_string(column) + ": not valid JSON: " +
+           rapidjson::GetParseError_En(out.document.GetParseError());
+  }
+  if (out.document.IsArray()) {
+    out.proxies = &out.document;
+    return std::nullopt;
+  }
+  if (!out.document.IsObject()) return path + ": $: expected an array of proxies or a faultline profile object";
+  for (auto it = out.document.MemberBegin(); it != out.document.MemberEnd(); ++it) {
+    const std::string key = it->name.GetString();
+    if (key != "seed" && key != "proxies" && key != "description" && key != "$schema") {
+      return path + ": $." + key + ": unknown field (expected seed, proxies, description)";
+    }
+  }
+  if (auto seed = out.document.FindMember("seed"); seed != out.document.MemberEnd()) {
+    if (!seed->value.IsUint64()) return path + ": $.seed: must be a non-negative integer";
+    out.seed = seed->value.GetUint64();
+  }
+  auto proxies = out.document.FindMember("proxies");
+  if (proxies == out.document.MemberEnd()) return path + ": $.proxies: missing required field";
+  if (!proxies->value.IsArray()) return path + ": $.proxies: must be an array";
+  out.proxies = &proxies->value;
+  return std::nullopt;
+}
+
+}  // namespace faultline

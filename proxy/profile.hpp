@@ -1,0 +1,20 @@
+// Config files for `serve --config`: a Toxiproxy config (a JSON array of proxies) or a
+// faultline profile (an object: {"seed": N, "proxies": [...]}, proxies may carry toxics).
+#pragma once
+#include <optional>
+#include <string>
+
+#include <rapidjson/document.h>
+
+namespace faultline {
+
+struct Profile {
+  rapidjson::Document document;
+  const rapidjson::Value* proxies = nullptr;  // the array of proxy entries
+  std::optional<std::uint64_t> seed;
+};
+
+// Reads and checks the file's shape; errors name the file, the JSON path and the reason.
+std::optional<std::string> load_profile(const std::string& path, Profile& out);
+
+}  // namespace faultline

@@ -1,0 +1,263 @@
+#include "proxy/proxy.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "proxy/address.hpp"
+#include "proxy/server_context.hpp"
+#include "proxy/session.hpp"
+
+namespace faultline {
+namespace {
+
+std::string lower_first(std::string s) {
+  if (!s.empty() && s[0] >= 'A' && s[0] <= 'Z') s[0] = static_cast<char>(s[0] - 'A' + 'a');
+  return s;
+}
+
+// Resolves listen text the way Go's net.Listen does; "" / ":0" means all interfaces.
+std::optional<tcp::endpoint> resolve_listen(net::io_context& ioc, const std::string& listen, std::string& error) {
+  std::optional<HostPort> hp = listen.empty() ? HostPort{"", "0"} : split_host_port(listen);
+  if (!hp) {
+    error = "listen tcp " + listen + ": address " + listen + ": missing port in address";
+    return std::nullopt;
+  }
+  unsigned long port = 0;
+  try {
+    std::size_t used = 0;
+    port = std::stoul(hp->port, &used);
+    if (used != hp->port.size() || port > 65535) throw std::out_of_range("port");
+  } catch (const std::exception&) {
+    error = "listen tcp " + listen + ": address " + hp->port + ": invalid port";
+    return std::nullopt;
+  }
+  const auto p = static_cast<unsigned short>(port);
+  if (hp->host.empty()) return tcp::endpoint(net::ip::address_v6::any(), p);
+  if (hp->host == "localhost") return tcp::endpoint(net::ip::address_v4::loopback(), p);
+  boost::system::error_code ec;
+  auto address = net::ip::make_address(hp->host, ec);
+  if (!ec) return tcp::endpoint(address, p);
+  tcp::resolver resolver(ioc);
+  auto results = resolver.resolve(hp->host, hp->port, ec);
+  if (ec || results.empty()) {
+    error = "listen tcp " + listen + ": lookup " + hp->host + ": " + lower_first(ec ? ec.message() : "no such host");
+    return std::nullopt;
+  }
+  for (const auto& r : results) {
+    if (r.endpoint().address().is_v4()) return r.endpoint();
+  }
+  return results.begin()->endpoint();
+}
+
+std::string format_endpoint(const tcp::endpoint& ep) {
+  return join_host_port(ep.address().to_string(), ep.port());
+}
+
+}  // namespace
+
+struct Proxy::Listener : std::enable_shared_from_this<Proxy::Listener> {
+  explicit Listener(net::io_context& ioc) : acceptor(ioc), probe_timer(ioc) {}
+  tcp::acceptor acceptor;
+  tcp::endpoint bound;
+  Proxy* owner = nullptr;  // cleared when the proxy stops; coroutines check it after every wait
+  bool probing = false;
+  net::steady_timer probe_timer;
+
+  boost::system::error_code open_and_bind() {
+    boost::system::error_code ec;
+    acceptor.open(bound.protocol(), ec);
+    if (ec) return ec;
+    acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (bound.address().is_v6() && bound.address().is_unspecified()) {
+      acceptor.set_option(net::ip::v6_only(false), ec);  // "[::]" serves IPv4 too, as in Go
+    }
+    acceptor.bind(bound, ec);
+    if (!ec) acceptor.listen(4096, ec);
+    if (ec) {
+      boost::system::error_code ignored;
+      acceptor.close(ignored);
+      return ec;
+    }
+    bound = acceptor.local_endpoint(ec);
+    return ec;
+  }
+
+  awaitable<void> accept_loop();
+  awaitable<void> probe_loop();
+};
+
+awaitable<void> Proxy::Listener::accept_loop() {
+  auto self = shared_from_this();
+  while (owner && acceptor.is_open()) {
+    Worker& worker = owner->context_.workers.next();
+    auto [ec, socket] = co_await acceptor.async_accept(worker.ioc, use_nothrow);
+    if (!owner || ec == net::error::operation_aborted || !acceptor.is_open()) co_return;
+    if (ec) {
+      // Out of descriptors or similar: back off briefly instead of spinning.
+      spdlog::warn("proxy {}: accept failed: {}", owner->spec_.name, ec.message());
+      probe_timer.expires_after(std::chrono::milliseconds(50));
+      co_await probe_timer.async_wait(use_nothrow);
+      continue;
+    }
+    Proxy& proxy = *owner;
+    ProxyStats& stats = proxy.runtime_->stats;
+    stats.connections_total.fetch_add(1, std::memory_order_relaxed);
+    const std::uint64_t limit = proxy.spec_.max_connections.value_or(proxy.context_.max_connections);
+    if (limit > 0 && stats.connections_active.load(std::memory_order_relaxed) >= limit) {
+      stats.connections_refused_limit.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn("proxy {}: refusing a connection: {} connections is the limit", proxy.spec_.name, limit);
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      continue;
+    }
+    stats.connections_active.fetch_add(1, std::memory_order_relaxed);
+    SessionSettings settings;
+    settings.connect_timeout = proxy.context_.connect_timeout;
+    settings.max_queued_bytes = proxy.context_.max_queued_bytes;
+    std::weak_ptr<Listener> weak = self;
+    auto runtime = proxy.runtime_;
+    settings.on_upstream_failure = [weak, runtime, &control = proxy.context_.control] {
+      runtime->stats.connections_refused_upstream.fetch_add(1, std::memory_order_relaxed);
+      net::post(control, [weak] {
+        if (auto listener = weak.lock(); listener && listener->owner) listener->owner->upstream_failed();
+      });
+    };
+    const std::uint64_t generation = runtime->generation();
+    const std::uint64_t index = runtime->next_connection_index();
+    net::post(worker.ioc, [&worker, runtime, settings = std::move(settings), generation, index,
+                           socket = std::move(socket)]() mutable {
+      Session::start(std::make_shared<Session>(worker, runtime, std::move(socket), std::move(settings), generation, index));
+    });
+  }
+}
+
+// "refuse" mode: the listener stays closed while the upstream is down; probe it and
+// reopen on the same address once it answers.
+awaitable<void> Proxy::Listener::probe_loop() {
+  auto self = shared_from_this();
+  while (owner) {
+    probe_timer.expires_after(owner->context_.upstream_probe_interval);
+    co_await probe_timer.async_wait(use_nothrow);
+    if (!owner) co_return;
+    auto target = split_host_port(owner->runtime_->snapshot()->upstream);
+    if (!target) continue;
+    auto& ioc = owner->context_.control;
+    tcp::resolver resolver(ioc);
+    auto [rec, endpoints] = co_await resolver.async_resolve(target->host, target->port, use_nothrow);
+    if (!owner) co_return;
+    if (rec) continue;
+    tcp::socket probe(ioc);
+    net::steady_timer deadline(ioc);
+    deadline.expires_after(std::chrono::seconds(1));
+    deadline.async_wait([&probe](const boost::system::error_code& ec) {
+      if (!ec) {
+        boost::system::error_code ignored;
+        probe.close(ignored);
+      }
+    });
+    auto [cec, ep] = co_await net::async_connect(probe, endpoints, use_nothrow);
+    deadline.cancel();
+    if (!owner) co_return;
+    if (cec) continue;
+    boost::system::error_code ignored;
+    probe.close(ignored);
+    if (auto ec = open_and_bind()) {
+      spdlog::warn("proxy {}: upstream is back but re-listening on {} failed: {}", owner->spec_.name,
+                   format_endpoint(bound), ec.message());
+      continue;
+    }
+    spdlog::info("proxy {}: upstream {} is back; accepting again", owner->spec_.name, owner->spec_.upstream);
+    probing = false;
+    net::co_spawn(acceptor.get_executor(), accept_loop(), net::detached);
+    co_return;
+  }
+}
+
+Proxy::Proxy(ServerContext& context, ProxySpec spec)
+    : context_(context), spec_(std::move(spec)), runtime_(std::make_shared<ProxyRuntime>(spec_.name, context.seed)) {
+  publish();
+}
+
+Proxy::~Proxy() { stop(); }
+
+std::string Proxy::listen_text() const {
+  if (!listener_) return spec_.listen;
+  return format_endpoint(listener_->bound);
+}
+
+std::optional<std::string> Proxy::start() {
+  if (listener_) return std::nullopt;
+  std::string error;
+  auto endpoint = resolve_listen(context_.control, spec_.listen, error);
+  if (!endpoint) return error;
+  auto listener = std::make_shared<Listener>(context_.control);
+  listener->bound = *endpoint;
+  if (auto ec = listener->open_and_bind()) {
+    return "listen tcp " + format_endpoint(*endpoint) + ": bind: " + lower_first(ec.message());
+  }
+  listener->owner = this;
+  listener_ = listener;
+  net::co_spawn(context_.control, listener->accept_loop(), net::detached);
+  spdlog::info("proxy {}: listening on {}, upstream {}", spec_.name, listen_text(), spec_.upstream);
+  return std::nullopt;
+}
+
+void Proxy::stop_accepting() {
+  if (!listener_) return;
+  listener_->owner = nullptr;
+  boost::system::error_code ignored;
+  listener_->acceptor.close(ignored);
+  listener_->probe_timer.cancel();
+  listener_.reset();
+}
+
+void Proxy::stop() {
+  const bool was_running = listener_ != nullptr;
+  stop_accepting();
+  runtime_->next_generation();
+  auto runtime = runtime_;
+  // Fire and forget: each worker closes its own connections of this proxy.
+  context_.workers.broadcast([runtime](Worker& worker) {
+    std::vector<Session*> doomed;
+    for (Session* s : worker.sessions) {
+      if (&s->runtime() == runtime.get() && s->generation() < runtime->generation()) doomed.push_back(s);
+    }
+    for (Session* s : doomed) s->close(EndKind::close);
+  });
+  if (was_running) spdlog::info("proxy {}: stopped", spec_.name);
+}
+
+bool Proxy::listen_differs(const std::string& listen) const {
+  std::string error;
+  auto endpoint = resolve_listen(context_.control, listen, error);
+  if (!endpoint) return true;
+  return format_endpoint(*endpoint) != listen_text();
+}
+
+void Proxy::upstream_failed() {
+  if (!spec_.refuse_when_down || !listener_ || listener_->probing) return;
+  spdlog::warn("proxy {}: upstream {} is down; refusing new connections until it answers", spec_.name,
+               spec_.upstream);
+  listener_->probing = true;
+  boost::system::error_code ignored;
+  listener_->acceptor.close(ignored);
+  net::co_spawn(context_.control, listener_->probe_loop(), net::detached);
+}
+
+void Proxy::publish() {
+  auto snapshot = std::make_shared<ProxySnapshot>();
+  snapshot->upstream = spec_.upstream;
+  for (const auto& t : toxics_) {
+    (t->stream == Stream::upstream ? snapshot->upstream_toxics : snapshot->downstream_toxics).push_back(t);
+  }
+  runtime_->publish(std::move(snapshot));
+  auto runtime = runtime_;
+  context_.workers.broadcast([runtime](Worker& worker) {
+    std::vector<Session*> affected;
+    for (Session* s : worker.sessions) {
+      if (&s->runtime() == runtime.get()) affected.push_back(s);
+    }
+    for (Session* s : affected) s->config_changed();
+  });
+}
+
+}  // namespace faultline

@@ -1,0 +1,71 @@
+// One proxy as the control plane owns it: its spec, its toxics, its listener (on the
+// control thread's loop) and the runtime it shares with its live connections. Every
+// method runs on the control thread and returns without waiting for traffic.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "faults/toxic.hpp"
+#include "proxy/runtime.hpp"
+
+namespace faultline {
+
+class ServerContext;
+
+struct ProxySpec {
+  std::string name;
+  std::string listen;
+  std::string upstream;
+  bool enabled = true;
+  bool refuse_when_down = false;             // "on_upstream_down": "refuse"
+  std::optional<std::uint64_t> max_connections;
+};
+
+class Proxy {
+ public:
+  Proxy(ServerContext& context, ProxySpec spec);
+  ~Proxy();
+  Proxy(const Proxy&) = delete;
+  Proxy& operator=(const Proxy&) = delete;
+
+  const ProxySpec& spec() const { return spec_; }
+  ProxySpec& spec() { return spec_; }
+  // The bound address while running (Go's formatting), else the listen text as given.
+  std::string listen_text() const;
+  bool running() const { return listener_ != nullptr; }
+
+  // Binds and starts accepting. Returns Go-style error text on failure.
+  std::optional<std::string> start();
+  // Closes the listener and every live connection of this proxy.
+  void stop();
+  // Closes only the listener (graceful shutdown keeps connections).
+  void stop_accepting();
+  // Would `listen` bind somewhere other than where this proxy is now? (Toxiproxy's Differs)
+  bool listen_differs(const std::string& listen) const;
+
+  // Toxics in insertion order, both streams.
+  std::vector<std::shared_ptr<const ToxicConfig>>& toxics() { return toxics_; }
+  const std::vector<std::shared_ptr<const ToxicConfig>>& toxics() const { return toxics_; }
+  // Hands the current spec and toxics to the data plane as a new immutable snapshot.
+  void publish();
+
+  ProxyRuntime& runtime() { return *runtime_; }
+  const ProxyRuntime& runtime() const { return *runtime_; }
+  std::uint64_t next_revision() { return ++revision_; }
+
+ private:
+  struct Listener;
+  void upstream_failed();
+
+  ServerContext& context_;
+  ProxySpec spec_;
+  std::vector<std::shared_ptr<const ToxicConfig>> toxics_;
+  std::shared_ptr<ProxyRuntime> runtime_;
+  std::shared_ptr<Listener> listener_;
+  std::uint64_t revision_ = 0;
+};
+
+}  // namespace faultline

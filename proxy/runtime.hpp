@@ -1,0 +1,72 @@
+// What the data plane shares with the control plane for one proxy: the immutable
+// configuration snapshot that live connections pick up at their next chunk, and the
+// live counters /metrics reads. No Asio here; the control plane never waits on it.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "faults/chain.hpp"
+
+namespace faultline {
+
+// One immutable configuration of a proxy's data path.
+struct ProxySnapshot {
+  std::string upstream;  // host:port, resolved per connection
+  ToxicList upstream_toxics;
+  ToxicList downstream_toxics;
+  std::uint64_t version = 0;
+};
+
+struct DirectionStats {
+  std::atomic<std::uint64_t> received_bytes{0};  // read from this direction's source
+  std::atomic<std::uint64_t> sent_bytes{0};      // written to this direction's destination
+  std::atomic<std::uint64_t> dropped_bytes{0};   // dropped on purpose by faults
+};
+
+struct ProxyStats {
+  DirectionStats direction[2];  // indexed by Stream
+  std::atomic<std::uint64_t> connections_active{0};
+  std::atomic<std::uint64_t> connections_total{0};
+  std::atomic<std::uint64_t> connections_refused_limit{0};
+  std::atomic<std::uint64_t> connections_refused_upstream{0};  // closed because the upstream was down
+  std::atomic<std::uint64_t> upstream_connect_failures{0};
+  std::atomic<std::uint64_t> resets_sent{0};
+};
+
+// Shared by the control plane and every live connection of one proxy.
+class ProxyRuntime {
+ public:
+  explicit ProxyRuntime(std::string name, std::uint64_t seed) : name_(std::move(name)), seed_(seed) {}
+
+  const std::string& name() const { return name_; }
+  std::uint64_t seed() const { return seed_; }
+
+  std::shared_ptr<const ProxySnapshot> snapshot() const { return snapshot_.load(std::memory_order_acquire); }
+  std::uint64_t version() const { return version_.load(std::memory_order_acquire); }
+  void publish(std::shared_ptr<ProxySnapshot> next) {
+    next->version = version_.load(std::memory_order_relaxed) + 1;
+    const auto v = next->version;
+    snapshot_.store(std::move(next), std::memory_order_release);
+    version_.store(v, std::memory_order_release);
+  }
+
+  // Bumped when the proxy stops; connections from an older generation are closed.
+  std::uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+  void next_generation() { generation_.fetch_add(1, std::memory_order_acq_rel); }
+
+  std::uint64_t next_connection_index() { return connection_index_.fetch_add(1, std::memory_order_relaxed); }
+
+  ProxyStats stats;
+
+ private:
+  std::string name_;
+  std::uint64_t seed_;
+  std::atomic<std::shared_ptr<const ProxySnapshot>> snapshot_{std::make_shared<const ProxySnapshot>()};
+  std::atomic<std::uint64_t> version_{0};
+  std::atomic<std::uint64_t> generation_{0};
+  std::atomic<std::uint64_t> connection_index_{0};
+};
+
+}  // namespace faultline

@@ -1,0 +1,29 @@
+// `faultline serve`: the daemon. Asio-free so the executable stays cheap to compile.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace faultline {
+
+struct ServeOptions {
+  std::string host = "127.0.0.1";
+  unsigned short port = 8474;
+  std::optional<std::string> config_path;
+  std::optional<std::string> port_file;
+  std::optional<std::string> token_file;
+  std::vector<std::string> allowed_hosts;
+  std::optional<std::uint64_t> seed;
+  bool runtime_metrics = false;
+  std::uint64_t connect_timeout_ms = 5000;
+  std::uint64_t max_connections = 0;
+  std::uint64_t max_queued_bytes = 16 * 1024 * 1024;
+  std::uint64_t shutdown_timeout_ms = 5000;
+  std::size_t workers = 0;  // 0 = one per core
+};
+
+// Runs until SIGINT/SIGTERM. Returns the process exit code (2: could not start).
+int run_server(const ServeOptions& options);
+
+}  // namespace faultline

@@ -1,0 +1,24 @@
+// What every proxy needs from the running server: the control loop (listeners and the
+// API live there), the worker pool (connections live there) and the server's limits.
+#pragma once
+#include <cstdint>
+
+#include "faults/time.hpp"
+#include "proxy/asio.hpp"
+#include "proxy/workers.hpp"
+
+namespace faultline {
+
+class ServerContext {
+ public:
+  ServerContext(net::io_context& control, WorkerPool& workers) : control(control), workers(workers) {}
+  net::io_context& control;
+  WorkerPool& workers;
+  Duration connect_timeout = std::chrono::seconds(5);
+  std::size_t max_queued_bytes = 16 * 1024 * 1024;
+  std::uint64_t max_connections = 0;  // per proxy; 0 = unlimited
+  std::uint64_t seed = 0;
+  Duration upstream_probe_interval = std::chrono::milliseconds(500);
+};
+
+}  // namespace faultline

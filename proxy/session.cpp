@@ -1,0 +1,408 @@
+#include "proxy/session.hpp"
+
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+#include "proxy/address.hpp"
+#include "proxy/workers.hpp"
+
+namespace faultline {
+namespace {
+constexpr std::size_t kCopyBelow = 16 * 1024;  // small reads are copied out of the big read buffer
+
+bool is_reset(const boost::system::error_code& ec) {
+  return ec == net::error::connection_reset || ec == net::error::broken_pipe;
+}
+}  // namespace
+
+// Collects what the chain emits for one pipe, keeping release times in order.
+class Session::Sink final : public Emitter {
+ public:
+  explicit Sink(Pipe& pipe) : pipe_(pipe) {}
+  void emit(Segment s) override;
+  void end(EndKind kind, TimePoint at) override;
+
+ private:
+  Pipe& pipe_;
+};
+
+struct Session::Pipe {
+  Pipe(Stream s, tcp::socket& src, tcp::socket& dst, Rng rng, DirectionStats& st)
+      : stream(s), from(src), to(dst), chain(rng), sink(*this), writer_timer(src.get_executor()),
+        reader_timer(src.get_executor()), stats(st) {}
+
+  Stream stream;
+  tcp::socket& from;
+  tcp::socket& to;
+  Chain chain;
+  Sink sink;
+  std::vector<std::pair<std::string, std::uint64_t>> applied;  // toxic names and revisions in the chain
+  std::uint64_t seen_version = ~std::uint64_t{0};
+
+  std::deque<Chunk> queue;        // read, not yet given to the chain
+  std::size_t queued_bytes = 0;   // bytes in `queue` and `current`
+  std::optional<Chunk> current;   // chunk whose segments are being written
+  std::deque<Segment> scheduled;  // segments of `current` awaiting their release time
+  TimePoint last_release{};
+  std::vector<PendingEnd> ends;
+  bool eof_seen = false;    // the reader saw EOF
+  bool eof_in_chain = false;  // the writer handed that EOF to the chain
+  TimePoint eof_at{};
+
+  bool writing = false;
+  bool done = false;
+  net::steady_timer writer_timer;
+  net::steady_timer reader_timer;
+  DirectionStats& stats;
+};
+
+void Session::Sink::emit(Segment s) {
+  if (s.size == 0) return;
+  s.release = std::max(s.release, pipe_.last_release);  // never reorder bytes
+  pipe_.last_release = s.release;
+  pipe_.scheduled.push_back(s);
+}
+
+void Session::Sink::end(EndKind kind, TimePoint at) { pipe_.ends.push_back({kind, at}); }
+
+Session::Session(Worker& worker, std::shared_ptr<ProxyRuntime> runtime, tcp::socket client, SessionSettings settings,
+                 std::uint64_t generation, std::uint64_t index)
+    : worker_(worker),
+      runtime_(std::move(runtime)),
+      client_(std::move(client)),
+      upstream_(client_.get_executor()),
+      settings_(std::move(settings)),
+      generation_(generation),
+      index_(index) {}  // connections_active was counted when the listener admitted the client
+
+Session::~Session() {
+  worker_.sessions.erase(this);
+  runtime_->stats.connections_active.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Session::start(std::shared_ptr<Session> session) {
+  session->worker_.sessions.insert(session.get());
+  auto ex = session->client_.get_executor();
+  net::co_spawn(ex, session->run(), [session](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      spdlog::error("proxy {}: session failed: {}", session->runtime_->name(), ex.what());
+    }
+    session->close(EndKind::reset);
+  });
+}
+
+awaitable<void> Session::run() {
+  auto self = shared_from_this();
+  if (runtime_->generation() != generation_) {
+    close(EndKind::close);
+    co_return;
+  }
+  if (!co_await connect_upstream() || closing_) {
+    close(EndKind::close);
+    co_return;
+  }
+  boost::system::error_code ec;
+  for (tcp::socket* s : {&client_, &upstream_}) {
+    s->set_option(tcp::no_delay(true), ec);
+    s->non_blocking(true, ec);
+  }
+  Rng rng = Rng(runtime_->seed()).derive(runtime_->name()).derive(index_);
+  up_ = std::make_unique<Pipe>(Stream::upstream, client_, upstream_, rng.derive("upstream"),
+                               runtime_->stats.direction[static_cast<int>(Stream::upstream)]);
+  down_ = std::make_unique<Pipe>(Stream::downstream, upstream_, client_, rng.derive("downstream"),
+                                 runtime_->stats.direction[static_cast<int>(Stream::downstream)]);
+  for (Pipe* p : {up_.get(), down_.get()}) {
+    refresh(*p, true);
+    auto on_done = [self](std::exception_ptr e) {
+      if (e) self->close(EndKind::reset);
+    };
+    net::co_spawn(client_.get_executor(), write_loop(*p), on_done);
+    net::co_spawn(client_.get_executor(), read_loop(*p), on_done);
+  }
+}
+
+awaitable<bool> Session::connect_upstream() {
+  auto snapshot = runtime_->snapshot();
+  auto target = split_host_port(snapshot->upstream);
+  auto ex = client_.get_executor();
+  if (!target) {
+    spdlog::warn("proxy {}: upstream \"{}\" is not host:port", runtime_->name(), snapshot->upstream);
+    runtime_->stats.upstream_connect_failures.fetch_add(1, std::memory_order_relaxed);
+    if (settings_.on_upstream_failure) settings_.on_upstream_failure();
+    co_return false;
+  }
+  tcp::resolver resolver(ex);
+  net::steady_timer watchdog(ex);
+  auto timed_out = std::make_shared<bool>(false);
+  watchdog.expires_after(settings_.connect_timeout);
+  watchdog.async_wait([timed_out, &resolver, this](const boost::system::error_code& ec) {
+    if (ec) return;  // cancelled: the connect finished first
+    *timed_out = true;
+    resolver.cancel();
+    boost::system::error_code ignored;
+    upstream_.close(ignored);
+  });
+  auto [rec, endpoints] = co_await resolver.async_resolve(target->host, target->port, use_nothrow);
+  boost::system::error_code cec = rec;
+  if (!rec && !*timed_out) {
+    auto [ec, endpoint] = co_await net::async_connect(upstream_, endpoints, use_nothrow);
+    cec = ec;
+  }
+  watchdog.cancel();
+  if (*timed_out && !cec) cec = net::error::timed_out;
+  if (*timed_out) cec = net::error::timed_out;
+  if (cec) {
+    if (!closing_) {
+      runtime_->stats.upstream_connect_failures.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn("proxy {}: upstream {} unreachable: {}", runtime_->name(), snapshot->upstream, cec.message());
+      if (settings_.on_upstream_failure) settings_.on_upstream_failure();
+    }
+    boost::system::error_code ignored;
+    upstream_.close(ignored);
+    co_return false;
+  }
+  co_return true;
+}
+
+bool Session::fast_path(const Pipe& p) const {
+  return p.chain.empty() && p.queue.empty() && !p.current && p.scheduled.empty() && p.ends.empty() && !p.writing;
+}
+
+void Session::refresh(Pipe& p, bool force) {
+  const std::uint64_t version = runtime_->version();
+  if (!force && version == p.seen_version) return;
+  p.seen_version = version;
+  auto snapshot = runtime_->snapshot();
+  const ToxicList& toxics = p.stream == Stream::upstream ? snapshot->upstream_toxics : snapshot->downstream_toxics;
+  std::vector<std::pair<std::string, std::uint64_t>> wanted;
+  wanted.reserve(toxics.size());
+  for (const auto& t : toxics) wanted.emplace_back(t->name, t->revision);
+  if (!force && wanted == p.applied) return;  // another direction or field changed
+  p.applied = std::move(wanted);
+
+  // Like an interrupted Toxiproxy stub: what a fault was holding goes out now, and the
+  // new chain applies from the next chunk on.
+  const TimePoint now = Clock::now();
+  for (auto& s : p.scheduled) s.release = now;
+  p.last_release = std::min(p.last_release, now);
+  p.ends.clear();
+  const bool broken = p.chain.rebuild(toxics, now, p.sink);
+  if (broken) p.ends.push_back({EndKind::close, now});
+  if (p.eof_in_chain) p.chain.end(EndKind::half_close, p.eof_at, p.sink);
+  p.writer_timer.cancel();
+}
+
+void Session::config_changed() {
+  if (closing_ || !up_) return;
+  refresh(*up_, false);
+  refresh(*down_, false);
+}
+
+void Session::enqueue(Pipe& p, Chunk chunk) {
+  p.queued_bytes += chunk.size;
+  p.queue.push_back(std::move(chunk));
+  p.writer_timer.cancel();
+}
+
+awaitable<void> Session::wait_until(Pipe& p, TimePoint t) {
+  p.writer_timer.expires_at(t);
+  co_await p.writer_timer.async_wait(use_nothrow);
+}
+
+awaitable<void> Session::read_loop(Pipe& p) {
+  auto self = shared_from_this();
+  BufferPool& pool = BufferPool::local();
+  while (!closing_ && !p.eof_seen) {
+    if (p.queued_bytes >= settings_.max_queued_bytes) {
+      // Backpressure: stop reading until the writer frees room; TCP pushes back on the sender.
+      p.reader_timer.expires_at(TimePoint::max());
+      co_await p.reader_timer.async_wait(use_nothrow);
+      continue;
+    }
+    // Wait without a buffer: an idle connection holds no read memory.
+    auto [wait_ec] = co_await p.from.async_wait(tcp::socket::wait_read, use_nothrow);
+    if (closing_) co_return;
+    if (wait_ec) {
+      on_read_error(p, wait_ec);
+      co_return;
+    }
+    Block block = pool.take();
+    while (!closing_) {
+      boost::system::error_code ec;
+      const std::size_t n = p.from.read_some(net::buffer(block.data(), block.capacity()), ec);
+      if (ec == net::error::would_block || ec == net::error::try_again) break;
+      if (ec == net::error::eof) {
+        p.eof_seen = true;
+        p.eof_at = Clock::now();
+        if (fast_path(p)) {
+          p.eof_in_chain = true;
+          execute_end(p, EndKind::half_close);
+        } else {
+          Chunk marker;
+          marker.eof = true;
+          marker.arrived = p.eof_at;
+          enqueue(p, std::move(marker));
+        }
+        break;
+      }
+      if (ec) {
+        pool.give(std::move(block));
+        on_read_error(p, ec);
+        co_return;
+      }
+      p.stats.received_bytes.fetch_add(n, std::memory_order_relaxed);
+      refresh(p, false);
+      if (fast_path(p)) {
+        p.writing = true;
+        auto [wec, written] = co_await net::async_write(p.to, net::buffer(block.data(), n), use_nothrow);
+        p.writing = false;
+        if (closing_) break;
+        if (wec) {
+          pool.give(std::move(block));
+          on_write_error(wec);
+          co_return;
+        }
+        p.stats.sent_bytes.fetch_add(written, std::memory_order_relaxed);
+        if (n < block.capacity()) break;  // the socket is drained; wait for readiness again
+        continue;
+      }
+      Chunk chunk;
+      chunk.size = n;
+      chunk.arrived = Clock::now();
+      if (n <= kCopyBelow) {
+        chunk.block = Block(std::make_unique_for_overwrite<std::uint8_t[]>(n), n);
+        std::memcpy(chunk.block.data(), block.data(), n);
+      } else {
+        chunk.block = std::move(block);
+        block = pool.take();
+      }
+      enqueue(p, std::move(chunk));
+      if (p.queued_bytes >= settings_.max_queued_bytes || n < block.capacity()) break;
+    }
+    pool.give(std::move(block));
+  }
+}
+
+awaitable<void> Session::write_loop(Pipe& p) {
+  auto self = shared_from_this();
+  while (!closing_ && !p.done) {
+    refresh(p, false);
+    const TimePoint now = Clock::now();
+    TimePoint end_at = kNever;
+    EndKind end_kind = EndKind::close;
+    for (const auto& e : p.ends) {
+      if (e.at < end_at || (e.at == end_at && e.kind == EndKind::reset)) {
+        end_at = e.at;
+        end_kind = e.kind;
+      }
+    }
+    const bool has_end = !p.ends.empty();
+
+    if (!p.scheduled.empty()) {
+      const Segment s = p.scheduled.front();
+      if (has_end && end_at <= s.release) {
+        if (end_at > now) {
+          co_await wait_until(p, end_at);
+          continue;
+        }
+        execute_end(p, end_kind);
+        co_return;
+      }
+      if (s.release > now) {
+        co_await wait_until(p, s.release);
+        continue;
+      }
+      p.writing = true;
+      auto [ec, written] = co_await net::async_write(p.to, net::buffer(s.data, s.size), use_nothrow);
+      p.writing = false;
+      if (closing_) co_return;
+      if (ec) {
+        on_write_error(ec);
+        co_return;
+      }
+      p.stats.sent_bytes.fetch_add(written, std::memory_order_relaxed);
+      if (!p.scheduled.empty()) p.scheduled.pop_front();  // a refresh may have flushed, never cleared
+      continue;
+    }
+    if (p.current) {
+      p.queued_bytes -= p.current->size;
+      BufferPool::local().give(std::move(p.current->block));
+      p.current.reset();
+      p.reader_timer.cancel();  // room for the reader again
+      continue;
+    }
+    if (has_end && end_at <= now) {
+      execute_end(p, end_kind);
+      co_return;
+    }
+    if (!p.queue.empty()) {
+      p.current = std::move(p.queue.front());
+      p.queue.pop_front();
+      if (p.current->eof) {
+        p.eof_in_chain = true;
+        p.chain.end(EndKind::half_close, p.current->arrived, p.sink);
+      } else {
+        p.chain.push(Segment{p.current->block.data(), p.current->size, p.current->arrived}, p.sink);
+      }
+      continue;
+    }
+    if (has_end) {
+      co_await wait_until(p, end_at);
+      continue;
+    }
+    co_await wait_until(p, kNever);
+  }
+}
+
+void Session::execute_end(Pipe& p, EndKind kind) {
+  if (closing_) return;
+  p.stats.dropped_bytes.store(p.chain.bytes_dropped(), std::memory_order_relaxed);
+  if (kind == EndKind::half_close) {
+    boost::system::error_code ec;
+    p.to.shutdown(tcp::socket::shutdown_send, ec);
+    p.done = true;
+    p.writer_timer.cancel();
+    direction_done(p);
+    return;
+  }
+  close(kind);
+}
+
+void Session::direction_done(Pipe&) {
+  if (up_->done && down_->done) close(EndKind::close);
+}
+
+void Session::on_read_error(Pipe&, const boost::system::error_code& ec) {
+  if (closing_ || ec == net::error::operation_aborted) return;
+  // A reset from one peer becomes a reset towards the other.
+  close(is_reset(ec) ? EndKind::reset : EndKind::close);
+}
+
+void Session::on_write_error(const boost::system::error_code& ec) {
+  if (closing_ || ec == net::error::operation_aborted) return;
+  close(EndKind::reset);
+}
+
+void Session::close(EndKind how) {
+  if (closing_) return;
+  closing_ = true;
+  boost::system::error_code ec;
+  if (how == EndKind::reset) {
+    client_.set_option(net::socket_base::linger(true, 0), ec);
+    upstream_.set_option(net::socket_base::linger(true, 0), ec);
+    runtime_->stats.resets_sent.fetch_add(1, std::memory_order_relaxed);
+  }
+  client_.close(ec);
+  upstream_.close(ec);
+  for (Pipe* p : {up_.get(), down_.get()}) {
+    if (!p) continue;
+    p->writer_timer.cancel();
+    p->reader_timer.cancel();
+  }
+}
+
+}  // namespace faultline

@@ -1,0 +1,83 @@
+// One proxied connection: an upstream connect with a timeout, then two pipes
+// (client→upstream and upstream→client). Each pipe reads into a bounded queue of
+// timestamped chunks; a writer releases them through the fault chain. With no fault
+// active the reader writes straight through (no queue, no timestamps, no copies).
+#pragma once
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "faults/chain.hpp"
+#include "proxy/asio.hpp"
+#include "proxy/buffer_pool.hpp"
+#include "proxy/runtime.hpp"
+
+namespace faultline {
+
+struct Worker;
+
+struct SessionSettings {
+  Duration connect_timeout = std::chrono::seconds(5);
+  std::size_t max_queued_bytes = 16 * 1024 * 1024;
+  // Called on the worker thread when the upstream could not be reached.
+  std::function<void()> on_upstream_failure;
+};
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(Worker& worker, std::shared_ptr<ProxyRuntime> runtime, tcp::socket client, SessionSettings settings,
+          std::uint64_t generation, std::uint64_t index);
+  ~Session();
+
+  // Starts the session on its worker's thread.
+  static void start(std::shared_ptr<Session> session);
+
+  // Both run on the worker thread.
+  void close(EndKind how);
+  void config_changed();
+
+  ProxyRuntime& runtime() const { return *runtime_; }
+  std::uint64_t generation() const { return generation_; }
+
+ private:
+  struct Chunk {
+    Block block;
+    std::size_t size = 0;
+    TimePoint arrived{};
+    bool eof = false;
+  };
+  struct PendingEnd {
+    EndKind kind;
+    TimePoint at;
+  };
+  struct Pipe;
+  class Sink;
+
+  awaitable<void> run();
+  awaitable<bool> connect_upstream();
+  awaitable<void> read_loop(Pipe& p);
+  awaitable<void> write_loop(Pipe& p);
+  awaitable<void> wait_until(Pipe& p, TimePoint t);
+  void refresh(Pipe& p, bool force);
+  void enqueue(Pipe& p, Chunk chunk);
+  void execute_end(Pipe& p, EndKind kind);
+  void on_read_error(Pipe& p, const boost::system::error_code& ec);
+  void on_write_error(const boost::system::error_code& ec);
+  void direction_done(Pipe& p);
+  bool fast_path(const Pipe& p) const;
+
+  Worker& worker_;
+  std::shared_ptr<ProxyRuntime> runtime_;
+  tcp::socket client_;
+  tcp::socket upstream_;
+  SessionSettings settings_;
+  std::uint64_t generation_;
+  std::uint64_t index_;
+  bool closing_ = false;
+  std::unique_ptr<Pipe> up_;
+  std::unique_ptr<Pipe> down_;
+};
+
+}  // namespace faultline
