@@ -72,15 +72,20 @@ int report(const HttpResult& r) {
 
 bool ok(const HttpResult& r) { return r.error.empty() && r.status >= 200 && r.status < 300; }
 
+// toxiproxy-cli's form: "[\tjitter=0\tlatency=100\t]", keys sorted.
 std::string attributes_text(const rapidjson::Value& toxic) {
-  std::string out;
-  if (!toxic.HasMember("attributes") || !toxic["attributes"].IsObject()) return out;
-  for (auto it = toxic["attributes"].MemberBegin(); it != toxic["attributes"].MemberEnd(); ++it) {
-    out += std::string(" ") + it->name.GetString() + "=";
-    if (it->value.IsNumber()) out += format_number(it->value.GetDouble());
-    else if (it->value.IsString()) out += it->value.GetString();
+  std::map<std::string, std::string> sorted;
+  if (toxic.HasMember("attributes") && toxic["attributes"].IsObject()) {
+    for (auto it = toxic["attributes"].MemberBegin(); it != toxic["attributes"].MemberEnd(); ++it) {
+      std::string value;
+      if (it->value.IsNumber()) value = format_number(it->value.GetDouble());
+      else if (it->value.IsString()) value = it->value.GetString();
+      sorted[it->name.GetString()] = value;
+    }
   }
-  return out;
+  std::string out = "[\t";
+  for (const auto& [k, v] : sorted) out += k + "=" + v + "\t";
+  return out + "]";
 }
 
 void print_table(const std::vector<std::vector<std::string>>& rows) {
@@ -234,14 +239,18 @@ int run_ctl(int argc, char** argv) {
     if (!ok(r)) return report(r);
     rapidjson::Document p;
     p.Parse(r.body.c_str());
-    std::cout << (tty ? "Name: " : "") << p["name"].GetString() << (tty ? "\nListen: " : "\t") << p["listen"].GetString()
-              << (tty ? "\nUpstream: " : "\t") << p["upstream"].GetString() << (tty ? "\nEnabled: " : "\t")
-              << (p["enabled"].GetBool() ? "enabled" : "disabled") << "\n";
-    if (tty) std::cout << "Toxics:\n";
+    if (tty) {
+      std::cout << "Name: " << p["name"].GetString() << "\nListen: " << p["listen"].GetString()
+                << "\nUpstream: " << p["upstream"].GetString()
+                << "\nEnabled: " << (p["enabled"].GetBool() ? "enabled" : "disabled") << "\nToxics:\n";
+    }
+    // Upstream toxics come first in the API's list already; print them as toxiproxy-cli does.
     for (const auto& t : p["toxics"].GetArray()) {
-      std::cout << t["name"].GetString() << "\ttype=" << t["type"].GetString() << "\tstream=" << t["stream"].GetString()
-                << "\ttoxicity=" << format_number(t["toxicity"].GetDouble()) << "\tattributes=[" << attributes_text(t)
-                << " ]\n";
+      char toxicity[32];
+      std::snprintf(toxicity, sizeof toxicity, "%.2f", t["toxicity"].GetDouble());
+      std::cout << (tty ? "  " : "") << t["name"].GetString() << "\ttype=" << t["type"].GetString()
+                << "\tstream=" << t["stream"].GetString() << "\ttoxicity=" << toxicity
+                << "\tattributes=" << attributes_text(t) << "\n";
     }
     if (tty && p["toxics"].Empty()) std::cout << "  (none)\n";
     return 0;

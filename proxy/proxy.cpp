@@ -196,6 +196,8 @@ std::optional<std::string> Proxy::start() {
   }
   listener->owner = this;
   listener_ = listener;
+  // Like Toxiproxy, remember where we bound: re-enabling a ":0" proxy keeps its port.
+  spec_.listen = format_endpoint(listener->bound);
   net::co_spawn(context_.control, listener->accept_loop(), net::detached);
   spdlog::info("proxy {}: listening on {}, upstream {}", spec_.name, listen_text(), spec_.upstream);
   return std::nullopt;
