@@ -1,6 +1,7 @@
 #include "proxy/address.hpp"
 
 #include <algorithm>
+#include <cctype>
 
 namespace faultline {
 
@@ -27,11 +28,33 @@ std::string join_host_port(std::string_view host, unsigned short port) {
   return std::string(host) + ":" + std::to_string(port);
 }
 
-bool is_loopback_name(std::string_view host) {
+namespace {
+// A dotted-quad IPv4 address whose first octet is 127 ("127.0.0.1.evil.example" is not).
+bool is_loopback_ipv4(std::string_view host) {
+  int octets = 0;
+  std::size_t i = 0;
+  int first = -1;
+  while (i <= host.size()) {
+    std::size_t j = i;
+    int value = 0;
+    while (j < host.size() && host[j] >= '0' && host[j] <= '9' && j - i < 3) value = value * 10 + (host[j++] - '0');
+    if (j == i || value > 255) return false;
+    if (octets == 0) first = value;
+    ++octets;
+    if (j == host.size()) break;
+    if (host[j] != '.') return false;
+    i = j + 1;
+  }
+  return octets == 4 && first == 127;
+}
+}  // namespace
+
+bool is_loopback_name(std::string_view text) {
+  std::string host(text);
+  std::transform(host.begin(), host.end(), host.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (!host.empty() && host.back() == '.') host.pop_back();  // "localhost." is the same name
   if (host == "localhost" || host == "::1" || host == "[::1]") return true;
-  if (host.size() >= 4 && host.substr(0, 4) == "127.") return true;
-  if (host.size() > 10 && host.substr(host.size() - 10) == ".localhost") return true;
-  return false;
+  return is_loopback_ipv4(host);
 }
 
 }  // namespace faultline

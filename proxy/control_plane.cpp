@@ -101,7 +101,8 @@ ControlPlane::~ControlPlane() { stop_all(); }
 
 ApiResponse ControlPlane::handle(const ApiRequest& request) {
   if (security_.enforce_host || !security_.allowed_hosts.empty()) {
-    const std::string host = host_without_port(request.host);
+    std::string host = host_without_port(request.host);
+    std::transform(host.begin(), host.end(), host.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     const bool allowed =
         (security_.enforce_host && is_loopback_name(host)) ||
         std::find(security_.allowed_hosts.begin(), security_.allowed_hosts.end(), host) != security_.allowed_hosts.end();
@@ -369,6 +370,10 @@ ApiResponse ControlPlane::update_proxy(Proxy& proxy, const std::string& body) {
   const bool enabled = f.enabled.value_or(proxy.running());
   if (f.on_upstream_down) spec.refuse_when_down = *f.on_upstream_down == "refuse";
   if (f.max_connections) spec.max_connections = f.max_connections;
+  if (f.listen) {
+    // Check the new address before touching the running proxy, so a typo does not take it down.
+    if (auto e = proxy.check_listen(listen)) return error_response(500, *e);
+  }
   if (proxy.listen_differs(listen) || upstream != spec.upstream) {
     proxy.stop();
     spec.listen = listen;

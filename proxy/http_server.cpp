@@ -1,5 +1,7 @@
 #include "proxy/http_server.hpp"
 
+#include <random>
+
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
@@ -14,6 +16,21 @@ namespace http = beast::http;
 namespace {
 
 constexpr std::size_t kBodyLimit = 1024 * 1024;
+
+// A unique id per response, in the shape of the xid Toxiproxy sends (20 base32 chars).
+std::string request_id() {
+  static std::uint64_t counter = std::random_device{}();
+  static const std::uint64_t boot = static_cast<std::uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+  const std::uint64_t parts[2] = {boot, ++counter};
+  std::string id;
+  for (std::uint64_t part : parts) {
+    for (int i = 0; i < 10; ++i) {
+      id += "0123456789abcdefghijklmnopqrstuv"[part & 31];
+      part >>= 5;
+    }
+  }
+  return id;
+}
 
 awaitable<void> serve_connection(tcp::socket socket, ControlPlane& control_plane) {
   beast::tcp_stream stream(std::move(socket));
@@ -50,6 +67,7 @@ awaitable<void> serve_connection(tcp::socket socket, ControlPlane& control_plane
       keep_alive = req.keep_alive();
     }
     res.set("X-Faultline-Version", FAULTLINE_VERSION);
+    res.set("X-Toxiproxy-Request-Id", request_id());
     res.keep_alive(keep_alive);
     res.prepare_payload();
     auto [wec, written] = co_await http::async_write(stream, res, use_nothrow);

@@ -79,7 +79,8 @@ std::optional<std::string> parse_body(std::string_view body, rapidjson::Document
   while (start < body.size() && (body[start] == ' ' || body[start] == '\n' || body[start] == '\r' || body[start] == '\t'))
     ++start;
   if (start == body.size()) return "bad request body: EOF";
-  doc.Parse<rapidjson::kParseStopWhenDoneFlag>(body.data(), body.size());
+  // Iterative parsing: deeply nested input must not exhaust the stack.
+  doc.Parse<rapidjson::kParseStopWhenDoneFlag | rapidjson::kParseIterativeFlag>(body.data(), body.size());
   if (doc.HasParseError()) {
     return std::string("bad request body: ") + rapidjson::GetParseError_En(doc.GetParseError()) + " (at byte " +
            std::to_string(doc.GetErrorOffset()) + ")";

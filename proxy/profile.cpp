@@ -13,7 +13,7 @@ std::optional<std::string> load_profile(const std::string& path, Profile& out) {
   std::stringstream buffer;
   buffer << in.rdbuf();
   const std::string text = buffer.str();
-  out.document.Parse(text.c_str(), text.size());
+  out.document.Parse<rapidjson::kParseIterativeFlag>(text.c_str(), text.size());
   if (out.document.HasParseError()) {
     // Report line and column, which a person can find in an editor.
     const std::size_t offset = out.document.GetErrorOffset();

@@ -235,6 +235,12 @@ bool Proxy::listen_differs(const std::string& listen) const {
   return format_endpoint(*endpoint) != listen_text();
 }
 
+std::optional<std::string> Proxy::check_listen(const std::string& listen) const {
+  std::string error;
+  if (!resolve_listen(context_.control, listen, error)) return error;
+  return std::nullopt;
+}
+
 void Proxy::upstream_failed() {
   if (!spec_.refuse_when_down || !listener_ || listener_->probing) return;
   spdlog::warn("proxy {}: upstream {} is down; refusing new connections until it answers", spec_.name,

@@ -45,6 +45,8 @@ class Proxy {
   void stop_accepting();
   // Would `listen` bind somewhere other than where this proxy is now? (Toxiproxy's Differs)
   bool listen_differs(const std::string& listen) const;
+  // Go-style error text when `listen` cannot be resolved to an address.
+  std::optional<std::string> check_listen(const std::string& listen) const;
 
   // Toxics in insertion order, both streams.
   std::vector<std::shared_ptr<const ToxicConfig>>& toxics() { return toxics_; }

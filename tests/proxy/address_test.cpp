@@ -35,4 +35,9 @@ TEST_CASE("loopback names") {
   CHECK_FALSE(is_loopback_name("evil.example"));
   CHECK_FALSE(is_loopback_name("10.0.0.1"));
   CHECK_FALSE(is_loopback_name("localhost.evil.example"));
+  CHECK_FALSE(is_loopback_name("127.0.0.1.evil.example"));  // DNS rebinding names are not loopback
+  CHECK_FALSE(is_loopback_name("127.0.0"));
+  CHECK_FALSE(is_loopback_name("127.0.0.256"));
+  CHECK(is_loopback_name("LOCALHOST"));
+  CHECK(is_loopback_name("localhost."));
 }
