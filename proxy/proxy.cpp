@@ -145,21 +145,22 @@ awaitable<void> Proxy::Listener::probe_loop() {
     auto [rec, endpoints] = co_await resolver.async_resolve(target->host, target->port, use_nothrow);
     if (!owner) co_return;
     if (rec) continue;
-    tcp::socket probe(ioc);
+    // The deadline may fire as the connect completes: it owns the probe socket with us.
+    auto probe = std::make_shared<tcp::socket>(ioc);
     net::steady_timer deadline(ioc);
     deadline.expires_after(std::chrono::seconds(1));
-    deadline.async_wait([&probe](const boost::system::error_code& ec) {
+    deadline.async_wait([probe](const boost::system::error_code& ec) {
       if (!ec) {
         boost::system::error_code ignored;
-        probe.close(ignored);
+        probe->close(ignored);
       }
     });
-    auto [cec, ep] = co_await net::async_connect(probe, endpoints, use_nothrow);
+    auto [cec, ep] = co_await net::async_connect(*probe, endpoints, use_nothrow);
     deadline.cancel();
     if (!owner) co_return;
     if (cec) continue;
     boost::system::error_code ignored;
-    probe.close(ignored);
+    probe->close(ignored);
     if (auto ec = open_and_bind()) {
       spdlog::warn("proxy {}: upstream is back but re-listening on {} failed: {}", owner->spec_.name,
                    format_endpoint(bound), ec.message());

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "proxy/fifo.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include "proxy/address.hpp"
@@ -40,10 +42,10 @@ struct Session::Pipe {
   std::vector<std::pair<std::string, std::uint64_t>> applied;  // toxic names and revisions in the chain
   std::uint64_t seen_version = ~std::uint64_t{0};
 
-  std::deque<Chunk> queue;        // read, not yet given to the chain
+  Fifo<Chunk> queue;              // read, not yet given to the chain
   std::size_t queued_bytes = 0;   // bytes in `queue` and `current`
   std::optional<Chunk> current;   // chunk whose segments are being written
-  std::deque<Segment> scheduled;  // segments of `current` awaiting their release time
+  Fifo<Segment> scheduled;        // segments of `current` awaiting their release time
   TimePoint last_release{};
   std::vector<PendingEnd> ends;
   bool eof_seen = false;    // the reader saw EOF
@@ -51,6 +53,7 @@ struct Session::Pipe {
   TimePoint eof_at{};
 
   bool writing = false;
+  bool writer_running = false;  // the writer coroutine exists only while faults are in play
   bool done = false;
   net::steady_timer writer_timer;
   net::steady_timer reader_timer;
@@ -120,7 +123,6 @@ awaitable<void> Session::run() {
     auto on_done = [self](std::exception_ptr e) {
       if (e) self->close(EndKind::reset);
     };
-    net::co_spawn(client_.get_executor(), write_loop(*p), on_done);
     net::co_spawn(client_.get_executor(), read_loop(*p), on_done);
   }
 }
@@ -135,26 +137,52 @@ awaitable<bool> Session::connect_upstream() {
     if (settings_.on_upstream_failure) settings_.on_upstream_failure();
     co_return false;
   }
-  tcp::resolver resolver(ex);
+  // The watchdog may fire in the same loop turn as the connect completes, so it holds
+  // its own state (and the resolver) instead of pointing into this coroutine's frame.
+  struct Watch {
+    explicit Watch(const net::any_io_executor& ex) : resolver(ex) {}
+    tcp::resolver resolver;
+    bool finished = false;
+    bool timed_out = false;
+  };
+  auto watch = std::make_shared<Watch>(ex);
   net::steady_timer watchdog(ex);
-  auto timed_out = std::make_shared<bool>(false);
   watchdog.expires_after(settings_.connect_timeout);
-  watchdog.async_wait([timed_out, &resolver, this](const boost::system::error_code& ec) {
-    if (ec) return;  // cancelled: the connect finished first
-    *timed_out = true;
-    resolver.cancel();
+  watchdog.async_wait([watch, self = shared_from_this()](const boost::system::error_code& ec) {
+    if (ec || watch->finished) return;
+    watch->timed_out = true;
+    watch->resolver.cancel();
     boost::system::error_code ignored;
-    upstream_.close(ignored);
+    self->upstream_.close(ignored);
   });
-  auto [rec, endpoints] = co_await resolver.async_resolve(target->host, target->port, use_nothrow);
-  boost::system::error_code cec = rec;
-  if (!rec && !*timed_out) {
-    auto [ec, endpoint] = co_await net::async_connect(upstream_, endpoints, use_nothrow);
-    cec = ec;
+  boost::system::error_code cec;
+  boost::system::error_code parse_ec;
+  const auto address = net::ip::make_address(target->host, parse_ec);
+  if (!parse_ec) {
+    // A numeric upstream needs no resolver (whose getaddrinfo runs on a helper thread).
+    unsigned long port = 0;
+    try {
+      port = std::stoul(target->port);
+    } catch (const std::exception&) {
+      port = 70000;
+    }
+    if (port > 65535) {
+      cec = net::error::invalid_argument;
+    } else {
+      auto [ec] = co_await upstream_.async_connect(tcp::endpoint(address, static_cast<unsigned short>(port)), use_nothrow);
+      cec = ec;
+    }
+  } else {
+    auto [rec, endpoints] = co_await watch->resolver.async_resolve(target->host, target->port, use_nothrow);
+    cec = rec;
+    if (!rec && !watch->timed_out) {
+      auto [ec, endpoint] = co_await net::async_connect(upstream_, endpoints, use_nothrow);
+      cec = ec;
+    }
   }
+  watch->finished = true;
   watchdog.cancel();
-  if (*timed_out && !cec) cec = net::error::timed_out;
-  if (*timed_out) cec = net::error::timed_out;
+  if (watch->timed_out) cec = net::error::timed_out;
   if (cec) {
     if (!closing_) {
       runtime_->stats.upstream_connect_failures.fetch_add(1, std::memory_order_relaxed);
@@ -187,13 +215,23 @@ void Session::refresh(Pipe& p, bool force) {
   // Like an interrupted Toxiproxy stub: what a fault was holding goes out now, and the
   // new chain applies from the next chunk on.
   const TimePoint now = Clock::now();
-  for (auto& s : p.scheduled) s.release = now;
+  p.scheduled.for_each([now](Segment& s) { s.release = now; });
   p.last_release = std::min(p.last_release, now);
   p.ends.clear();
   const bool broken = p.chain.rebuild(toxics, now, p.sink);
   if (broken) p.ends.push_back({EndKind::close, now});
   if (p.eof_in_chain) p.chain.end(EndKind::half_close, p.eof_at, p.sink);
   p.writer_timer.cancel();
+  if (!fast_path(p)) ensure_writer(p);
+}
+
+void Session::ensure_writer(Pipe& p) {
+  if (p.writer_running || closing_ || p.done) return;
+  p.writer_running = true;
+  auto self = shared_from_this();
+  net::co_spawn(client_.get_executor(), write_loop(p), [self](std::exception_ptr e) {
+    if (e) self->close(EndKind::reset);
+  });
 }
 
 void Session::config_changed() {
@@ -206,6 +244,7 @@ void Session::enqueue(Pipe& p, Chunk chunk) {
   p.queued_bytes += chunk.size;
   p.queue.push_back(std::move(chunk));
   p.writer_timer.cancel();
+  ensure_writer(p);
 }
 
 awaitable<void> Session::wait_until(Pipe& p, TimePoint t) {
@@ -289,6 +328,10 @@ awaitable<void> Session::read_loop(Pipe& p) {
 
 awaitable<void> Session::write_loop(Pipe& p) {
   auto self = shared_from_this();
+  struct Running {  // however the loop ends, the next fault starts a new writer
+    Pipe& p;
+    ~Running() { p.writer_running = false; }
+  } running{p};
   while (!closing_ && !p.done) {
     refresh(p, false);
     const TimePoint now = Clock::now();
@@ -354,6 +397,7 @@ awaitable<void> Session::write_loop(Pipe& p) {
       co_await wait_until(p, end_at);
       continue;
     }
+    if (p.chain.empty()) co_return;  // back to the fast path: the reader writes directly
     co_await wait_until(p, kNever);
   }
 }

@@ -3,7 +3,6 @@
 // timestamped chunks; a writer releases them through the fault chain. With no fault
 // active the reader writes straight through (no queue, no timestamps, no copies).
 #pragma once
-#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -59,6 +58,7 @@ class Session : public std::enable_shared_from_this<Session> {
   awaitable<bool> connect_upstream();
   awaitable<void> read_loop(Pipe& p);
   awaitable<void> write_loop(Pipe& p);
+  void ensure_writer(Pipe& p);
   awaitable<void> wait_until(Pipe& p, TimePoint t);
   void refresh(Pipe& p, bool force);
   void enqueue(Pipe& p, Chunk chunk);
