@@ -347,7 +347,7 @@ awaitable<void> Session::write_loop(Pipe& p) {
 
     if (!p.scheduled.empty()) {
       const Segment s = p.scheduled.front();
-      if (has_end && end_at <= s.release) {
+      if (has_end && end_at < s.release) {  // bytes due at the same instant go first
         if (end_at > now) {
           co_await wait_until(p, end_at);
           continue;

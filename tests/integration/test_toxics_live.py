@@ -1,0 +1,142 @@
+"""Toxics on live connections through real sockets: nothing lost or reordered while
+toxics come and go, delays as configured, and the API never waits on stalled traffic."""
+import hashlib
+import random
+import socket
+import threading
+import time
+import unittest
+
+from harness import EchoServer, Faultline, connect, recv_exactly
+
+
+class LiveToxics(unittest.TestCase):
+    def setUp(self):
+        self.echo = EchoServer()
+        self.fl = Faultline()
+        self.proxy = self.fl.create_proxy("echo", self.echo.address)
+
+    def tearDown(self):
+        self.fl.__exit__(None, None, None)
+        self.echo.close()
+
+    def test_no_data_lost_or_reordered_while_toxics_churn(self):
+        """Toxiproxy's TestNoDataDropped, stronger: both directions, 400 add/remove cycles."""
+        total = 16 * 1024 * 1024
+        rng = random.Random(7)
+        payload = rng.randbytes(total)
+        sock = connect(self.proxy["listen"])
+        received = []
+
+        def reader():
+            received.append(recv_exactly(sock, total))
+
+        t = threading.Thread(target=reader)
+        t.start()
+        stop = threading.Event()
+
+        def churn():
+            cycles = 0
+            deadline = time.time() + 60
+            while not stop.is_set() and cycles < 400 and time.time() < deadline:
+                stream = "upstream" if cycles % 2 else "downstream"
+                kind = ["latency", "slicer", "bandwidth"][cycles % 3]
+                attrs = {"latency": {"latency": 1, "jitter": 1},
+                         "slicer": {"average_size": 1000, "size_variation": 100, "delay": 0},
+                         "bandwidth": {"rate": 100000}}[kind]
+                status, _, _ = self.fl.request("POST", "/proxies/echo/toxics",
+                                               {"name": "churn", "type": kind, "stream": stream, "attributes": attrs})
+                self.assertEqual(status, 200)
+                status, _, _ = self.fl.request("DELETE", "/proxies/echo/toxics/churn")
+                self.assertEqual(status, 204)
+                cycles += 1
+            return cycles
+
+        cycles = []
+        churner = threading.Thread(target=lambda: cycles.append(churn()))
+        churner.start()
+        view = memoryview(payload)
+        for off in range(0, total, 65536):
+            sock.sendall(view[off:off + 65536])
+            time.sleep(0.002)  # spread the stream over the churn
+        t.join(timeout=90)
+        stop.set()
+        churner.join(timeout=30)
+        sock.close()
+        self.assertTrue(cycles and cycles[0] >= 50, f"only {cycles} add/remove cycles overlapped the stream")
+        self.assertTrue(received, "reader did not finish")
+        self.assertEqual(len(received[0]), total)
+        self.assertEqual(hashlib.sha256(received[0]).hexdigest(), hashlib.sha256(payload).hexdigest())
+
+    def test_latency_toxic_delays_round_trip(self):
+        sock = connect(self.proxy["listen"])
+        sock.sendall(b"warm")
+        recv_exactly(sock, 4)
+        self.fl.request("POST", "/proxies/echo/toxics",
+                        {"type": "latency", "attributes": {"latency": 150, "jitter": 0}})
+        start = time.time()
+        sock.sendall(b"ping")
+        self.assertEqual(recv_exactly(sock, 4), b"ping")
+        elapsed = time.time() - start
+        self.assertGreaterEqual(elapsed, 0.15)
+        self.assertLess(elapsed, 0.15 + 0.1)
+        self.fl.request("DELETE", "/proxies/echo/toxics/latency_downstream")
+        start = time.time()
+        sock.sendall(b"pong")
+        self.assertEqual(recv_exactly(sock, 4), b"pong")
+        self.assertLess(time.time() - start, 0.1)
+        sock.close()
+
+    def test_api_answers_while_connections_stall_behind_a_zero_rate_bandwidth(self):
+        self.fl.request("POST", "/proxies/echo/toxics", {"name": "stall", "type": "bandwidth", "attributes": {"rate": 0}})
+        socks = []
+        for _ in range(200):
+            s = connect(self.proxy["listen"])
+            s.sendall(b"x" * 4096)
+            socks.append(s)
+        time.sleep(0.3)
+        for call in [("GET", "/proxies", None),
+                     ("POST", "/proxies/echo/toxics", {"name": "lat", "type": "latency", "attributes": {"latency": 1}}),
+                     ("DELETE", "/proxies/echo/toxics/lat", None),
+                     ("DELETE", "/proxies/echo/toxics/stall", None)]:
+            start = time.time()
+            status, _, _ = self.fl.request(call[0], call[1], call[2])
+            self.assertLess(status, 300)
+            self.assertLess(time.time() - start, 1.0, call)
+        # Removing the stall releases the held data.
+        for s in socks[:20]:
+            self.assertEqual(recv_exactly(s, 4096), b"x" * 4096)
+        for s in socks:
+            s.close()
+
+    def test_reset_peer_resets_an_existing_connection(self):
+        sock = connect(self.proxy["listen"])
+        sock.sendall(b"hello")
+        self.assertEqual(recv_exactly(sock, 5), b"hello")
+        self.fl.request("POST", "/proxies/echo/toxics", {"type": "reset_peer", "stream": "upstream",
+                                                         "attributes": {"timeout": 0}})
+        sock.sendall(b"again")
+        with self.assertRaises(ConnectionResetError):
+            deadline = time.time() + 3
+            while time.time() < deadline:
+                if not sock.recv(100):
+                    break
+        sock.close()
+
+    def test_limit_data_passes_exactly_n_bytes(self):
+        self.fl.request("POST", "/proxies/echo/toxics", {"type": "limit_data", "attributes": {"bytes": 1000}})
+        sock = connect(self.proxy["listen"])
+        sock.sendall(b"y" * 5000)
+        data = b""
+        deadline = time.time() + 3
+        while time.time() < deadline:
+            chunk = sock.recv(10000)
+            if not chunk:
+                break
+            data += chunk
+        self.assertEqual(len(data), 1000)
+        sock.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
