@@ -61,10 +61,8 @@ bool Chain::rebuild(const ToxicList& toxics, TimePoint now, Emitter& out) {
   entries_ = std::move(next);
   rebuild_active();
   // Every stage (re)declares its scheduled ends; what it emits flows through the stages after it.
-  for (std::size_t i = 0; i < active_.size(); ++i) {
-    links_[i]->bind_sink(&out);
-    active_[i]->on_start(now, *links_[i]);
-  }
+  for (auto& link : links_) link->bind_sink(&out);  // an end may travel through later stages
+  for (std::size_t i = 0; i < active_.size(); ++i) active_[i]->on_start(now, *links_[i]);
   return broken;
 }
 

@@ -54,7 +54,7 @@ class Bandwidth final : public Stage {
  public:
   explicit Bandwidth(const ToxicConfig& c) : rate_kbps_(c.get_int("rate")) {}
   void on_data(Segment in, Emitter& out) override {
-    if (rate_kbps_ <= 0) {
+    if (rate_kbps_ <= 0 || in.release == kNever) {
       in.release = kNever;
       out.emit(in);
       return;

@@ -18,6 +18,10 @@ class Fifo {
     if (++head_ == items_.size()) {
       items_.clear();
       head_ = 0;
+    } else if (head_ >= 32 && 2 * head_ >= items_.size()) {
+      // A queue that is never empty (a steady stream behind a delay) must not grow forever.
+      items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
     }
   }
   template <class F>

@@ -52,6 +52,8 @@ struct Session::Pipe {
   bool eof_in_chain = false;  // the writer handed that EOF to the chain
   TimePoint eof_at{};
 
+  bool broken = false;  // a removed fault had dropped bytes: close
+  std::uint64_t dropped_reported = 0;
   bool writing = false;
   bool writer_running = false;  // the writer coroutine exists only while faults are in play
   bool done = false;
@@ -67,7 +69,8 @@ void Session::Sink::emit(Segment s) {
   pipe_.scheduled.push_back(s);
 }
 
-void Session::Sink::end(EndKind kind, TimePoint at) { pipe_.ends.push_back({kind, at}); }
+// An end never overtakes bytes emitted before it (limit_data followed by latency).
+void Session::Sink::end(EndKind kind, TimePoint at) { pipe_.ends.push_back({kind, std::max(at, pipe_.last_release)}); }
 
 Session::Session(Worker& worker, std::shared_ptr<ProxyRuntime> runtime, tcp::socket client, SessionSettings settings,
                  std::uint64_t generation, std::uint64_t index)
@@ -175,7 +178,7 @@ awaitable<bool> Session::connect_upstream() {
   } else {
     auto [rec, endpoints] = co_await watch->resolver.async_resolve(target->host, target->port, use_nothrow);
     cec = rec;
-    if (!rec && !watch->timed_out) {
+    if (!rec && !watch->timed_out && !closing_) {
       auto [ec, endpoint] = co_await net::async_connect(upstream_, endpoints, use_nothrow);
       cec = ec;
     }
@@ -218,8 +221,9 @@ void Session::refresh(Pipe& p, bool force) {
   p.scheduled.for_each([now](Segment& s) { s.release = now; });
   p.last_release = std::min(p.last_release, now);
   p.ends.clear();
-  const bool broken = p.chain.rebuild(toxics, now, p.sink);
-  if (broken) p.ends.push_back({EndKind::close, now});
+  // Once a removed fault has lost bytes, the stream stays condemned across later rebuilds.
+  p.broken = p.chain.rebuild(toxics, now, p.sink) || p.broken;
+  if (p.broken) p.ends.push_back({EndKind::close, now});
   if (p.eof_in_chain) p.chain.end(EndKind::half_close, p.eof_at, p.sink);
   p.writer_timer.cancel();
   if (!fast_path(p)) ensure_writer(p);
@@ -277,6 +281,7 @@ awaitable<void> Session::read_loop(Pipe& p) {
       if (ec == net::error::eof) {
         p.eof_seen = true;
         p.eof_at = Clock::now();
+        refresh(p, false);  // a slow_close published a moment ago must see this FIN
         if (fast_path(p)) {
           p.eof_in_chain = true;
           execute_end(p, EndKind::half_close);
@@ -404,7 +409,7 @@ awaitable<void> Session::write_loop(Pipe& p) {
 
 void Session::execute_end(Pipe& p, EndKind kind) {
   if (closing_) return;
-  p.stats.dropped_bytes.store(p.chain.bytes_dropped(), std::memory_order_relaxed);
+  report_dropped(p);
   if (kind == EndKind::half_close) {
     boost::system::error_code ec;
     p.to.shutdown(tcp::socket::shutdown_send, ec);
@@ -414,6 +419,12 @@ void Session::execute_end(Pipe& p, EndKind kind) {
     return;
   }
   close(kind);
+}
+
+void Session::report_dropped(Pipe& p) {
+  const std::uint64_t total = p.chain.bytes_dropped();
+  p.stats.dropped_bytes.fetch_add(total - p.dropped_reported, std::memory_order_relaxed);
+  p.dropped_reported = total;
 }
 
 void Session::direction_done(Pipe&) {
@@ -444,6 +455,7 @@ void Session::close(EndKind how) {
   upstream_.close(ec);
   for (Pipe* p : {up_.get(), down_.get()}) {
     if (!p) continue;
+    report_dropped(*p);
     p->writer_timer.cancel();
     p->reader_timer.cancel();
   }

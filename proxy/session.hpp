@@ -59,6 +59,7 @@ class Session : public std::enable_shared_from_this<Session> {
   awaitable<void> read_loop(Pipe& p);
   awaitable<void> write_loop(Pipe& p);
   void ensure_writer(Pipe& p);
+  void report_dropped(Pipe& p);
   awaitable<void> wait_until(Pipe& p, TimePoint t);
   void refresh(Pipe& p, bool force);
   void enqueue(Pipe& p, Chunk chunk);

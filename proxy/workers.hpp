@@ -15,8 +15,10 @@ namespace faultline {
 class Session;
 
 struct Worker {
-  net::io_context ioc{1};
+  // Declared first so it is destroyed last: ~io_context destroys pending coroutines,
+  // whose sessions unregister themselves from this set.
   std::unordered_set<Session*> sessions;  // live sessions; this worker's thread only
+  net::io_context ioc{1};
 };
 
 class WorkerPool {

@@ -120,3 +120,24 @@ TEST_CASE("an updated toxic (new revision) gets a fresh stage; same revision kee
   chain.push({bytes, 4, t0()}, out2);
   CHECK(out2.bytes() == 4);
 }
+
+TEST_CASE("an end declared at start travels through the stages after it") {
+  // timeout (declares a close at start) followed by slow_close (delays ends).
+  Chain chain(Rng(1));
+  Recorder out;
+  chain.rebuild({toxic("timeout", {attr("timeout", 100)}, 1, 1, "t"), toxic("slow_close", {attr("delay", 50)}, 1, 1, "s")},
+                t0(), out);
+  REQUIRE(out.ends.size() == 1);
+  CHECK(out.ends[0].at == t0() + milliseconds(150));
+}
+
+TEST_CASE("a stalled segment stays stalled through a second bandwidth stage") {
+  Chain chain(Rng(1));
+  Recorder out;
+  chain.rebuild({toxic("bandwidth", {attr("rate", 0)}, 1, 1, "a"), toxic("bandwidth", {attr("rate", 100)}, 1, 1, "b")},
+                t0(), out);
+  std::uint8_t bytes[10] = {};
+  chain.push({bytes, 10, t0()}, out);
+  REQUIRE(out.segments.size() == 1);
+  CHECK(out.segments[0].release == kNever);
+}

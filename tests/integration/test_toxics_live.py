@@ -137,6 +137,35 @@ class LiveToxics(unittest.TestCase):
         self.assertEqual(len(data), 1000)
         sock.close()
 
+    def test_limit_data_before_latency_still_delivers_its_bytes(self):
+        for body in ({"name": "lim", "type": "limit_data", "attributes": {"bytes": 700}},
+                     {"name": "lat", "type": "latency", "attributes": {"latency": 100}}):
+            self.assertEqual(self.fl.request("POST", "/proxies/echo/toxics", body)[0], 200)
+        sock = connect(self.proxy["listen"])
+        sock.sendall(b"z" * 3000)
+        data = b""
+        deadline = time.time() + 3
+        while time.time() < deadline:
+            chunk = sock.recv(10000)
+            if not chunk:
+                break
+            data += chunk
+        self.assertEqual(len(data), 700)
+        sock.close()
+
+    def test_timeout_then_latency_closes_on_time_and_server_survives(self):
+        for body in ({"name": "to", "type": "timeout", "attributes": {"timeout": 200}},
+                     {"name": "lat", "type": "latency", "attributes": {"latency": 10}}):
+            self.assertEqual(self.fl.request("POST", "/proxies/echo/toxics", body)[0], 200)
+        sock = connect(self.proxy["listen"])
+        start = time.time()
+        sock.sendall(b"dropped")
+        self.assertEqual(sock.recv(100), b"")  # closed, nothing delivered
+        self.assertGreaterEqual(time.time() - start, 0.18)
+        self.assertLess(time.time() - start, 1.0)
+        sock.close()
+        self.assertEqual(self.fl.request("GET", "/version")[0], 200)
+
 
 if __name__ == "__main__":
     unittest.main()
