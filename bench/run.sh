@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of faultline against a direct connection, HAProxy (mode tcp) and socat,
+# all on 127.0.0.1: bulk throughput (iperf3), redis-benchmark requests/s and latency, new
+# connections per second, and memory per idle connection. Medians of 3 runs (--runs N).
+# Prints a table and writes bench/results/latest.json.
+#
+#   bench/run.sh [--quick] [--runs N] [--targets direct,haproxy,socat,faultline]
+#                [--phases throughput,redis,connections,memory] [--idle-conns N] [--iperf-seconds S]
+#
+# FAULTLINE_BIN overrides build/faultline. Takes about 6-8 minutes on a 2-core machine.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(dirname "$HERE")"
+cd "$ROOT"
+
+missing=()
+for tool in python3 iperf3 haproxy socat redis-server redis-benchmark; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "bench: missing ${missing[*]}: run ./dev setup (it installs iperf3 haproxy socat redis-server redis-tools)" >&2
+  exit 1
+fi
+export FAULTLINE_BIN="${FAULTLINE_BIN:-$ROOT/build/faultline}"
+
+# 5,000 idle connections through a proxy need ~10,000 descriptors in the proxy and the same in
+# this script: ask for 65536 and settle for the hard limit.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+BENCH_TMP="$(mktemp -d /tmp/faultline-bench.XXXXXX)"
+export BENCH_TMP
+child=""
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [[ -n "$child" ]] && kill -0 "$child" 2>/dev/null; then
+    kill -TERM "$child" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+      kill -0 "$child" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$child" 2>/dev/null || true
+  fi
+  # Backstop if bench.py died without cleaning up: it keeps the ids of the process groups it
+  # started and has not stopped yet in $BENCH_TMP/pids.
+  if [[ -f "$BENCH_TMP/pids" ]]; then
+    while read -r pgid; do
+      [[ -n "$pgid" ]] && kill -KILL -- "-$pgid" 2>/dev/null || true
+    done <"$BENCH_TMP/pids"
+  fi
+  rm -rf "$BENCH_TMP"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+python3 -u "$HERE/bench.py" "$@" &
+child=$!
+wait "$child"
