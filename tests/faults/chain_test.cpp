@@ -107,7 +107,7 @@ TEST_CASE("removing a stage that dropped data reports the stream as broken") {
   CHECK_FALSE(clean.rebuild({}, t0(), out));
 }
 
-TEST_CASE("an updated toxic (new revision) gets a fresh stage; same revision keeps it") {
+TEST_CASE("an updated toxic (new revision) gets a fresh stage, the same revision keeps it") {
   Chain chain(Rng(1));
   Recorder out;
   chain.rebuild({toxic("limit_data", {attr("bytes", 4)}, 1, 1, "lim")}, t0(), out);

@@ -25,7 +25,7 @@ TEST_CASE("derived streams are reproducible and independent of each other") {
   CHECK(root.derive(1).next() != root.derive(2).next());
 }
 
-TEST_CASE("uniform is in [0,1) with mean near 1/2, below() stays under its bound") {
+TEST_CASE("uniform stays within 0..1 with mean near 0.5, below() stays under its bound") {
   Rng r(1);
   double sum = 0;
   constexpr int n = 100000;

@@ -78,7 +78,7 @@ TEST_CASE("slow_close: data flows, the end is delayed") {
   CHECK(out.ends[0].kind == EndKind::half_close);
 }
 
-TEST_CASE("timeout: drops everything, closes after the timeout counted from joining; 0 never closes") {
+TEST_CASE("timeout: drops everything, closes after the timeout counted from joining, 0 never closes") {
   auto stage = make(toxic("timeout", {attr("timeout", 250)}));
   Recorder out;
   stage->on_start(t0(), out);
@@ -127,7 +127,7 @@ TEST_CASE("slicer: pieces of average ± variation, in order, delay apart, nothin
   }
 }
 
-TEST_CASE("limit_data: exactly N bytes, then close; 0 closes on the first chunk") {
+TEST_CASE("limit_data: exactly N bytes, then close, and 0 closes on the first chunk") {
   auto stage = make(toxic("limit_data", {attr("bytes", 25)}));
   Recorder out;
   for (int i = 0; i < 5; ++i) stage->on_data({g_bytes, 10, t0()}, out);
@@ -140,7 +140,7 @@ TEST_CASE("limit_data: exactly N bytes, then close; 0 closes on the first chunk"
   CHECK(out2.ends.size() == 1);
 }
 
-TEST_CASE("packet_loss: drops about loss_rate of chunks, reproducibly; correlation raises runs") {
+TEST_CASE("packet_loss: drops about loss_rate of chunks reproducibly, and correlation raises runs") {
   auto count = [](double loss, double corr, std::uint64_t seed) {
     auto stage = make(toxic("packet_loss", {fattr("loss_rate", loss), fattr("correlation", corr)}), seed);
     Recorder out;
