@@ -47,8 +47,10 @@ class Stage {
   virtual void on_data(Segment in, Emitter& out) = 0;
   // The previous stage ended the direction at `at`. Default: pass the end on.
   virtual void on_end(EndKind kind, TimePoint at, Emitter& out) { out.end(kind, at); }
-  // Data this stage dropped on purpose and what it did, for metrics.
+  // What this stage did, for metrics (the chain reports deltas to the toxic's counters).
   std::uint64_t bytes_dropped = 0;
+  std::uint64_t bytes_delayed = 0;
+  std::uint64_t resets = 0;
 };
 
 }  // namespace faultline

@@ -22,10 +22,37 @@ double ToxicConfig::get_double(std::string_view attribute) const {
   return v ? v->as_double() : 0.0;
 }
 
+const std::string& ToxicConfig::get_text(std::string_view attribute) const {
+  static const std::string empty;
+  const AttributeValue* v = find(attribute);
+  return v ? v->text : empty;
+}
+
+bool Schedule::active(Duration since) const {
+  const Duration after = milliseconds(after_ms);
+  if (since < after) return false;
+  if (for_ms <= 0) return true;
+  const auto t = std::chrono::duration_cast<milliseconds>(since - after).count();
+  if (every_ms <= 0) return t < for_ms;
+  return t % every_ms < for_ms;
+}
+
+std::optional<Duration> Schedule::next_change(Duration since) const {
+  const Duration after = milliseconds(after_ms);
+  if (since < after) return after;
+  if (for_ms <= 0) return std::nullopt;
+  const auto t = std::chrono::duration_cast<milliseconds>(since - after).count();
+  if (every_ms <= 0) return t < for_ms ? std::optional<Duration>(after + milliseconds(for_ms)) : std::nullopt;
+  const std::int64_t cycle = t / every_ms, into = t % every_ms;
+  const std::int64_t next = into < for_ms ? cycle * every_ms + for_ms : (cycle + 1) * every_ms;
+  return after + milliseconds(next);
+}
+
 const ToxicRegistry& ToxicRegistry::instance() {
   static const ToxicRegistry registry = [] {
     ToxicRegistry r;
     register_basic_toxics(r);
+    register_extra_toxics(r);
     return r;
   }();
   return registry;
@@ -43,6 +70,7 @@ std::optional<Stream> parse_stream(std::string_view text) {
   std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
   if (lower == "upstream") return Stream::upstream;
   if (lower == "downstream") return Stream::downstream;
+  if (lower == "both") return Stream::both;
   return std::nullopt;
 }
 

@@ -2,6 +2,7 @@
 // registry of toxic types: attribute schemas, defaults, validation, and the factory
 // that turns an immutable config into a per-connection Stage.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -12,18 +13,46 @@
 
 #include "faults/rng.hpp"
 #include "faults/stage.hpp"
+#include "faults/time.hpp"
 
 namespace faultline {
 
-enum class Stream : std::uint8_t { upstream, downstream };
+// `both` applies one toxic to each direction (one instance per direction).
+enum class Stream : std::uint8_t { upstream, downstream, both };
 
-// A numeric attribute value; Toxiproxy's are integers, ours may be floats too.
+inline bool applies_to(Stream toxic, Stream direction) { return toxic == Stream::both || toxic == direction; }
+
+// An attribute value; Toxiproxy's are integers, ours may be floats or strings too.
 struct AttributeValue {
   bool integral = true;
   std::int64_t integer = 0;
   double number = 0.0;
+  bool is_text = false;
+  std::string text;
   double as_double() const { return integral ? static_cast<double>(integer) : number; }
   std::int64_t as_int() const { return integral ? integer : static_cast<std::int64_t>(number); }
+};
+
+// "Active only in windows": from `after` ms after creation, for `for_ms` (0 = open-ended),
+// repeating every `every` ms (0 = once).
+struct Schedule {
+  std::int64_t after_ms = 0;
+  std::int64_t for_ms = 0;
+  std::int64_t every_ms = 0;
+  bool active(Duration since_created) const;
+  // The next instant (as time since creation) at which active() changes; nullopt = never.
+  std::optional<Duration> next_change(Duration since_created) const;
+};
+
+// State one toxic shares across all its connections (and its updates): what it did,
+// for /metrics, and the little cross-connection state some faults need.
+struct ToxicShared {
+  std::atomic<std::uint64_t> connections{0};    // connections it applied to
+  std::atomic<std::uint64_t> bytes_dropped{0};
+  std::atomic<std::uint64_t> bytes_delayed{0};
+  std::atomic<std::uint64_t> resets{0};
+  std::atomic<std::uint64_t> started{0};        // connections that started with it (drop_connections)
+  std::atomic<std::int64_t> next_free_ns{0};    // shared_bandwidth's virtual clock
 };
 
 struct Attribute {
@@ -40,18 +69,34 @@ struct ToxicConfig {
   double toxicity = 1.0;
   std::vector<Attribute> attributes;  // every attribute of the type, schema order
   std::uint64_t revision = 0;         // bumped on every update; stages are rebuilt when it changes
+  bool per_chunk_dice = false;        // "dice": "chunk": toxicity rolled per chunk, not per connection
+  std::optional<Schedule> schedule;
+  TimePoint created{};                // the schedule's origin
+  std::shared_ptr<ToxicShared> shared = std::make_shared<ToxicShared>();
+
+  bool active_at(TimePoint now) const { return !schedule || schedule->active(now - created); }
+  const std::string& get_text(std::string_view attribute) const;
 
   const AttributeValue* find(std::string_view attribute) const;
   std::int64_t get_int(std::string_view attribute) const;
   double get_double(std::string_view attribute) const;
 };
 
-enum class AttributeKind : std::uint8_t { integer, number };
+enum class AttributeKind : std::uint8_t { integer, number, text };
 
 struct AttributeSpec {
   std::string_view name;
   AttributeKind kind = AttributeKind::integer;
   double default_value = 0;
+  std::vector<std::string_view> choices = {};  // text: allowed values, the first is the default
+  // faultline's additions to a Toxiproxy type: shown in responses only when not the default,
+  // so Toxiproxy clients (and their golden tests) see Toxiproxy's exact shapes.
+  bool extension = false;
+};
+
+// What a stage needs to know about where it is made.
+struct StageContext {
+  bool connection_start = true;  // false when the toxic joins a connection already open
 };
 
 // Everything the proxy needs to know about one toxic type.
@@ -61,7 +106,7 @@ struct ToxicType {
   // Returns an error message naming the attribute, or nullopt when valid.
   std::function<std::optional<std::string>(const ToxicConfig&)> validate;
   // Makes the per-connection stage. `rng` is this toxic's own stream on this connection.
-  std::function<std::unique_ptr<Stage>(const ToxicConfig&, Rng rng)> make;
+  std::function<std::unique_ptr<Stage>(const ToxicConfig&, Rng rng, const StageContext&)> make;
 };
 
 // The registry of toxic types; immutable after start-up.
@@ -76,10 +121,11 @@ class ToxicRegistry {
   std::vector<ToxicType> types_;
 };
 
-// Parses a stream name case-insensitively ("upstream"/"downstream").
+// Parses a stream name case-insensitively ("upstream"/"downstream"/"both").
 std::optional<Stream> parse_stream(std::string_view text);
 
 // Registration hooks, one per fault source file.
 void register_basic_toxics(ToxicRegistry& registry);
+void register_extra_toxics(ToxicRegistry& registry);
 
 }  // namespace faultline

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <string>
 
+#include "faults/delay.hpp"
 #include "faults/toxic.hpp"
 
 namespace faultline {
@@ -26,25 +27,24 @@ class Noop final : public Stage {
   void on_data(Segment in, Emitter& out) override { out.emit(in); }
 };
 
-// Delays every chunk by latency ± jitter counted from its arrival, so queued bytes keep
-// flowing at full rate behind a fixed delay.
+// Delays every chunk counted from its arrival, so queued bytes keep flowing at full rate
+// behind the delay. "uniform" is Toxiproxy's latency ± jitter in whole milliseconds; the
+// other distributions have mean `latency` and standard deviation `jitter` (see delay.hpp).
 class Latency final : public Stage {
  public:
   Latency(const ToxicConfig& c, Rng rng)
-      : latency_(milliseconds(c.get_int("latency"))), jitter_ms_(c.get_int("jitter")), rng_(rng) {}
+      : model_(parse_distribution(c.get_text("distribution")), static_cast<double>(c.get_int("latency")),
+               static_cast<double>(c.get_int("jitter")), c.get_double("correlation")),
+        rng_(rng) {}
   void on_data(Segment in, Emitter& out) override {
-    Duration delay = latency_;
-    if (jitter_ms_ > 0) {
-      const auto span = static_cast<std::uint64_t>(2 * jitter_ms_);
-      delay += milliseconds(static_cast<std::int64_t>(rng_.below(span)) - jitter_ms_);
-    }
-    if (in.release != kNever) in.release += std::max(delay, Duration::zero());
+    const double ms = model_.next(rng_);
+    if (in.release != kNever) in.release += std::chrono::duration_cast<Duration>(std::chrono::duration<double, std::milli>(ms));
+    bytes_delayed += in.size;
     out.emit(in);
   }
 
  private:
-  Duration latency_;
-  std::int64_t jitter_ms_;
+  DelayModel model_;
   Rng rng_;
 };
 
@@ -68,6 +68,7 @@ class Bandwidth final : public Stage {
       // n bytes at rate KB/s take n / rate ms = n * 1000 / rate µs.
       cursor += microseconds(static_cast<std::int64_t>(n) * 1000 / rate_kbps_);
       out.emit(Segment{in.data + offset, n, cursor});
+      bytes_delayed += n;
       offset += n;
     }
     next_free_ = cursor;
@@ -114,6 +115,7 @@ class ResetPeer final : public Stage {
     if (triggered_) return;
     triggered_ = true;
     reset_at_ = (in.release == kNever ? Clock::now() : in.release) + timeout_;
+    ++resets;
     out.end(EndKind::reset, reset_at_);
   }
   void on_start(TimePoint, Emitter& out) override {
@@ -214,27 +216,35 @@ class PacketLoss final : public Stage {
 
 void register_basic_toxics(ToxicRegistry& r) {
   r.add({"noop", {}, [](const ToxicConfig&) { return std::nullopt; },
-         [](const ToxicConfig&, Rng) -> std::unique_ptr<Stage> { return std::make_unique<Noop>(); }});
+         [](const ToxicConfig&, Rng, const StageContext&) -> std::unique_ptr<Stage> { return std::make_unique<Noop>(); }});
   r.add({"latency",
-         {{"latency"}, {"jitter"}},
-         [](const ToxicConfig& c) { return non_negative(c, {"latency", "jitter"}); },
-         [](const ToxicConfig& c, Rng rng) -> std::unique_ptr<Stage> { return std::make_unique<Latency>(c, rng); }});
+         {{"latency"},
+          {"jitter"},
+          {"distribution", AttributeKind::text, 0, {"uniform", "normal", "pareto", "paretonormal", "lognormal"}, true},
+          {"correlation", AttributeKind::number, 0, {}, true}},
+         [](const ToxicConfig& c) -> std::optional<std::string> {
+           if (auto e = non_negative(c, {"latency", "jitter"})) return e;
+           const double corr = c.get_double("correlation");
+           if (corr < 0 || corr > 1) return "attribute correlation must be between 0 and 1";
+           return std::nullopt;
+         },
+         [](const ToxicConfig& c, Rng rng, const StageContext&) -> std::unique_ptr<Stage> { return std::make_unique<Latency>(c, rng); }});
   r.add({"bandwidth",
          {{"rate"}},
          [](const ToxicConfig& c) { return non_negative(c, {"rate"}); },
-         [](const ToxicConfig& c, Rng) -> std::unique_ptr<Stage> { return std::make_unique<Bandwidth>(c); }});
+         [](const ToxicConfig& c, Rng, const StageContext&) -> std::unique_ptr<Stage> { return std::make_unique<Bandwidth>(c); }});
   r.add({"slow_close",
          {{"delay"}},
          [](const ToxicConfig& c) { return non_negative(c, {"delay"}); },
-         [](const ToxicConfig& c, Rng) -> std::unique_ptr<Stage> { return std::make_unique<SlowClose>(c); }});
+         [](const ToxicConfig& c, Rng, const StageContext&) -> std::unique_ptr<Stage> { return std::make_unique<SlowClose>(c); }});
   r.add({"timeout",
          {{"timeout"}},
          [](const ToxicConfig& c) { return non_negative(c, {"timeout"}); },
-         [](const ToxicConfig& c, Rng) -> std::unique_ptr<Stage> { return std::make_unique<Timeout>(c); }});
+         [](const ToxicConfig& c, Rng, const StageContext&) -> std::unique_ptr<Stage> { return std::make_unique<Timeout>(c); }});
   r.add({"reset_peer",
          {{"timeout"}},
          [](const ToxicConfig& c) { return non_negative(c, {"timeout"}); },
-         [](const ToxicConfig& c, Rng) -> std::unique_ptr<Stage> { return std::make_unique<ResetPeer>(c); }});
+         [](const ToxicConfig& c, Rng, const StageContext&) -> std::unique_ptr<Stage> { return std::make_unique<ResetPeer>(c); }});
   r.add({"slicer",
          {{"average_size"}, {"size_variation"}, {"delay"}},
          [](const ToxicConfig& c) -> std::optional<std::string> {
@@ -244,11 +254,11 @@ void register_basic_toxics(ToxicRegistry& r) {
              return "attribute size_variation must be smaller than average_size";
            return std::nullopt;
          },
-         [](const ToxicConfig& c, Rng rng) -> std::unique_ptr<Stage> { return std::make_unique<Slicer>(c, rng); }});
+         [](const ToxicConfig& c, Rng rng, const StageContext&) -> std::unique_ptr<Stage> { return std::make_unique<Slicer>(c, rng); }});
   r.add({"limit_data",
          {{"bytes"}},
          [](const ToxicConfig& c) { return non_negative(c, {"bytes"}); },
-         [](const ToxicConfig& c, Rng) -> std::unique_ptr<Stage> { return std::make_unique<LimitData>(c); }});
+         [](const ToxicConfig& c, Rng, const StageContext&) -> std::unique_ptr<Stage> { return std::make_unique<LimitData>(c); }});
   r.add({"packet_loss",
          {{"loss_rate", AttributeKind::number}, {"correlation", AttributeKind::number}},
          [](const ToxicConfig& c) -> std::optional<std::string> {
@@ -258,7 +268,7 @@ void register_basic_toxics(ToxicRegistry& r) {
            }
            return std::nullopt;
          },
-         [](const ToxicConfig& c, Rng rng) -> std::unique_ptr<Stage> { return std::make_unique<PacketLoss>(c, rng); }});
+         [](const ToxicConfig& c, Rng rng, const StageContext&) -> std::unique_ptr<Stage> { return std::make_unique<PacketLoss>(c, rng); }});
 }
 
 }  // namespace faultline

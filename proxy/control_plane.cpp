@@ -159,8 +159,15 @@ ApiResponse ControlPlane::route(const ApiRequest& req, const std::vector<std::st
   for (std::size_t i = 1; i < seg.size(); ++i) {
     if (seg[i].empty()) return not_found();
   }
-  if (seg.size() > 4 || (seg.size() >= 3 && seg[2] != "toxics")) return not_found();
   const std::string& name = seg[1];
+  if (seg.size() == 3 && seg[2] == "connections") {
+    if (m != "GET") return bad_method();
+    if (browser()) return browser_refused();
+    auto it = proxies_.find(name);
+    if (it == proxies_.end()) return error_response(404, "proxy not found");
+    return list_connections(*it->second);
+  }
+  if (seg.size() > 4 || (seg.size() >= 3 && seg[2] != "toxics")) return not_found();
   if (seg.size() == 2) {
     if (m != "GET" && !update && m != "DELETE") return bad_method();
     if (browser()) return browser_refused();
@@ -199,7 +206,7 @@ std::string ControlPlane::proxy_json(const Proxy& p) const {
                     ",\"upstream\":" + json_escape(p.spec().upstream) +
                     ",\"enabled\":" + (p.running() ? "true" : "false") + ",\"toxics\":[";
   bool first = true;
-  for (Stream s : {Stream::upstream, Stream::downstream}) {
+  for (Stream s : {Stream::upstream, Stream::downstream, Stream::both}) {
     for (const auto& t : p.toxics()) {
       if (t->stream != s) continue;
       if (!first) out += ',';
@@ -397,13 +404,38 @@ ApiResponse ControlPlane::delete_proxy(const std::string& name) {
 ApiResponse ControlPlane::list_toxics(const Proxy& proxy) {
   std::string out = "[";
   bool first = true;
-  for (Stream s : {Stream::upstream, Stream::downstream}) {
+  for (Stream s : {Stream::upstream, Stream::downstream, Stream::both}) {
     for (const auto& t : proxy.toxics()) {
       if (t->stream != s) continue;
       if (!first) out += ',';
       first = false;
       out += toxic_json(*t);
     }
+  }
+  return json_response(200, out + "]");
+}
+
+ApiResponse ControlPlane::list_connections(const Proxy& proxy) {
+  const TimePoint now = Clock::now();
+  std::string out = "[";
+  bool first = true;
+  for (const auto& c : proxy.runtime().connections()) {
+    if (!first) out += ',';
+    first = false;
+    const auto age = std::chrono::duration_cast<milliseconds>(now - c->started).count();
+    out += "{\"id\":" + std::to_string(c->id) + ",\"client\":" + json_escape(c->client) +
+           ",\"age_ms\":" + std::to_string(age) +
+           ",\"bytes_upstream\":" + std::to_string(c->bytes[static_cast<int>(Stream::upstream)].load()) +
+           ",\"bytes_downstream\":" + std::to_string(c->bytes[static_cast<int>(Stream::downstream)].load()) +
+           ",\"toxics\":{";
+    std::lock_guard lock(c->mutex);
+    for (Stream s : {Stream::upstream, Stream::downstream}) {
+      out += std::string(s == Stream::upstream ? "\"upstream\":[" : ",\"downstream\":[");
+      const auto& names = c->toxics[static_cast<int>(s)];
+      for (std::size_t i = 0; i < names.size(); ++i) out += (i ? "," : "") + json_escape(names[i]);
+      out += "]";
+    }
+    out += "}}";
   }
   return json_response(200, out + "]");
 }
@@ -506,6 +538,24 @@ std::string ControlPlane::metrics_text(bool runtime_metrics) const {
             [](const ProxyStats& s) { return s.upstream_connect_failures.load(); });
   per_proxy("faultline_proxy_resets_sent_total", "counter", "Connections aborted with RST.",
             [](const ProxyStats& s) { return s.resets_sent.load(); });
+  // What each fault did, per toxic.
+  auto per_toxic = [&](const char* metric, const char* help, auto value) {
+    family(metric, "counter", help);
+    for (const auto& [name, p] : proxies_) {
+      for (const auto& t : p->toxics()) {
+        out += std::string(metric) + "{proxy=\"" + prom_escape(name) + "\",toxic=\"" + prom_escape(t->name) +
+               "\",type=\"" + prom_escape(t->type) + "\"} " + std::to_string(value(*t->shared)) + "\n";
+      }
+    }
+  };
+  per_toxic("faultline_toxic_connections_total", "Connection directions a fault applied to.",
+            [](const ToxicShared& s) { return s.connections.load(); });
+  per_toxic("faultline_toxic_bytes_dropped_total", "Bytes a fault dropped.",
+            [](const ToxicShared& s) { return s.bytes_dropped.load(); });
+  per_toxic("faultline_toxic_bytes_delayed_total", "Bytes a fault held back or slowed.",
+            [](const ToxicShared& s) { return s.bytes_delayed.load(); });
+  per_toxic("faultline_toxic_resets_total", "Connections a fault reset.",
+            [](const ToxicShared& s) { return s.resets.load(); });
   if (runtime_metrics) {
     std::ifstream status("/proc/self/status");
     std::string line;

@@ -74,6 +74,7 @@ class ControlPlane {
   ApiResponse update_proxy(Proxy& proxy, const std::string& body);
   ApiResponse delete_proxy(const std::string& name);
   ApiResponse list_toxics(const Proxy& proxy);
+  ApiResponse list_connections(const Proxy& proxy);
   ApiResponse create_toxic(Proxy& proxy, const std::string& body);
   ApiResponse update_toxic_route(Proxy& proxy, const std::string& toxic, const std::string& body);
   ApiResponse delete_toxic(Proxy& proxy, const std::string& toxic);

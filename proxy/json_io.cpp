@@ -1,5 +1,6 @@
 #include "proxy/json_io.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -151,6 +152,19 @@ std::optional<ToxicBuildError> merge_attributes(const ToxicType& type, const rap
                                         (v->IsNumber() ? "a fraction or out-of-range number" : kind_name(*v))};
       }
       *slot = AttributeValue{true, n, 0.0};
+    } else if (spec.kind == AttributeKind::text) {
+      const std::string value = v->IsString() ? std::string(v->GetString(), v->GetStringLength()) : "";
+      if (!v->IsString() || std::find(spec.choices.begin(), spec.choices.end(), value) == spec.choices.end()) {
+        std::string allowed;
+        for (auto choice : spec.choices) allowed += (allowed.empty() ? "" : ", ") + std::string(choice);
+        return ToxicBuildError{400, "bad request body: attribute " + std::string(spec.name) + " of " +
+                                        std::string(type.name) + " must be one of " + allowed +
+                                        (v->IsString() ? ", got \"" + value + "\"" : std::string(", got ") + kind_name(*v))};
+      }
+      AttributeValue text;
+      text.is_text = true;
+      text.text = value;
+      *slot = std::move(text);
     } else {
       if (!v->IsNumber()) {
         return ToxicBuildError{400, "bad request body: attribute " + std::string(spec.name) + " of " +
@@ -158,6 +172,35 @@ std::optional<ToxicBuildError> merge_attributes(const ToxicType& type, const rap
       }
       *slot = AttributeValue{false, 0, v->GetDouble()};
     }
+  }
+  // Generic attributes every fault takes.
+  if (const rapidjson::Value* dice = find_member(*attrs, "dice")) {
+    const std::string value = dice->IsString() ? dice->GetString() : "";
+    if (value != "connection" && value != "chunk") {
+      return ToxicBuildError{400, "bad request body: attribute dice must be \"connection\" or \"chunk\""};
+    }
+    c.per_chunk_dice = value == "chunk";
+  }
+  if (const rapidjson::Value* schedule = find_member(*attrs, "schedule")) {
+    if (!schedule->IsObject()) {
+      return ToxicBuildError{400, std::string("bad request body: attribute schedule must be an object like "
+                                              "{\"after\":0,\"for\":5000,\"every\":30000}, got ") + kind_name(*schedule)};
+    }
+    Schedule s;
+    for (auto [key, slot] : {std::pair{"after", &s.after_ms}, std::pair{"for", &s.for_ms}, std::pair{"every", &s.every_ms}}) {
+      const rapidjson::Value* v = find_member(*schedule, key);
+      if (!v) continue;
+      std::int64_t n = 0;
+      if (!as_integer(*v, n) || n < 0 || n > 10000000000LL) {
+        return ToxicBuildError{400, std::string("bad request body: attribute schedule.") + key +
+                                        " must be a whole number of ms between 0 and 10000000000"};
+      }
+      *slot = n;
+    }
+    if (s.every_ms > 0 && s.for_ms > s.every_ms) {
+      return ToxicBuildError{400, "bad request body: attribute schedule.for must not exceed schedule.every"};
+    }
+    c.schedule = s;
   }
   return std::nullopt;
 }
@@ -175,7 +218,7 @@ std::optional<ToxicBuildError> check(const ToxicType& type, const ToxicConfig& c
 std::optional<ToxicBuildError> build_toxic(const ToxicFields& f, ToxicConfig& c) {
   c.stream_text = f.stream.value_or("downstream");
   auto stream = parse_stream(c.stream_text);
-  if (!stream) return ToxicBuildError{400, "stream was invalid, can be either upstream or downstream"};
+  if (!stream) return ToxicBuildError{400, "stream was invalid, can be either upstream or downstream"};  // or "both"
   c.stream = *stream;
   c.type = f.type.value_or("");
   c.name = f.name.value_or("");
@@ -188,8 +231,13 @@ std::optional<ToxicBuildError> build_toxic(const ToxicFields& f, ToxicConfig& c)
     AttributeValue v = spec.kind == AttributeKind::integer
                            ? AttributeValue{true, static_cast<std::int64_t>(spec.default_value), 0.0}
                            : AttributeValue{false, 0, spec.default_value};
+    if (spec.kind == AttributeKind::text) {
+      v.is_text = true;
+      v.text = std::string(spec.choices.empty() ? std::string_view{} : spec.choices.front());
+    }
     c.attributes.push_back({std::string(spec.name), v});
   }
+  c.created = Clock::now();
   if (auto e = merge_attributes(*type, f.attributes, c)) return e;
   return check(*type, c);
 }
@@ -237,11 +285,29 @@ std::string json_escape(std::string_view text) {
 std::string toxic_json(const ToxicConfig& t) {
   std::string out = "{\"attributes\":{";
   bool first = true;
+  const ToxicType* type = ToxicRegistry::instance().find(t.type);
   for (const auto& a : t.attributes) {
+    if (type) {
+      const auto spec = std::find_if(type->attributes.begin(), type->attributes.end(),
+                                     [&](const AttributeSpec& s) { return s.name == a.name; });
+      if (spec != type->attributes.end() && spec->extension) {
+        const bool is_default = spec->kind == AttributeKind::text
+                                    ? (spec->choices.empty() || a.value.text == spec->choices.front())
+                                    : a.value.as_double() == spec->default_value;
+        if (is_default) continue;
+      }
+    }
     if (!first) out += ',';
     first = false;
     out += json_escape(a.name) + ':';
-    out += a.value.integral ? std::to_string(a.value.integer) : format_number(a.value.number);
+    if (a.value.is_text) out += json_escape(a.value.text);
+    else out += a.value.integral ? std::to_string(a.value.integer) : format_number(a.value.number);
+  }
+  // Generic attributes appear only when set, so Toxiproxy clients see Toxiproxy's shapes.
+  if (t.per_chunk_dice) out += std::string(first ? "" : ",") + "\"dice\":\"chunk\"", first = false;
+  if (t.schedule) {
+    out += std::string(first ? "" : ",") + "\"schedule\":{\"after\":" + std::to_string(t.schedule->after_ms) +
+           ",\"for\":" + std::to_string(t.schedule->for_ms) + ",\"every\":" + std::to_string(t.schedule->every_ms) + "}";
   }
   out += "},\"name\":" + json_escape(t.name) + ",\"type\":" + json_escape(t.type) +
          ",\"stream\":" + json_escape(t.stream_text) + ",\"toxicity\":" + format_number(t.toxicity) + "}";

@@ -256,7 +256,8 @@ void Proxy::publish() {
   auto snapshot = std::make_shared<ProxySnapshot>();
   snapshot->upstream = spec_.upstream;
   for (const auto& t : toxics_) {
-    (t->stream == Stream::upstream ? snapshot->upstream_toxics : snapshot->downstream_toxics).push_back(t);
+    if (applies_to(t->stream, Stream::upstream)) snapshot->upstream_toxics.push_back(t);
+    if (applies_to(t->stream, Stream::downstream)) snapshot->downstream_toxics.push_back(t);
   }
   runtime_->publish(std::move(snapshot));
   auto runtime = runtime_;

@@ -4,6 +4,9 @@
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <map>
+#include <mutex>
+#include <vector>
 #include <memory>
 #include <string>
 
@@ -35,6 +38,17 @@ struct ProxyStats {
   std::atomic<std::uint64_t> resets_sent{0};
 };
 
+// One live connection as the API lists it. Counters are written by the connection's
+// worker and read by the control thread; the toxic names change rarely, under a mutex.
+struct ConnectionInfo {
+  std::uint64_t id = 0;
+  std::string client;
+  TimePoint started{};
+  std::atomic<std::uint64_t> bytes[2] = {};  // received from each direction's source
+  std::mutex mutex;
+  std::vector<std::string> toxics[2];  // guarded by mutex
+};
+
 // Shared by the control plane and every live connection of one proxy.
 class ProxyRuntime {
  public:
@@ -60,7 +74,25 @@ class ProxyRuntime {
 
   ProxyStats stats;
 
+  void add_connection(std::shared_ptr<ConnectionInfo> info) {
+    std::lock_guard lock(connections_mutex_);
+    connections_.emplace(info->id, std::move(info));
+  }
+  void remove_connection(std::uint64_t id) {
+    std::lock_guard lock(connections_mutex_);
+    connections_.erase(id);
+  }
+  std::vector<std::shared_ptr<ConnectionInfo>> connections() const {
+    std::lock_guard lock(connections_mutex_);
+    std::vector<std::shared_ptr<ConnectionInfo>> out;
+    out.reserve(connections_.size());
+    for (const auto& [id, info] : connections_) out.push_back(info);
+    return out;
+  }
+
  private:
+  mutable std::mutex connections_mutex_;  // held only to add, remove or copy entries
+  std::map<std::uint64_t, std::shared_ptr<ConnectionInfo>> connections_;
   std::string name_;
   std::uint64_t seed_;
   std::atomic<std::shared_ptr<const ProxySnapshot>> snapshot_{std::make_shared<const ProxySnapshot>()};

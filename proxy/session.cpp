@@ -41,6 +41,8 @@ struct Session::Pipe {
   Sink sink;
   std::vector<std::pair<std::string, std::uint64_t>> applied;  // toxic names and revisions in the chain
   std::uint64_t seen_version = ~std::uint64_t{0};
+  bool initialized = false;
+  TimePoint next_boundary = kNever;  // when a scheduled toxic of this direction turns on or off
 
   Fifo<Chunk> queue;              // read, not yet given to the chain
   std::size_t queued_bytes = 0;   // bytes in `queue` and `current`
@@ -83,6 +85,7 @@ Session::Session(Worker& worker, std::shared_ptr<ProxyRuntime> runtime, tcp::soc
       index_(index) {}  // connections_active was counted when the listener admitted the client
 
 Session::~Session() {
+  if (info_) runtime_->remove_connection(info_->id);
   worker_.sessions.erase(this);
   runtime_->stats.connections_active.fetch_sub(1, std::memory_order_relaxed);
 }
@@ -107,22 +110,40 @@ awaitable<void> Session::run() {
     close(EndKind::close);
     co_return;
   }
-  if (!co_await connect_upstream() || closing_) {
-    close(EndKind::close);
-    co_return;
-  }
   boost::system::error_code ec;
-  for (tcp::socket* s : {&client_, &upstream_}) {
-    s->set_option(tcp::no_delay(true), ec);
-    s->non_blocking(true, ec);
-  }
+  info_ = std::make_shared<ConnectionInfo>();
+  info_->id = index_;
+  const auto peer = client_.remote_endpoint(ec);
+  info_->client = ec ? "?" : join_host_port(peer.address().to_string(), peer.port());
+  info_->started = Clock::now();
+  runtime_->add_connection(info_);
+
+  // The chains exist before the upstream is dialled: a fault may end the connection first.
   Rng rng = Rng(runtime_->seed()).derive(runtime_->name()).derive(index_);
   up_ = std::make_unique<Pipe>(Stream::upstream, client_, upstream_, rng.derive("upstream"),
                                runtime_->stats.direction[static_cast<int>(Stream::upstream)]);
   down_ = std::make_unique<Pipe>(Stream::downstream, upstream_, client_, rng.derive("downstream"),
                                  runtime_->stats.direction[static_cast<int>(Stream::downstream)]);
+  for (Pipe* p : {up_.get(), down_.get()}) refresh(*p, true);
+  const TimePoint now = Clock::now();
   for (Pipe* p : {up_.get(), down_.get()}) {
-    refresh(*p, true);
+    for (const auto& e : p->ends) {
+      if (e.at <= now && e.kind != EndKind::half_close) {
+        close(e.kind);  // e.g. drop_connections: the upstream never sees this client
+        co_return;
+      }
+    }
+  }
+
+  if (!co_await connect_upstream() || closing_) {
+    close(EndKind::close);
+    co_return;
+  }
+  for (tcp::socket* s : {&client_, &upstream_}) {
+    s->set_option(tcp::no_delay(true), ec);
+    s->non_blocking(true, ec);
+  }
+  for (Pipe* p : {up_.get(), down_.get()}) {
     auto on_done = [self](std::exception_ptr e) {
       if (e) self->close(EndKind::reset);
     };
@@ -200,24 +221,29 @@ awaitable<bool> Session::connect_upstream() {
 }
 
 bool Session::fast_path(const Pipe& p) const {
-  return p.chain.empty() && p.queue.empty() && !p.current && p.scheduled.empty() && p.ends.empty() && !p.writing;
+  return p.chain.empty() && p.queue.empty() && !p.current && p.scheduled.empty() && p.ends.empty() && !p.writing &&
+         p.next_boundary == kNever;
 }
 
 void Session::refresh(Pipe& p, bool force) {
   const std::uint64_t version = runtime_->version();
-  if (!force && version == p.seen_version) return;
+  const TimePoint now = Clock::now();
+  if (!force && version == p.seen_version && now < p.next_boundary) return;
   p.seen_version = version;
   auto snapshot = runtime_->snapshot();
   const ToxicList& toxics = p.stream == Stream::upstream ? snapshot->upstream_toxics : snapshot->downstream_toxics;
+  p.next_boundary = next_schedule_change(toxics, now);
   std::vector<std::pair<std::string, std::uint64_t>> wanted;
   wanted.reserve(toxics.size());
-  for (const auto& t : toxics) wanted.emplace_back(t->name, t->revision);
-  if (!force && wanted == p.applied) return;  // another direction or field changed
+  for (const auto& t : toxics) {
+    if (t->active_at(now)) wanted.emplace_back(t->name, t->revision);
+  }
+  if (p.initialized && wanted == p.applied) return;  // another direction or field changed
+  p.initialized = true;
   p.applied = std::move(wanted);
 
   // Like an interrupted Toxiproxy stub: what a fault was holding goes out now, and the
   // new chain applies from the next chunk on.
-  const TimePoint now = Clock::now();
   p.scheduled.for_each([now](Segment& s) { s.release = now; });
   p.last_release = std::min(p.last_release, now);
   p.ends.clear();
@@ -226,6 +252,10 @@ void Session::refresh(Pipe& p, bool force) {
   if (p.broken) p.ends.push_back({EndKind::close, now});
   if (p.eof_in_chain) p.chain.end(EndKind::half_close, p.eof_at, p.sink);
   p.writer_timer.cancel();
+  if (info_) {
+    std::lock_guard lock(info_->mutex);
+    info_->toxics[static_cast<int>(p.stream)] = p.chain.active_names();
+  }
   if (!fast_path(p)) ensure_writer(p);
 }
 
@@ -252,7 +282,7 @@ void Session::enqueue(Pipe& p, Chunk chunk) {
 }
 
 awaitable<void> Session::wait_until(Pipe& p, TimePoint t) {
-  p.writer_timer.expires_at(t);
+  p.writer_timer.expires_at(std::min(t, p.next_boundary));  // a schedule window may open or close first
   co_await p.writer_timer.async_wait(use_nothrow);
 }
 
@@ -299,6 +329,7 @@ awaitable<void> Session::read_loop(Pipe& p) {
         co_return;
       }
       p.stats.received_bytes.fetch_add(n, std::memory_order_relaxed);
+      info_->bytes[static_cast<int>(p.stream)].fetch_add(n, std::memory_order_relaxed);
       refresh(p, false);
       if (fast_path(p)) {
         p.writing = true;
@@ -395,6 +426,7 @@ awaitable<void> Session::write_loop(Pipe& p) {
         p.chain.end(EndKind::half_close, p.current->arrived, p.sink);
       } else {
         p.chain.push(Segment{p.current->block.data(), p.current->size, p.current->arrived}, p.sink);
+        p.chain.report();
       }
       continue;
     }
@@ -402,7 +434,7 @@ awaitable<void> Session::write_loop(Pipe& p) {
       co_await wait_until(p, end_at);
       continue;
     }
-    if (p.chain.empty()) co_return;  // back to the fast path: the reader writes directly
+    if (p.chain.empty() && p.next_boundary == kNever) co_return;  // back to the fast path
     co_await wait_until(p, kNever);
   }
 }
@@ -422,6 +454,7 @@ void Session::execute_end(Pipe& p, EndKind kind) {
 }
 
 void Session::report_dropped(Pipe& p) {
+  p.chain.report();
   const std::uint64_t total = p.chain.bytes_dropped();
   p.stats.dropped_bytes.fetch_add(total - p.dropped_reported, std::memory_order_relaxed);
   p.dropped_reported = total;

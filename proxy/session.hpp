@@ -77,6 +77,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::uint64_t generation_;
   std::uint64_t index_;
   bool closing_ = false;
+  std::shared_ptr<ConnectionInfo> info_;  // what GET /proxies/{p}/connections shows
   std::unique_ptr<Pipe> up_;
   std::unique_ptr<Pipe> down_;
 };

@@ -11,7 +11,7 @@ std::unique_ptr<Stage> make(const std::shared_ptr<const ToxicConfig>& c, std::ui
   const ToxicType* type = ToxicRegistry::instance().find(c->type);
   REQUIRE(type != nullptr);
   REQUIRE_FALSE(type->validate(*c).has_value());
-  return type->make(*c, Rng(seed));
+  return type->make(*c, Rng(seed), StageContext{});
 }
 std::optional<std::string> validate(const std::shared_ptr<const ToxicConfig>& c) {
   return ToxicRegistry::instance().find(c->type)->validate(*c);
@@ -180,7 +180,7 @@ TEST_CASE("the registry knows Toxiproxy's toxic types with their attributes") {
     INFO(name);
     CHECK(r.find(name) != nullptr);
   }
-  CHECK(r.find("latency")->attributes.size() == 2);
+  CHECK(r.find("latency")->attributes.size() == 4);  // two of them faultline extensions
   CHECK(r.find("slicer")->attributes.size() == 3);
   CHECK(r.find("nope") == nullptr);
 }
