@@ -1,0 +1,343 @@
+// Every Toxiproxy toxic type through toxiproxy-node-client 4.x (add, get, update, remove,
+// with the attributes the server returns), and ioredis through a faultline proxy with
+// latency and reset_peer toxics.
+// Run: node --test tests/integration/node/toxics_client.test.mjs
+// Needs tests/integration/node_modules (./dev setup), redis-server on PATH, and the binary
+// (FAULTLINE_BIN or build/faultline). Loopback only, port 0 everywhere.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { createRequire } from "node:module";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const BIN = process.env.FAULTLINE_BIN || path.resolve(here, "../../../build/faultline");
+const require = createRequire(import.meta.url);
+
+let client, Redis;
+try {
+  client = require("toxiproxy-node-client");
+  Redis = require("ioredis");
+} catch (e) {
+  throw new Error(`toxiproxy-node-client / ioredis not installed: run ./dev setup ` +
+                  `(npm install in tests/integration) — ${e.message}`);
+}
+const { Toxiproxy, Toxic, ToxiproxyError } = client;
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
+
+let server;      // faultline child process
+let serverLog = "";
+let apiUrl;
+let echo;        // net.Server
+let echoAddr;
+let redis;       // redis-server child process
+let redisPort;
+let redisLog = "";
+let tmpDir;
+
+async function startFaultline() {
+  if (!fs.existsSync(BIN)) {
+    throw new Error(`faultline binary not found at ${BIN}: build it (./dev build) or set FAULTLINE_BIN`);
+  }
+  const portFile = path.join(tmpDir, "api.addr");
+  server = spawn(BIN, ["serve", "--host", "127.0.0.1", "--port", "0", "--port-file", portFile],
+                 { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, LOG_LEVEL: "warn" } });
+  server.stdout.on("data", (d) => { serverLog += d; });
+  server.stderr.on("data", (d) => { serverLog += d; });
+  let exited = null;
+  server.on("exit", (code, sig) => { exited = { code, sig }; });
+  const deadline = Date.now() + 15000;
+  while (Date.now() < deadline) {
+    if (exited) throw new Error(`faultline exited early ${JSON.stringify(exited)}: ${serverLog}`);
+    if (fs.existsSync(portFile)) {
+      const text = fs.readFileSync(portFile, "utf8").trim();
+      if (text) {
+        const i = text.lastIndexOf(":");
+        return `http://${text.slice(0, i)}:${Number(text.slice(i + 1))}`;
+      }
+    }
+    await sleep(20);
+  }
+  throw new Error("faultline did not write its port file within 15 s");
+}
+
+function startEcho() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer((sock) => {
+      sock.on("error", () => {});
+      sock.pipe(sock);
+    });
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => resolve(srv));
+  });
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// Resolves true if "PING" gets "+PONG" from 127.0.0.1:port within 1 s.
+function redisPing(port) {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host: "127.0.0.1", port });
+    const timer = setTimeout(() => { sock.destroy(); resolve(false); }, 1000);
+    sock.on("error", () => { clearTimeout(timer); resolve(false); });
+    sock.on("connect", () => sock.write("PING\r\n"));
+    sock.on("data", (d) => { clearTimeout(timer); sock.destroy(); resolve(d.toString().startsWith("+PONG")); });
+  });
+}
+
+async function startRedis() {
+  for (let attempt = 0; attempt < 3; attempt++) {  // a free port can be taken in between
+    const port = await freePort();
+    const proc = spawn("redis-server", ["--port", String(port), "--save", "", "--appendonly", "no",
+                                        "--bind", "127.0.0.1", "--dir", tmpDir],
+                       { stdio: ["ignore", "pipe", "pipe"] });
+    let exited = false;
+    proc.on("error", (e) => { redisLog += `spawn error: ${e.message}\n`; exited = true; });
+    proc.on("exit", () => { exited = true; });
+    proc.stdout.on("data", (d) => { redisLog += d; });
+    proc.stderr.on("data", (d) => { redisLog += d; });
+    const deadline = Date.now() + 10000;
+    while (Date.now() < deadline && !exited) {
+      if (await redisPing(port)) return { proc, port };
+      await sleep(50);
+    }
+    if (!exited) proc.kill("SIGKILL");
+  }
+  throw new Error(`redis-server did not start (apt package redis-server): ${redisLog}`);
+}
+
+async function stopChild(proc) {
+  if (proc && proc.exitCode === null && proc.signalCode === null) {
+    const exited = new Promise((r) => proc.once("exit", r));
+    proc.kill("SIGTERM");
+    const t = setTimeout(() => proc.kill("SIGKILL"), 10000);
+    await exited;
+    clearTimeout(t);
+  }
+}
+
+function portOf(listen) {
+  return Number(listen.slice(listen.lastIndexOf(":") + 1));
+}
+
+async function rawGet(p) {
+  const res = await fetch(apiUrl + p);
+  return { status: res.status, body: res.status === 200 ? await res.json() : await res.text() };
+}
+
+function isStatusError(status) {
+  return (err) => {
+    assert.ok(err instanceof ToxiproxyError, `expected ToxiproxyError, got ${err}`);
+    assert.match(err.message, new RegExp(`status code ${status}\\b`));
+    return true;
+  };
+}
+
+// One echo round trip through 127.0.0.1:port; resolves { data, ms }.
+function roundTrip(port, payload, timeoutMs = 5000) {
+  return new Promise((resolve, reject) => {
+    const start = nowMs();
+    const chunks = [];
+    let len = 0;
+    const sock = net.connect({ host: "127.0.0.1", port });
+    const timer = setTimeout(() => { sock.destroy(); reject(new Error("round trip timed out")); }, timeoutMs);
+    sock.on("error", (e) => { clearTimeout(timer); reject(e); });
+    sock.on("connect", () => sock.write(payload));
+    sock.on("data", (d) => {
+      chunks.push(d);
+      len += d.length;
+      if (len >= payload.length) {
+        clearTimeout(timer);
+        sock.destroy();
+        resolve({ data: Buffer.concat(chunks), ms: nowMs() - start });
+      }
+    });
+    sock.on("end", () => {
+      clearTimeout(timer);
+      if (len < payload.length) resolve({ data: Buffer.concat(chunks), ms: nowMs() - start, ended: true });
+    });
+  });
+}
+
+before(async () => {
+  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), "faultline-node-toxics-"));
+  echo = await startEcho();
+  echoAddr = `127.0.0.1:${echo.address().port}`;
+  apiUrl = await startFaultline();
+});
+
+after(async () => {
+  await stopChild(redis);
+  await stopChild(server);
+  if (echo) await new Promise((r) => echo.close(r));
+  if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
+});
+
+// Each Toxiproxy type: attributes to create with, attributes to update to, the stream.
+const TYPES = [
+  { type: "latency", stream: "downstream", attrs: { latency: 100, jitter: 10 }, next: { latency: 200, jitter: 0 } },
+  { type: "bandwidth", stream: "downstream", attrs: { rate: 500 }, next: { rate: 1000 } },
+  { type: "slow_close", stream: "downstream", attrs: { delay: 100 }, next: { delay: 300 } },
+  { type: "timeout", stream: "upstream", attrs: { timeout: 1000 }, next: { timeout: 0 } },
+  { type: "reset_peer", stream: "upstream", attrs: { timeout: 0 }, next: { timeout: 500 } },
+  { type: "slicer", stream: "downstream", attrs: { average_size: 64, size_variation: 16, delay: 100 },
+    next: { average_size: 128, size_variation: 0, delay: 0 } },
+  { type: "limit_data", stream: "downstream", attrs: { bytes: 1000 }, next: { bytes: 2048 } },
+];
+
+for (const spec of TYPES) {
+  test(`${spec.type}: addToxic, getToxic, update, remove with the returned attributes`, async () => {
+    const tp = new Toxiproxy(apiUrl);
+    const pname = `node_${spec.type}`;
+    const p = await tp.createProxy({ name: pname, listen: "127.0.0.1:0", upstream: echoAddr });
+    try {
+      const name = `t_${spec.type}`;
+      const toxic = await p.addToxic({ name, type: spec.type, stream: spec.stream, toxicity: 1,
+                                       attributes: spec.attrs });
+      assert.ok(toxic instanceof Toxic);
+      const expected = { attributes: spec.attrs, name, stream: spec.stream, toxicity: 1, type: spec.type };
+      assert.deepEqual(toxic.toJson(), expected, "addToxic returns exactly the Toxiproxy attributes");
+      assert.equal(toxic.getPath(), `${apiUrl}/proxies/${pname}/toxics/${name}`);
+
+      const fetched = await p.getToxic(name);
+      assert.ok(fetched instanceof Toxic);
+      assert.deepEqual(fetched.toJson(), expected);
+      const listed = await rawGet(`/proxies/${pname}/toxics`);
+      assert.equal(listed.status, 200);
+      assert.deepEqual(listed.body.map((t) => t.name), [name]);
+
+      // Update the way the client's users do: the whole toxic with new attributes.
+      const updated = await toxic.update({ ...toxic.toJson(), attributes: spec.next });
+      assert.ok(updated instanceof Toxic);
+      assert.deepEqual(updated.toJson(), { ...expected, attributes: spec.next });
+      assert.deepEqual((await p.getToxic(name)).attributes, spec.next);
+
+      // Toxicity alone: attributes are kept (an update merges).
+      const half = await updated.update({ ...updated.toJson(), toxicity: 0.5 });
+      assert.equal(half.toxicity, 0.5);
+      assert.deepEqual(half.attributes, spec.next);
+
+      // A duplicate name is a conflict.
+      await assert.rejects(p.addToxic({ name, type: spec.type, stream: spec.stream, toxicity: 1,
+                                        attributes: spec.attrs }), isStatusError(409));
+
+      await half.remove();
+      await assert.rejects(p.getToxic(name), isStatusError(404));
+      await assert.rejects(half.remove(), isStatusError(404));
+      assert.deepEqual((await rawGet(`/proxies/${pname}/toxics`)).body, []);
+    } finally {
+      await p.remove();
+    }
+  });
+}
+
+test("slicer with Toxiproxy's zero defaults is refused (400), not a crash", async () => {
+  const tp = new Toxiproxy(apiUrl);
+  const p = await tp.createProxy({ name: "node_bad_slicer", listen: "127.0.0.1:0", upstream: echoAddr });
+  try {
+    await assert.rejects(p.addToxic({ name: "s", type: "slicer", stream: "downstream", toxicity: 1,
+                                      attributes: { average_size: 0, size_variation: 0, delay: 0 } }),
+                         isStatusError(400));
+    await assert.rejects(p.addToxic({ name: "b", type: "bandwidth", stream: "downstream", toxicity: 1,
+                                      attributes: { rate: -1 } }), isStatusError(400));
+    assert.deepEqual((await rawGet("/proxies/node_bad_slicer/toxics")).body, []);
+    assert.equal((await roundTrip(portOf(p.listen), Buffer.from("still alive"))).data.toString(),
+                 "still alive");
+  } finally {
+    await p.remove();
+  }
+});
+
+test("toxics added through the client act on traffic", async () => {
+  const tp = new Toxiproxy(apiUrl);
+  const p = await tp.createProxy({ name: "node_traffic", listen: "127.0.0.1:0", upstream: echoAddr });
+  const port = portOf(p.listen);
+  try {
+    const lat = await p.addToxic({ name: "lat", type: "latency", stream: "upstream", toxicity: 1,
+                                   attributes: { latency: 150, jitter: 0 } });
+    const slow = await roundTrip(port, Buffer.from("slow"));
+    assert.equal(slow.data.toString(), "slow");
+    assert.ok(slow.ms >= 150, `latency 150 but the round trip took ${slow.ms.toFixed(1)} ms`);
+    await lat.remove();
+
+    const lim = await p.addToxic({ name: "lim", type: "limit_data", stream: "downstream", toxicity: 1,
+                                   attributes: { bytes: 10 } });
+    const cut = await roundTrip(port, Buffer.alloc(100, 0x61), 3000);
+    assert.equal(cut.data.length, 10, "limit_data 10: exactly 10 bytes come back");
+    await lim.remove();
+    const fast = await roundTrip(port, Buffer.from("fast"));
+    assert.ok(fast.ms < 150, `no toxics but the round trip took ${fast.ms.toFixed(1)} ms`);
+  } finally {
+    await p.remove();
+  }
+});
+
+test("ioredis through faultline: latency delays a GET, reset_peer fails it, removal heals", async () => {
+  ({ proc: redis, port: redisPort } = await startRedis());
+  const tp = new Toxiproxy(apiUrl);
+  const p = await tp.createProxy({ name: "node_redis", listen: "127.0.0.1:0", upstream: `127.0.0.1:${redisPort}` });
+  const opts = { host: "127.0.0.1", port: portOf(p.listen), maxRetriesPerRequest: 0,
+                 retryStrategy: () => null, enableOfflineQueue: false, lazyConnect: true,
+                 connectTimeout: 5000, commandTimeout: 5000 };
+  const clients = [];
+  const newClient = async () => {
+    const r = new Redis(opts);
+    r.on("error", () => {});  // ECONNRESET is expected below; the command's rejection is checked
+    clients.push(r);
+    await r.connect();
+    return r;
+  };
+  try {
+    const r = await newClient();
+    assert.equal(await r.set("faultline:k", "v1"), "OK");
+    let t = nowMs();
+    assert.equal(await r.get("faultline:k"), "v1");
+    assert.ok(nowMs() - t < 150, `GET without toxics took ${(nowMs() - t).toFixed(1)} ms`);
+
+    const lat = await p.addToxic({ name: "lat", type: "latency", stream: "downstream", toxicity: 1,
+                                   attributes: { latency: 200, jitter: 0 } });
+    t = nowMs();
+    assert.equal(await r.get("faultline:k"), "v1");
+    const ms = nowMs() - t;
+    assert.ok(ms >= 199, `downstream latency 200 but GET took ${ms.toFixed(1)} ms`);
+    assert.ok(ms < 200 + 300, `downstream latency 200 but GET took ${ms.toFixed(1)} ms`);
+    await lat.remove();
+    t = nowMs();
+    assert.equal(await r.get("faultline:k"), "v1");
+    assert.ok(nowMs() - t < 150, `latency removed but GET took ${(nowMs() - t).toFixed(1)} ms`);
+
+    const rp = await p.addToxic({ name: "rp", type: "reset_peer", stream: "upstream", toxicity: 1,
+                                  attributes: { timeout: 0 } });
+    t = nowMs();
+    await assert.rejects(r.get("faultline:k"), (err) => {
+      const text = `${err.code || ""} ${err.message || ""}`;
+      assert.match(text, /ECONNRESET|Connection is closed/, `unexpected error: ${text}`);
+      return true;
+    });
+    assert.ok(nowMs() - t < 3000, `reset_peer took ${(nowMs() - t).toFixed(1)} ms to fail the GET`);
+    await rp.remove();
+
+    const r2 = await newClient();
+    assert.equal(await r2.get("faultline:k"), "v1");
+    assert.equal(await r2.set("faultline:k", "v2"), "OK");
+    assert.equal(await r2.get("faultline:k"), "v2");
+  } finally {
+    for (const c of clients) c.disconnect();
+    await p.remove();
+  }
+});
