@@ -31,6 +31,24 @@ struct AttributeValue {
   std::string text;
   double as_double() const { return integral ? static_cast<double>(integer) : number; }
   std::int64_t as_int() const { return integral ? integer : static_cast<std::int64_t>(number); }
+
+  static AttributeValue of_int(std::int64_t v) {
+    AttributeValue a;
+    a.integer = v;
+    return a;
+  }
+  static AttributeValue of_number(double v) {
+    AttributeValue a;
+    a.integral = false;
+    a.number = v;
+    return a;
+  }
+  static AttributeValue of_text(std::string v) {
+    AttributeValue a;
+    a.is_text = true;
+    a.text = std::move(v);
+    return a;
+  }
 };
 
 // "Active only in windows": from `after` ms after creation, for `for_ms` (0 = open-ended),

@@ -151,7 +151,7 @@ std::optional<ToxicBuildError> merge_attributes(const ToxicType& type, const rap
                                         std::string(type.name) + " must be an integer, got " +
                                         (v->IsNumber() ? "a fraction or out-of-range number" : kind_name(*v))};
       }
-      *slot = AttributeValue{true, n, 0.0};
+      *slot = AttributeValue::of_int(n);
     } else if (spec.kind == AttributeKind::text) {
       const std::string value = v->IsString() ? std::string(v->GetString(), v->GetStringLength()) : "";
       if (!v->IsString() || std::find(spec.choices.begin(), spec.choices.end(), value) == spec.choices.end()) {
@@ -170,7 +170,7 @@ std::optional<ToxicBuildError> merge_attributes(const ToxicType& type, const rap
         return ToxicBuildError{400, "bad request body: attribute " + std::string(spec.name) + " of " +
                                         std::string(type.name) + " must be a number, got " + kind_name(*v)};
       }
-      *slot = AttributeValue{false, 0, v->GetDouble()};
+      *slot = AttributeValue::of_number(v->GetDouble());
     }
   }
   // Generic attributes every fault takes.
@@ -229,8 +229,8 @@ std::optional<ToxicBuildError> build_toxic(const ToxicFields& f, ToxicConfig& c)
   c.attributes.clear();
   for (const auto& spec : type->attributes) {
     AttributeValue v = spec.kind == AttributeKind::integer
-                           ? AttributeValue{true, static_cast<std::int64_t>(spec.default_value), 0.0}
-                           : AttributeValue{false, 0, spec.default_value};
+                           ? AttributeValue::of_int(static_cast<std::int64_t>(spec.default_value))
+                           : AttributeValue::of_number(spec.default_value);
     if (spec.kind == AttributeKind::text) {
       v.is_text = true;
       v.text = std::string(spec.choices.empty() ? std::string_view{} : spec.choices.front());

@@ -36,8 +36,8 @@ inline std::shared_ptr<const ToxicConfig> toxic(std::string type, std::vector<At
   return c;
 }
 
-inline Attribute attr(std::string name, std::int64_t v) { return {std::move(name), AttributeValue{true, v, 0.0}}; }
-inline Attribute fattr(std::string name, double v) { return {std::move(name), AttributeValue{false, 0, v}}; }
+inline Attribute attr(std::string name, std::int64_t v) { return {std::move(name), AttributeValue::of_int(v)}; }
+inline Attribute fattr(std::string name, double v) { return {std::move(name), AttributeValue::of_number(v)}; }
 
 // A fixed point on the fake clock.
 inline TimePoint t0() { return TimePoint(std::chrono::seconds(1000)); }
