@@ -1,5 +1,7 @@
 #include "proxy/server.hpp"
 
+#include <sys/resource.h>
+
 #include <fstream>
 #include <random>
 #include <thread>
@@ -41,9 +43,19 @@ awaitable<void> drain_and_stop(ControlPlane& control_plane, net::io_context& con
   control.stop();
 }
 
+// Each connection costs two descriptors: raise the soft limit to the hard one, as
+// haproxy does, so 1,000 clients are not refused by a default soft limit of 1024.
+void raise_descriptor_limit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) == 0) spdlog::debug("descriptor limit raised to {}", limit.rlim_cur);
+}
+
 }  // namespace
 
 int run_server(const ServeOptions& options) {
+  raise_descriptor_limit();
   ApiSecurity security;
   if (options.token_file) {
     std::string token;
