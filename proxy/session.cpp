@@ -220,6 +220,17 @@ awaitable<bool> Session::connect_upstream() {
   co_return true;
 }
 
+bool Session::inline_path(const Pipe& p) const {
+  return p.queue.empty() && !p.current && p.scheduled.empty() && !p.writing;
+}
+
+bool Session::end_due_before(const Pipe& p, TimePoint t) const {
+  for (const auto& e : p.ends) {
+    if (e.at < t) return true;
+  }
+  return false;
+}
+
 bool Session::fast_path(const Pipe& p) const {
   return p.chain.empty() && p.queue.empty() && !p.current && p.scheduled.empty() && p.ends.empty() && !p.writing &&
          p.next_boundary == kNever;
@@ -345,6 +356,46 @@ awaitable<void> Session::read_loop(Pipe& p) {
         if (n < block.capacity()) break;  // the socket is drained; wait for readiness again
         continue;
       }
+      if (inline_path(p)) {
+        // Faults are active but nothing is pending: run the chain here and write what is
+        // due at once, from the read buffer. Only what must wait goes to the writer.
+        const TimePoint now = Clock::now();
+        p.chain.push(Segment{block.data(), n, now}, p.sink);
+        p.chain.report();
+        bool failed = false;
+        while (!p.scheduled.empty() && p.scheduled.front().release <= now && !end_due_before(p, p.scheduled.front().release)) {
+          const Segment s = p.scheduled.front();
+          p.writing = true;
+          auto [wec, written] = co_await net::async_write(p.to, net::buffer(s.data, s.size), use_nothrow);
+          p.writing = false;
+          if (closing_ || wec) {
+            if (!closing_) on_write_error(wec);
+            failed = true;
+            break;
+          }
+          p.stats.sent_bytes.fetch_add(written, std::memory_order_relaxed);
+          if (!p.scheduled.empty()) p.scheduled.pop_front();
+        }
+        if (failed) break;
+        if (!p.ends.empty()) {
+          p.writer_timer.cancel();  // ends are the writer's to execute
+          ensure_writer(p);
+        }
+        if (!p.scheduled.empty()) {
+          // The rest lives in this block: hand both to the writer.
+          Chunk held;
+          held.size = n;
+          held.arrived = now;
+          held.block = std::move(block);
+          block = pool.take();
+          p.queued_bytes += n;
+          p.current = std::move(held);
+          p.writer_timer.cancel();
+          ensure_writer(p);
+        }
+        if (n < block.capacity()) break;
+        continue;
+      }
       Chunk chunk;
       chunk.size = n;
       chunk.arrived = Clock::now();
@@ -381,6 +432,11 @@ awaitable<void> Session::write_loop(Pipe& p) {
     }
     const bool has_end = !p.ends.empty();
 
+    if (p.writing) {
+      // The reader is writing inline; it hands over whatever it cannot write itself.
+      co_await wait_until(p, kNever);
+      continue;
+    }
     if (!p.scheduled.empty()) {
       const Segment s = p.scheduled.front();
       if (has_end && end_at < s.release) {  // bytes due at the same instant go first

@@ -68,6 +68,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_write_error(const boost::system::error_code& ec);
   void direction_done(Pipe& p);
   bool fast_path(const Pipe& p) const;
+  bool inline_path(const Pipe& p) const;
+  bool end_due_before(const Pipe& p, TimePoint t) const;
 
   Worker& worker_;
   std::shared_ptr<ProxyRuntime> runtime_;
