@@ -79,6 +79,7 @@ int serve(int argc, char** argv) {
     ("max-queued-bytes", "per connection and direction, bytes held by faults before reading pauses", cxxopts::value<std::uint64_t>()->default_value("16777216"))
     ("shutdown-timeout-ms", "on SIGINT/SIGTERM, how long open connections may finish", cxxopts::value<std::uint64_t>()->default_value("5000"))
     ("workers", "worker threads (0 = one per core)", cxxopts::value<std::size_t>()->default_value("0"))
+    ("no-splice", "relay bulk data through user-space buffers instead of splice(2) (for comparison)")
     ("log-level", "trace, debug, info, warn, error (default: $LOG_LEVEL or info)", cxxopts::value<std::string>()->default_value(""))
     ("proxy-metrics", "accepted for toxiproxy-server compatibility; /metrics is always on")
     ("runtime-metrics", "accepted for toxiproxy-server compatibility; process metrics are always on")
@@ -117,6 +118,7 @@ int serve(int argc, char** argv) {
   o.max_queued_bytes = r["max-queued-bytes"].as<std::uint64_t>();
   o.shutdown_timeout_ms = r["shutdown-timeout-ms"].as<std::uint64_t>();
   o.workers = r["workers"].as<std::size_t>();
+  o.splice = r.count("no-splice") == 0;
   o.runtime_metrics = r.count("runtime-metrics") > 0;
   if (o.max_queued_bytes < 64 * 1024) {
     std::cerr << "faultline serve: --max-queued-bytes must be at least 65536\n";

@@ -113,6 +113,7 @@ awaitable<void> Proxy::Listener::accept_loop() {
     SessionSettings settings;
     settings.connect_timeout = proxy.context_.connect_timeout;
     settings.max_queued_bytes = proxy.context_.max_queued_bytes;
+    settings.splice = proxy.context_.splice;
     std::weak_ptr<Listener> weak = self;
     auto runtime = proxy.runtime_;
     settings.on_upstream_failure = [weak, runtime, &control = proxy.context_.control] {

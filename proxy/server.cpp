@@ -87,6 +87,7 @@ int run_server(const ServeOptions& options) {
   context.max_connections = options.max_connections;
   context.max_queued_bytes = options.max_queued_bytes;
   context.seed = seed;
+  context.splice = options.splice;
   workers.start();
 
   int exit_code = 0;

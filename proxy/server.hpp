@@ -21,6 +21,7 @@ struct ServeOptions {
   std::uint64_t max_queued_bytes = 16 * 1024 * 1024;
   std::uint64_t shutdown_timeout_ms = 5000;
   std::size_t workers = 0;  // 0 = one per core
+  bool splice = true;
 };
 
 // Runs until SIGINT/SIGTERM. Returns the process exit code (2: could not start).

@@ -18,6 +18,7 @@ class ServerContext {
   std::size_t max_queued_bytes = 16 * 1024 * 1024;
   std::uint64_t max_connections = 0;  // per proxy; 0 = unlimited
   std::uint64_t seed = 0;
+  bool splice = true;
   Duration upstream_probe_interval = std::chrono::milliseconds(500);
 };
 

@@ -1,8 +1,12 @@
 #include "proxy/session.hpp"
 
+#include <fcntl.h>
+
+#include <cerrno>
 #include <cstring>
 
 #include "proxy/fifo.hpp"
+#include "proxy/kernel_pipe.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -55,6 +59,7 @@ struct Session::Pipe {
   TimePoint eof_at{};
 
   bool broken = false;  // a removed fault had dropped bytes: close
+  bool bulk = false;    // recent reads filled the buffer: move data with splice(2)
   std::uint64_t dropped_reported = 0;
   bool writing = false;
   bool writer_running = false;  // the writer coroutine exists only while faults are in play
@@ -220,6 +225,82 @@ awaitable<bool> Session::connect_upstream() {
   co_return true;
 }
 
+// Moves bytes from p.from to p.to through a kernel pipe until the source is drained, ends,
+// or faults arrive. The pipe is empty whenever this returns, so switching back to the
+// buffered path never reorders bytes.
+awaitable<Session::SpliceOutcome> Session::splice_burst(Pipe& p) {
+  auto self = shared_from_this();
+  KernelPipePool& pool = KernelPipePool::local();
+  KernelPipe pipe = pool.take();
+  if (!pipe) {
+    p.bulk = false;
+    co_return SpliceOutcome::fallback;
+  }
+  constexpr std::size_t kBurst = 1 << 20;
+  std::size_t moved = 0;
+  SpliceOutcome outcome = SpliceOutcome::drained;
+  for (;;) {
+    const ssize_t n = ::splice(p.from.native_handle(), nullptr, pipe.write_end, nullptr, kBurst,
+                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n == 0) {  // EOF
+      pool.give(pipe, true);
+      p.eof_seen = true;
+      p.eof_at = Clock::now();
+      p.eof_in_chain = true;
+      execute_end(p, EndKind::half_close);
+      co_return SpliceOutcome::done;
+    }
+    if (n < 0) {
+      const int err = errno;
+      pool.give(pipe, true);
+      if (err == EAGAIN) break;
+      if (err == EINVAL || err == ENOSYS) {
+        p.bulk = false;  // this pair of sockets cannot splice: use buffers
+        co_return SpliceOutcome::fallback;
+      }
+      on_read_error(p, boost::system::error_code(err, boost::system::system_category()));
+      co_return SpliceOutcome::done;
+    }
+    p.stats.received_bytes.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
+    info_->bytes[static_cast<int>(p.stream)].fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
+    std::size_t left = static_cast<std::size_t>(n);
+    while (left > 0) {
+      const ssize_t m = ::splice(pipe.read_end, nullptr, p.to.native_handle(), nullptr, left,
+                                 SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (m > 0) {
+        left -= static_cast<std::size_t>(m);
+        p.stats.sent_bytes.fetch_add(static_cast<std::uint64_t>(m), std::memory_order_relaxed);
+        continue;
+      }
+      const int err = m < 0 ? errno : EPIPE;
+      if (err == EAGAIN) {
+        p.writing = true;
+        auto [wec] = co_await p.to.async_wait(tcp::socket::wait_write, use_nothrow);
+        p.writing = false;
+        if (closing_ || wec) {
+          pool.give(pipe, false);
+          if (!closing_) on_write_error(wec);
+          co_return SpliceOutcome::done;
+        }
+        continue;
+      }
+      pool.give(pipe, false);
+      on_write_error(boost::system::error_code(err, boost::system::system_category()));
+      co_return SpliceOutcome::done;
+    }
+    moved += static_cast<std::size_t>(n);
+    refresh(p, false);
+    if (!fast_path(p)) {
+      pool.give(pipe, true);
+      outcome = SpliceOutcome::fallback;
+      break;
+    }
+  }
+  // A burst that found little to move means small talk again: buffers are cheaper there.
+  if (outcome == SpliceOutcome::drained && moved > 0 && moved < 16 * 1024) p.bulk = false;
+  co_return outcome;
+}
+
 bool Session::inline_path(const Pipe& p) const {
   return p.queue.empty() && !p.current && p.scheduled.empty() && !p.writing;
 }
@@ -301,6 +382,24 @@ awaitable<void> Session::read_loop(Pipe& p) {
   auto self = shared_from_this();
   BufferPool& pool = BufferPool::local();
   while (!closing_ && !p.eof_seen) {
+    if (p.bulk) {
+      refresh(p, false);
+      if (fast_path(p)) {
+        const SpliceOutcome outcome = co_await splice_burst(p);
+        if (outcome == SpliceOutcome::done) co_return;
+        if (outcome == SpliceOutcome::drained) {
+          // Wait for more without holding anything; the next burst splices again.
+          auto [wait_ec] = co_await p.from.async_wait(tcp::socket::wait_read, use_nothrow);
+          if (closing_) co_return;
+          if (wait_ec) {
+            on_read_error(p, wait_ec);
+            co_return;
+          }
+        }
+        continue;
+      }
+      p.bulk = false;  // faults arrived: bytes must go through the chain
+    }
     if (p.queued_bytes >= settings_.max_queued_bytes) {
       // Backpressure: stop reading until the writer frees room; TCP pushes back on the sender.
       p.reader_timer.expires_at(TimePoint::max());
@@ -343,6 +442,7 @@ awaitable<void> Session::read_loop(Pipe& p) {
       info_->bytes[static_cast<int>(p.stream)].fetch_add(n, std::memory_order_relaxed);
       refresh(p, false);
       if (fast_path(p)) {
+        p.bulk = settings_.splice && n >= 64 * 1024;  // a large read: bulk transfer under way
         p.writing = true;
         auto [wec, written] = co_await net::async_write(p.to, net::buffer(block.data(), n), use_nothrow);
         p.writing = false;

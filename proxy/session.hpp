@@ -20,6 +20,7 @@ struct Worker;
 struct SessionSettings {
   Duration connect_timeout = std::chrono::seconds(5);
   std::size_t max_queued_bytes = 16 * 1024 * 1024;
+  bool splice = true;  // zero-copy relay for bulk data while no fault is active
   // Called on the worker thread when the upstream could not be reached.
   std::function<void()> on_upstream_failure;
 };
@@ -56,7 +57,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
   awaitable<void> run();
   awaitable<bool> connect_upstream();
+  enum class SpliceOutcome { drained, fallback, done };
   awaitable<void> read_loop(Pipe& p);
+  awaitable<SpliceOutcome> splice_burst(Pipe& p);
   awaitable<void> write_loop(Pipe& p);
   void ensure_writer(Pipe& p);
   void report_dropped(Pipe& p);
