@@ -376,7 +376,10 @@ ApiResponse ControlPlane::update_proxy(Proxy& proxy, const std::string& body) {
   const std::string upstream = f.upstream.value_or(spec.upstream);
   const bool enabled = f.enabled.value_or(proxy.running());
   if (f.on_upstream_down) spec.refuse_when_down = *f.on_upstream_down == "refuse";
-  if (f.max_connections) spec.max_connections = f.max_connections;
+  if (f.max_connections) {
+    spec.max_connections = f.max_connections;
+    proxy.publish();  // the listeners read the limit from the runtime
+  }
   if (f.listen) {
     // Check the new address before touching the running proxy, so a typo does not take it down.
     if (auto e = proxy.check_listen(listen)) return error_response(500, *e);

@@ -1,5 +1,7 @@
 #include "proxy/proxy.hpp"
 
+#include <sys/socket.h>
+
 #include <spdlog/spdlog.h>
 
 #include "proxy/address.hpp"
@@ -54,80 +56,127 @@ std::string format_endpoint(const tcp::endpoint& ep) {
 
 }  // namespace
 
+// A proxy's listening sockets: one per worker, bound to the same address with
+// SO_REUSEPORT, so the kernel spreads new clients over the workers and each is accepted
+// on the thread that will serve it (no hand-off between threads). Accept loops run on
+// the workers; opening, closing and the refuse-mode probe run on the control thread.
 struct Proxy::Listener : std::enable_shared_from_this<Proxy::Listener> {
-  explicit Listener(net::io_context& ioc) : acceptor(ioc), probe_timer(ioc) {}
-  tcp::acceptor acceptor;
+  Listener(ServerContext& context, std::shared_ptr<ProxyRuntime> runtime, std::string name)
+      : context(context), runtime(std::move(runtime)), name(std::move(name)), probe_timer(context.control) {}
+
+  ServerContext& context;
+  std::shared_ptr<ProxyRuntime> runtime;
+  std::string name;
   tcp::endpoint bound;
-  Proxy* owner = nullptr;  // cleared when the proxy stops; coroutines check it after every wait
+  std::vector<std::pair<Worker*, std::shared_ptr<tcp::acceptor>>> acceptors;
+  std::atomic<bool> closed{false};
+  // Control thread only.
+  Proxy* owner = nullptr;  // cleared when the proxy stops
   bool probing = false;
   net::steady_timer probe_timer;
 
-  boost::system::error_code open_and_bind() {
+  // Binds every worker's socket; on failure nothing stays bound.
+  boost::system::error_code open(tcp::endpoint at) {
     boost::system::error_code ec;
-    acceptor.open(bound.protocol(), ec);
-    if (ec) return ec;
-    acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-    if (bound.address().is_v6() && bound.address().is_unspecified()) {
-      acceptor.set_option(net::ip::v6_only(false), ec);  // "[::]" serves IPv4 too, as in Go
-    }
-    acceptor.bind(bound, ec);
-    if (!ec) acceptor.listen(4096, ec);
-    if (ec) {
+    if (at.port() != 0) {
+      // SO_REUSEPORT would let us share a port another program listens on: check first
+      // with a plain socket, so "address already in use" is still reported.
+      tcp::acceptor probe(context.control);
+      probe.open(at.protocol(), ec);
+      if (!ec) probe.set_option(tcp::acceptor::reuse_address(true), ec);
+      if (!ec && at.address().is_v6() && at.address().is_unspecified()) probe.set_option(net::ip::v6_only(false), ec);
+      if (!ec) probe.bind(at, ec);
       boost::system::error_code ignored;
-      acceptor.close(ignored);
-      return ec;
+      probe.close(ignored);
+      if (ec) return ec;
     }
-    bound = acceptor.local_endpoint(ec);
+    for (std::size_t i = 0; i < context.workers.size(); ++i) {
+      Worker& worker = context.workers.at(i);
+      auto acceptor = std::make_shared<tcp::acceptor>(worker.ioc);
+      acceptor->open(at.protocol(), ec);
+      if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+      if (!ec) acceptor->set_option(net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>(true), ec);
+      if (!ec && at.address().is_v6() && at.address().is_unspecified()) {
+        acceptor->set_option(net::ip::v6_only(false), ec);  // "[::]" serves IPv4 too, as in Go
+      }
+      if (!ec) acceptor->bind(at, ec);
+      if (!ec) acceptor->listen(4096, ec);
+      if (!ec && i == 0) at = acceptor->local_endpoint(ec);  // port 0: the others join the port we got
+      if (ec) {
+        boost::system::error_code ignored;
+        acceptor->close(ignored);
+        close();
+        return ec;
+      }
+      acceptors.emplace_back(&worker, std::move(acceptor));
+    }
+    bound = at;
+    closed.store(false, std::memory_order_release);
     return ec;
   }
 
-  awaitable<void> accept_loop();
+  void start_accepting() {
+    for (auto& [worker, acceptor] : acceptors) {
+      net::co_spawn(worker->ioc, accept_loop(*worker, acceptor), net::detached);
+    }
+  }
+
+  // Stops listening at once (new clients are refused from here on) and lets each worker
+  // close its own socket. shutdown(2) on the descriptor is safe from this thread; the
+  // Asio object itself is only touched by its worker.
+  void close() {
+    closed.store(true, std::memory_order_release);
+    for (auto& [worker, acceptor] : acceptors) {
+      ::shutdown(acceptor->native_handle(), SHUT_RDWR);
+      net::post(worker->ioc, [acceptor] {
+        boost::system::error_code ignored;
+        acceptor->close(ignored);
+      });
+    }
+    acceptors.clear();
+  }
+
+  awaitable<void> accept_loop(Worker& worker, std::shared_ptr<tcp::acceptor> acceptor);
   awaitable<void> probe_loop();
 };
 
-awaitable<void> Proxy::Listener::accept_loop() {
+awaitable<void> Proxy::Listener::accept_loop(Worker& worker, std::shared_ptr<tcp::acceptor> acceptor) {
   auto self = shared_from_this();
-  while (owner && acceptor.is_open()) {
-    Worker& worker = owner->context_.workers.next();
-    auto [ec, socket] = co_await acceptor.async_accept(worker.ioc, use_nothrow);
-    if (!owner || ec == net::error::operation_aborted || !acceptor.is_open()) co_return;
+  net::steady_timer backoff(worker.ioc);
+  while (!closed.load(std::memory_order_acquire)) {
+    auto [ec, socket] = co_await acceptor->async_accept(use_nothrow);
+    if (closed.load(std::memory_order_acquire) || ec == net::error::operation_aborted) co_return;
     if (ec) {
       // Out of descriptors or similar: back off briefly instead of spinning.
-      spdlog::warn("proxy {}: accept failed: {}", owner->spec_.name, ec.message());
-      probe_timer.expires_after(std::chrono::milliseconds(50));
-      co_await probe_timer.async_wait(use_nothrow);
+      spdlog::warn("proxy {}: accept failed: {}", name, ec.message());
+      backoff.expires_after(std::chrono::milliseconds(50));
+      co_await backoff.async_wait(use_nothrow);
       continue;
     }
-    Proxy& proxy = *owner;
-    ProxyStats& stats = proxy.runtime_->stats;
+    ProxyStats& stats = runtime->stats;
     stats.connections_total.fetch_add(1, std::memory_order_relaxed);
-    const std::uint64_t limit = proxy.spec_.max_connections.value_or(proxy.context_.max_connections);
+    const std::uint64_t limit = runtime->max_connections.load(std::memory_order_relaxed);
     if (limit > 0 && stats.connections_active.load(std::memory_order_relaxed) >= limit) {
       stats.connections_refused_limit.fetch_add(1, std::memory_order_relaxed);
-      spdlog::warn("proxy {}: refusing a connection: {} connections is the limit", proxy.spec_.name, limit);
+      spdlog::warn("proxy {}: refusing a connection: {} connections is the limit", name, limit);
       boost::system::error_code ignored;
       socket.close(ignored);
       continue;
     }
     stats.connections_active.fetch_add(1, std::memory_order_relaxed);
     SessionSettings settings;
-    settings.connect_timeout = proxy.context_.connect_timeout;
-    settings.max_queued_bytes = proxy.context_.max_queued_bytes;
-    settings.splice = proxy.context_.splice;
+    settings.connect_timeout = context.connect_timeout;
+    settings.max_queued_bytes = context.max_queued_bytes;
+    settings.splice = context.splice;
     std::weak_ptr<Listener> weak = self;
-    auto runtime = proxy.runtime_;
-    settings.on_upstream_failure = [weak, runtime, &control = proxy.context_.control] {
+    settings.on_upstream_failure = [weak, runtime = runtime, &control = context.control] {
       runtime->stats.connections_refused_upstream.fetch_add(1, std::memory_order_relaxed);
       net::post(control, [weak] {
         if (auto listener = weak.lock(); listener && listener->owner) listener->owner->upstream_failed();
       });
     };
-    const std::uint64_t generation = runtime->generation();
-    const std::uint64_t index = runtime->next_connection_index();
-    net::post(worker.ioc, [&worker, runtime, settings = std::move(settings), generation, index,
-                           socket = std::move(socket)]() mutable {
-      Session::start(std::make_shared<Session>(worker, runtime, std::move(socket), std::move(settings), generation, index));
-    });
+    Session::start(std::make_shared<Session>(worker, runtime, std::move(socket), std::move(settings),
+                                             runtime->generation(), runtime->next_connection_index()));
   }
 }
 
@@ -136,12 +185,12 @@ awaitable<void> Proxy::Listener::accept_loop() {
 awaitable<void> Proxy::Listener::probe_loop() {
   auto self = shared_from_this();
   while (owner) {
-    probe_timer.expires_after(owner->context_.upstream_probe_interval);
+    probe_timer.expires_after(context.upstream_probe_interval);
     co_await probe_timer.async_wait(use_nothrow);
     if (!owner) co_return;
-    auto target = split_host_port(owner->runtime_->snapshot()->upstream);
+    auto target = split_host_port(runtime->snapshot()->upstream);
     if (!target) continue;
-    auto& ioc = owner->context_.control;
+    auto& ioc = context.control;
     tcp::resolver resolver(ioc);
     auto [rec, endpoints] = co_await resolver.async_resolve(target->host, target->port, use_nothrow);
     if (!owner) co_return;
@@ -162,14 +211,14 @@ awaitable<void> Proxy::Listener::probe_loop() {
     if (cec) continue;
     boost::system::error_code ignored;
     probe->close(ignored);
-    if (auto ec = open_and_bind()) {
-      spdlog::warn("proxy {}: upstream is back but re-listening on {} failed: {}", owner->spec_.name,
-                   format_endpoint(bound), ec.message());
+    if (auto ec = open(bound)) {
+      spdlog::warn("proxy {}: upstream is back but re-listening on {} failed: {}", name, format_endpoint(bound),
+                   ec.message());
       continue;
     }
-    spdlog::info("proxy {}: upstream {} is back; accepting again", owner->spec_.name, owner->spec_.upstream);
+    spdlog::info("proxy {}: upstream {} is back; accepting again", name, owner->spec_.upstream);
     probing = false;
-    net::co_spawn(acceptor.get_executor(), accept_loop(), net::detached);
+    start_accepting();
     co_return;
   }
 }
@@ -191,16 +240,15 @@ std::optional<std::string> Proxy::start() {
   std::string error;
   auto endpoint = resolve_listen(context_.control, spec_.listen, error);
   if (!endpoint) return error;
-  auto listener = std::make_shared<Listener>(context_.control);
-  listener->bound = *endpoint;
-  if (auto ec = listener->open_and_bind()) {
+  auto listener = std::make_shared<Listener>(context_, runtime_, spec_.name);
+  if (auto ec = listener->open(*endpoint)) {
     return "listen tcp " + format_endpoint(*endpoint) + ": bind: " + lower_first(ec.message());
   }
   listener->owner = this;
   listener_ = listener;
   // Like Toxiproxy, remember where we bound: re-enabling a ":0" proxy keeps its port.
   spec_.listen = format_endpoint(listener->bound);
-  net::co_spawn(context_.control, listener->accept_loop(), net::detached);
+  listener->start_accepting();
   spdlog::info("proxy {}: listening on {}, upstream {}", spec_.name, listen_text(), spec_.upstream);
   return std::nullopt;
 }
@@ -208,8 +256,7 @@ std::optional<std::string> Proxy::start() {
 void Proxy::stop_accepting() {
   if (!listener_) return;
   listener_->owner = nullptr;
-  boost::system::error_code ignored;
-  listener_->acceptor.close(ignored);
+  listener_->close();
   listener_->probe_timer.cancel();
   listener_.reset();
 }
@@ -248,8 +295,7 @@ void Proxy::upstream_failed() {
   spdlog::warn("proxy {}: upstream {} is down; refusing new connections until it answers", spec_.name,
                spec_.upstream);
   listener_->probing = true;
-  boost::system::error_code ignored;
-  listener_->acceptor.close(ignored);
+  listener_->close();
   net::co_spawn(context_.control, listener_->probe_loop(), net::detached);
 }
 
@@ -260,6 +306,7 @@ void Proxy::publish() {
     if (applies_to(t->stream, Stream::upstream)) snapshot->upstream_toxics.push_back(t);
     if (applies_to(t->stream, Stream::downstream)) snapshot->downstream_toxics.push_back(t);
   }
+  runtime_->max_connections.store(spec_.max_connections.value_or(context_.max_connections), std::memory_order_relaxed);
   runtime_->publish(std::move(snapshot));
   auto runtime = runtime_;
   context_.workers.broadcast([runtime](Worker& worker) {

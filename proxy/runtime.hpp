@@ -73,6 +73,7 @@ class ProxyRuntime {
   std::uint64_t next_connection_index() { return connection_index_.fetch_add(1, std::memory_order_relaxed); }
 
   ProxyStats stats;
+  std::atomic<std::uint64_t> max_connections{0};  // 0 = no limit
 
   void add_connection(std::shared_ptr<ConnectionInfo> info) {
     std::lock_guard lock(connections_mutex_);

@@ -28,6 +28,7 @@ class WorkerPool {
   void start();
   void stop();  // stops the loops and joins the threads
   Worker& next();
+  Worker& at(std::size_t i) { return *workers_[i]; }
   // Runs `fn` on every worker's thread; returns at once (the control plane never waits).
   void broadcast(std::function<void(Worker&)> fn);
   std::size_t size() const { return workers_.size(); }
