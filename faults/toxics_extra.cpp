@@ -171,7 +171,11 @@ void register_extra_toxics(ToxicRegistry& r) {
          }});
   r.add({"limit_time",
          {{"time"}},
-         [](const ToxicConfig& c) { return in_range(c, "time", 0, kMaxAttribute); },
+         [](const ToxicConfig& c) -> std::optional<std::string> {
+           // 0 would close every connection at once; that is drop_connections' job.
+           if (c.get_int("time") < 1) return "attribute time must be at least 1 (ms)";
+           return in_range(c, "time", 1, kMaxAttribute);
+         },
          [](const ToxicConfig& c, Rng, const StageContext&) -> std::unique_ptr<Stage> {
            return std::make_unique<LimitTime>(c);
          }});

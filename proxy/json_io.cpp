@@ -187,6 +187,13 @@ std::optional<ToxicBuildError> merge_attributes(const ToxicType& type, const rap
                                               "{\"after\":0,\"for\":5000,\"every\":30000}, got ") + kind_name(*schedule)};
     }
     Schedule s;
+    for (auto it = schedule->MemberBegin(); it != schedule->MemberEnd(); ++it) {
+      const std::string key(it->name.GetString(), it->name.GetStringLength());
+      if (key != "after" && key != "for" && key != "every") {
+        return ToxicBuildError{400, "bad request body: attribute schedule." + key +
+                                        " is unknown (expected after, for, every)"};
+      }
+    }
     for (auto [key, slot] : {std::pair{"after", &s.after_ms}, std::pair{"for", &s.for_ms}, std::pair{"every", &s.every_ms}}) {
       const rapidjson::Value* v = find_member(*schedule, key);
       if (!v) continue;

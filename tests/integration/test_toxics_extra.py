@@ -15,9 +15,9 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Faultline, connect, recv_exactly  # noqa: E402
+from harness import Faultline, recv_exactly  # noqa: E402
 from relay_helpers import metric  # noqa: E402
-from toxic_helpers import SinkServer, ToxicTestCase, round_trip, wait_end  # noqa: E402
+from toxic_helpers import SinkServer, ToxicTestCase, connect, round_trip, wait_end  # noqa: E402
 
 
 def poll(fn, ok, timeout=3.0, step=0.05):
@@ -82,6 +82,13 @@ class LatencyDistributions(ToxicTestCase):
         self.assertEqual(toxic["attributes"].get("correlation"), 0.5, toxic)
         self.assertTrue(all(0 <= x < 300 for x in ms), ms)
 
+    def test_correlation_one_repeats_the_delay(self):
+        """c x previous + (1 - c) x fresh with c = 1: every delay equals the first one."""
+        ms = self._samples("normal", n=12, correlation=1)
+        med = statistics.median(ms)
+        close = sum(1 for x in ms if abs(x - med) <= 6)
+        self.assertGreaterEqual(close, 10, f"correlation 1 should repeat one delay: {ms}")
+
     def test_correlation_out_of_range_refused(self):
         code, body, _ = self.fl.request("POST", "/proxies/p/toxics", {
             "name": "lat", "type": "latency", "attributes": {"latency": 50, "jitter": 20, "correlation": 1.5}})
@@ -102,6 +109,10 @@ class StreamBoth(ToxicTestCase):
         code, listed, _ = self.fl.request("GET", "/proxies/p/toxics")
         self.assertEqual(code, 200)
         self.assertIn("lb", [t["name"] for t in listed], listed)
+        code, conns, _ = self.fl.request("GET", "/proxies/p/connections")
+        self.assertEqual(code, 200, conns)
+        self.assertEqual([c["toxics"] for c in conns], [{"upstream": ["lb"], "downstream": ["lb"]}],
+                         "one fault, an instance on each direction")
         code, one, _ = self.fl.request("GET", "/proxies/p/toxics/lb")
         self.assertEqual(code, 200, one)
         code, proxy, _ = self.fl.request("GET", "/proxies/p")
@@ -113,6 +124,41 @@ class StreamBoth(ToxicTestCase):
         self.assertLess(t, 0.05, f"after removal the round trip took {t*1000:.1f} ms")
         t = round_trip(self.conn())
         self.assertLess(t, 0.05, f"after removal a new connection's round trip took {t*1000:.1f} ms")
+
+
+class AtCreation(ToxicTestCase):
+    """New fault types (and stream "both") in POST /proxies and /populate."""
+
+    def test_create_proxy_with_new_faults(self):
+        code, proxy, _ = self.fl.request("POST", "/proxies", {
+            "name": "c", "listen": "127.0.0.1:0", "upstream": self.echo.address,
+            "toxics": [{"name": "so", "type": "slow_open", "attributes": {"delay": 200}},
+                       {"name": "lb", "type": "latency", "stream": "both", "attributes": {"latency": 30}}]})
+        self.assertEqual(code, 201, proxy)
+        self.assertEqual([t["name"] for t in proxy["toxics"]], ["so", "lb"], proxy)
+        sock = self.conn(proxy["listen"])
+        first = round_trip(sock)
+        self.assertGreaterEqual(first, 0.2 + 0.06, f"slow_open 200 + 2 x latency 30: {first*1000:.1f} ms")
+        self.assertLess(first, 0.26 + 0.3)
+        later = round_trip(sock)
+        self.assertGreaterEqual(later, 0.06)
+        self.assertLess(later, 0.06 + 0.1)
+
+    def test_populate_with_new_faults(self):
+        code, body, _ = self.fl.request("POST", "/populate", [
+            {"name": "d", "listen": "127.0.0.1:0", "upstream": self.echo.address,
+             "toxics": [{"name": "bh", "type": "blackhole", "stream": "both"}]}])
+        self.assertEqual(code, 201, body)
+        sock = self.conn(body["proxies"][0]["listen"])
+        sock.sendall(b"x" * 100)
+        how, _, data = wait_end(sock, 1.0)
+        self.assertEqual((how, data), ("open", b""))
+        code, body, _ = self.fl.request("POST", "/populate", [
+            {"name": "e", "listen": "127.0.0.1:0", "upstream": self.echo.address,
+             "toxics": [{"name": "bad", "type": "corrupt", "attributes": {"probability": 3}}]}])
+        self.assertEqual(code, 400, body)
+        self.assertIn("probability", body["error"])
+        self.assertEqual(self.fl.request("GET", "/proxies/e")[0], 404, "an invalid populate changes nothing")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,7 +300,10 @@ class Corrupt(ToxicTestCase):
 
 def outcome(address, timeout=2.0):
     """'kept' if a small echo comes back, else 'eof' / 'reset' / 'open'."""
-    s = connect(address, timeout=timeout)
+    try:
+        s = connect(address, timeout=timeout)
+    except (ConnectionResetError, ConnectionAbortedError):
+        return "reset"
     try:
         try:
             s.sendall(b"ping")
@@ -289,6 +338,17 @@ def wait_end_n(sock, n, timeout):
 
 class DropConnections(ToxicTestCase):
 
+    def _end_of_new_connection(self, address=None, timeout=1.5):
+        """(how, elapsed) for a new connection that is expected to be dropped; an RST can
+        already fail connect() itself when it comes fast enough."""
+        start = time.monotonic()
+        try:
+            sock = self.conn(address)
+        except (ConnectionResetError, ConnectionAbortedError):
+            return "reset", time.monotonic() - start, b""
+        how, _, data = wait_end(sock, timeout)
+        return how, time.monotonic() - start, data
+
     def test_first_two_reset_third_works_existing_untouched(self):
         before = self.conn()
         self.warm(before)
@@ -296,8 +356,7 @@ class DropConnections(ToxicTestCase):
         self.assertEqual(resp["attributes"].get("mode"), "reset", resp)
         self.assertEqual(resp["attributes"].get("first"), 2, resp)
         for i in range(2):
-            sock = self.conn()
-            how, elapsed, data = wait_end(sock, 1.5)
+            how, elapsed, data = self._end_of_new_connection()
             self.assertEqual(how, "reset", f"connection {i + 1} of first=2 mode=reset: {how} {data!r}")
             self.assertLess(elapsed, 0.5, "dropped connections are reset at once")
         for i in range(2):
@@ -308,8 +367,7 @@ class DropConnections(ToxicTestCase):
     def test_mode_close_sends_fin(self):
         self.add({"name": "dc", "type": "drop_connections", "attributes": {"mode": "close"}})
         for i in range(3):  # first 0 = every new connection
-            sock = self.conn()
-            how, elapsed, data = wait_end(sock, 1.5)
+            how, elapsed, data = self._end_of_new_connection()
             self.assertEqual((how, data), ("eof", b""), f"connection {i + 1} with mode close: {how}")
             self.assertLess(elapsed, 0.5)
         self.remove("dc")
@@ -317,19 +375,19 @@ class DropConnections(ToxicTestCase):
 
     def test_default_mode_is_close(self):
         self.add({"name": "dc", "type": "drop_connections"})
-        how, _, _ = wait_end(self.conn(), 1.5)
+        how, _, _ = self._end_of_new_connection()
         self.assertEqual(how, "eof")
 
     def test_nothing_reaches_the_upstream(self):
         with SinkServer() as sink:
             proxy = self.fl.create_proxy("sink", sink.address)
             self.add({"name": "dc", "type": "drop_connections", "attributes": {"mode": "reset"}}, proxy="sink")
-            sock = self.conn(proxy["listen"])
             try:
+                sock = self.conn(proxy["listen"])
                 sock.sendall(b"x" * 1000)
+                wait_end(sock, 1.0)
             except OSError:
                 pass
-            wait_end(sock, 1.0)
             time.sleep(0.3)
             self.assertTrue(all(c == 0 for c in sink.counts), f"upstream got bytes: {sink.counts}")
 
@@ -458,6 +516,35 @@ class Schedule(ToxicTestCase):
         self.assertTrue(all(t >= 0.1 for t in late), f"not delayed after 'after': {out}")
 
 
+class ScheduledOutage(ToxicTestCase):
+    """faults.md's example: a timeout toxic in a schedule window takes the service away."""
+
+    def test_timeout_window_closes_existing_and_new_connections_then_heals(self):
+        self.add({"name": "down", "type": "timeout",
+                         "attributes": {"timeout": 1, "schedule": {"after": 400, "for": 400, "every": 0}}})
+        t0 = time.monotonic()
+        before = self.conn()
+        self.assertLess(round_trip(before), 0.1, "before the window the service works")
+        time.sleep(max(0, 0.55 - (time.monotonic() - t0)))
+        try:
+            before.sendall(b"in window")
+        except OSError:
+            pass
+        how, _, data = wait_end(before, 1.0)
+        self.assertIn(how, ("eof", "reset"), f"an existing connection in the window: {how} {data!r}")
+        self.assertLess(time.monotonic() - t0, 0.8 + 0.3)
+        if time.monotonic() - t0 < 0.7:
+            try:
+                during = self.conn()
+                during.sendall(b"x")
+                how, _, data = wait_end(during, 0.5)
+                self.assertIn(how, ("eof", "reset"), f"a new connection in the window: {how} {data!r}")
+            except (ConnectionResetError, BrokenPipeError):
+                pass
+        time.sleep(max(0, 1.0 - (time.monotonic() - t0)))
+        self.assertLess(round_trip(self.conn()), 0.1, "after the window new connections work")
+
+
 # ---------------------------------------------------------------------------------------------
 # validation
 
@@ -495,9 +582,22 @@ class Validation(ToxicTestCase):
         self.assertEqual(toxic["attributes"]["probability"], 0.1)
 
     def test_new_types_accepted_with_defaults(self):
-        for t in ("slow_open", "limit_time", "blackhole", "corrupt", "drop_connections", "shared_bandwidth"):
+        for t in ("slow_open", "blackhole", "corrupt", "drop_connections", "shared_bandwidth"):
             resp = self.add({"name": t, "type": t, "toxicity": 0})
             self.assertEqual((resp["name"], resp["type"], resp["stream"]), (t, t, "downstream"))
+
+    def test_limit_time_needs_a_time(self):
+        # time 0 would close every connection at once: refused, naming the attribute.
+        code, resp, _ = self.fl.request("POST", "/proxies/p/toxics", {"type": "limit_time"})
+        self.assertEqual(code, 400, resp)
+        self.assertIn("time", resp["error"])
+        self.add({"name": "lt", "type": "limit_time", "attributes": {"time": 1000}})
+
+    def test_unknown_schedule_key_is_refused(self):
+        code, resp, _ = self.fl.request("POST", "/proxies/p/toxics", {
+            "type": "latency", "attributes": {"latency": 1, "schedule": {"for": 100, "evry": 200}}})
+        self.assertEqual(code, 400, resp)
+        self.assertIn("schedule.evry", resp["error"])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,20 @@ import threading
 import time
 import unittest
 
-from harness import EchoServer, Faultline, connect, recv_exactly
+from harness import EchoServer, Faultline, recv_exactly, split_hostport
+
+
+def connect(address, timeout=10):
+    """harness.connect, but the socket is closed when connect() fails (an RST can beat it)."""
+    host, port = split_hostport(address)
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        s.connect((host, port))
+    except BaseException:
+        s.close()
+        raise
+    return s
 
 
 class _Server:
