@@ -204,17 +204,7 @@ ApiResponse ControlPlane::route(const ApiRequest& req, const std::vector<std::st
 std::string ControlPlane::proxy_json(const Proxy& p) const {
   std::string out = "{\"name\":" + json_escape(p.spec().name) + ",\"listen\":" + json_escape(p.listen_text()) +
                     ",\"upstream\":" + json_escape(p.spec().upstream) +
-                    ",\"enabled\":" + (p.running() ? "true" : "false") + ",\"toxics\":[";
-  bool first = true;
-  for (Stream s : {Stream::upstream, Stream::downstream, Stream::both}) {
-    for (const auto& t : p.toxics()) {
-      if (t->stream != s) continue;
-      if (!first) out += ',';
-      first = false;
-      out += toxic_json(*t);
-    }
-  }
-  out += "]";
+                    ",\"enabled\":" + (p.running() ? "true" : "false") + ",\"toxics\":" + toxics_json(p);
   if (p.spec().refuse_when_down) out += ",\"on_upstream_down\":\"refuse\"";
   if (p.spec().max_connections) out += ",\"max_connections\":" + std::to_string(*p.spec().max_connections);
   out += "}";
@@ -404,7 +394,9 @@ ApiResponse ControlPlane::delete_proxy(const std::string& name) {
   return no_content();
 }
 
-ApiResponse ControlPlane::list_toxics(const Proxy& proxy) {
+// Toxiproxy's listing order: upstream toxics first, then downstream, each as added
+// (then faultline's "both").
+std::string ControlPlane::toxics_json(const Proxy& proxy) {
   std::string out = "[";
   bool first = true;
   for (Stream s : {Stream::upstream, Stream::downstream, Stream::both}) {
@@ -415,8 +407,10 @@ ApiResponse ControlPlane::list_toxics(const Proxy& proxy) {
       out += toxic_json(*t);
     }
   }
-  return json_response(200, out + "]");
+  return out + "]";
 }
+
+ApiResponse ControlPlane::list_toxics(const Proxy& proxy) { return json_response(200, toxics_json(proxy)); }
 
 ApiResponse ControlPlane::list_connections(const Proxy& proxy) {
   const TimePoint now = Clock::now();

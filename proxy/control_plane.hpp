@@ -81,6 +81,7 @@ class ControlPlane {
   ApiResponse reset();
 
   std::string proxy_json(const Proxy& proxy) const;
+  static std::string toxics_json(const Proxy& proxy);
   std::optional<ApiError> build_toxics(const rapidjson::Value& list, const std::string& where,
                                        std::vector<std::shared_ptr<const ToxicConfig>>& out, Proxy* revisions);
 
