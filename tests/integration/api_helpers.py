@@ -1,61 +1,19 @@
-"""Extra helpers for the control-API integration tests (stdlib only).
+"""Helpers for the control-API integration tests (stdlib only).
 
-Built on harness.py (which stays untouched): a richer API client that keeps the raw body,
-raw-socket HTTP for requests http.client cannot express, socket-state checks, a Prometheus
-text parser and a launcher for `faultline serve` with arbitrary flags.
+Built on harness.py: raw-socket HTTP for requests http.client cannot express, socket-state
+assertions, a stalled upstream and the ApiTestCase base (one faultline per test).
 """
 import decimal
-import http.client
-import json
-import os
 import re
-import shutil
 import socket
-import subprocess
-import tempfile
-import threading
 import time
 import unittest
 
-from harness import BIN, EchoServer, Faultline, connect, split_hostport  # noqa: F401
+from harness import (EchoServer, Faultline, Response, ThreadedServer, call, connect_outcome,
+                     echo_roundtrip, split_hostport, wait_end)
 
 PROXY_KEYS = ["name", "listen", "upstream", "enabled", "toxics"]
 TOXIC_KEYS = ["attributes", "name", "type", "stream", "toxicity"]
-
-
-class Response:
-    def __init__(self, status, text, headers):
-        self.status = status
-        self.text = text
-        self.headers = headers  # lower-cased names
-        try:
-            # Decimal keeps 0.2 as printed, so the test can see 0.200000003 if it is sent.
-            self.json = json.loads(text, parse_float=decimal.Decimal) if text.strip() else None
-        except ValueError:
-            self.json = None
-
-    def __repr__(self):
-        return f"<HTTP {self.status} {self.text[:300]!r}>"
-
-
-def call(fl, method, path, body=None, raw=None, headers=None, timeout=10, user_agent="faultline-tests"):
-    """One request on a fresh connection. `body` is JSON-encoded; `raw` is sent as is."""
-    conn = http.client.HTTPConnection(fl.host, fl.port, timeout=timeout)
-    data = raw if raw is not None else (json.dumps(body) if body is not None else None)
-    if isinstance(data, str):
-        data = data.encode()
-    hdrs = {}
-    if user_agent is not None:
-        hdrs["User-Agent"] = user_agent
-    if headers:
-        hdrs.update(headers)
-    try:
-        conn.request(method, path, body=data, headers=hdrs)
-        resp = conn.getresponse()
-        text = resp.read().decode("utf-8", "replace")
-        return Response(resp.status, text, {k.lower(): v for k, v in resp.getheaders()})
-    finally:
-        conn.close()
 
 
 def raw_http(host, port, request, timeout=10):
@@ -147,84 +105,45 @@ def ipv6_available():
 
 def expect_closed(tc, sock, timeout=3.0, what="connection"):
     """Asserts the peer closes (EOF or RST) within `timeout`; echoed leftovers are skipped."""
-    deadline = time.time() + timeout
-    while True:
-        left = deadline - time.time()
-        if left <= 0:
-            tc.fail(f"{what} still open after {timeout} s")
-        sock.settimeout(left)
-        try:
-            data = sock.recv(65536)
-        except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
-            return
-        except socket.timeout:
-            tc.fail(f"{what} still open after {timeout} s")
-        if not data:
-            return
+    how, _, _ = wait_end(sock, timeout)
+    if how == "open":
+        tc.fail(f"{what} still open after {timeout} s")
+    if how not in ("eof", "reset"):
+        tc.fail(f"{what}: {how}")
 
 
 def expect_refused(tc, address, timeout=1.0):
     """Asserts that connecting to `address` is refused (within `timeout`, polling)."""
     deadline = time.time() + timeout
-    last = None
     while True:
         host, port = split_hostport(address)
-        s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-        s.settimeout(2)
-        try:
-            s.connect((host, port))
-            last = "connect succeeded"
-        except ConnectionRefusedError:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        kind = connect_outcome(host, port, timeout=2, family=family)
+        if kind == "refused":
             return
-        except OSError as e:
-            last = e
-        finally:
-            s.close()
         if time.time() > deadline:
-            tc.fail(f"connect to {address} was not refused: {last}")
+            tc.fail(f"connect to {address} was not refused: {'connect succeeded' if kind == 'ok' else kind}")
         time.sleep(0.05)
 
 
-def echo_roundtrip(tc, address, payload=b"hello faultline", timeout=5):
-    s = connect(address, timeout=timeout)
-    try:
-        s.sendall(payload)
-        got = b""
-        while len(got) < len(payload):
-            data = s.recv(65536)
-            if not data:
-                break
-            got += data
-        tc.assertEqual(got, payload, f"echo through {address}")
-    finally:
-        s.close()
+def assert_echo(tc, address, payload=b"hello faultline", timeout=5):
+    """Asserts that `payload` comes back whole through `address` (a new connection)."""
+    got, _ = echo_roundtrip(address, payload, timeout=timeout)
+    tc.assertEqual(got, payload, f"echo through {address}")
 
 
-class StallServer:
+class StallServer(ThreadedServer):
     """Accepts connections and never reads from them (a stalled upstream)."""
 
+    backlog = 64
+
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
         self.conns = []
-        self._stop = False
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    @property
-    def address(self):
-        return f"127.0.0.1:{self.port}"
-
-    def _serve(self):
-        while not self._stop:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            self.conns.append(c)
+    def on_accept(self, conn):
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.conns.append(conn)
 
     def close(self):
         self._stop = True
@@ -233,16 +152,7 @@ class StallServer:
                 c.close()
             except OSError:
                 pass
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        super().close()
 
 
 def fill_until_blocked(sock, max_bytes=512 << 20, quiet=0.5, limit=15.0):
@@ -263,105 +173,6 @@ def fill_until_blocked(sock, max_bytes=512 << 20, quiet=0.5, limit=15.0):
             time.sleep(0.01)
     sock.setblocking(True)
     return sent
-
-
-_METRIC_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$')
-_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-def parse_metrics(text):
-    """Prometheus text format -> list of (name, {labels}, float value)."""
-    out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        m = _METRIC_RE.match(line)
-        if not m:
-            continue
-        labels = dict(_LABEL_RE.findall(m.group(2) or ""))
-        out.append((m.group(1), labels, float(m.group(3))))
-    return out
-
-
-def metric_value(samples, name, **labels):
-    """The value of the one sample of `name` whose labels include `labels`, or None."""
-    found = [v for n, l, v in samples if n == name and all(l.get(k) == w for k, w in labels.items())]
-    if len(found) > 1:
-        raise AssertionError(f"{len(found)} samples of {name} match {labels}")
-    return found[0] if found else None
-
-
-class Serve:
-    """`faultline serve` with exactly the given flags (plus --port-file), same API as Faultline."""
-
-    def __init__(self, args, env=None, port_file_flag="--port-file"):
-        self.tmp = tempfile.mkdtemp(prefix="faultline-test-")
-        self.port_file = os.path.join(self.tmp, "api.addr")
-        full_env = dict(os.environ)
-        full_env.setdefault("LOG_LEVEL", "warn")
-        if env:
-            full_env.update(env)
-        self.log = open(os.path.join(self.tmp, "server.log"), "w+")
-        self.proc = subprocess.Popen([BIN, "serve"] + list(args) + [port_file_flag, self.port_file],
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=full_env)
-        deadline = time.time() + 15
-        while time.time() < deadline:
-            if os.path.exists(self.port_file):
-                with open(self.port_file) as f:
-                    text = f.read().strip()
-                if text:
-                    self.host, self.port = split_hostport(text)
-                    return
-            if self.proc.poll() is not None:
-                out = self.logs()
-                self.__exit__()
-                raise RuntimeError(f"faultline exited with {self.proc.returncode}: {out}")
-            time.sleep(0.02)
-        self.__exit__()
-        raise RuntimeError("faultline did not write its port file within 15 s")
-
-    logs = Faultline.logs
-    request = Faultline.request
-    create_proxy = Faultline.create_proxy
-    stop = Faultline.stop
-    url = Faultline.url
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        self.log.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def run_serve_expect_exit(args, config=None, timeout=10):
-    """Runs `faultline serve --host 127.0.0.1 --port 0 --port-file F [--config C] ARGS`, expecting it
-    to exit by itself. Returns (returncode or None on timeout, output, port_file_written, seconds)."""
-    tmp = tempfile.mkdtemp(prefix="faultline-test-")
-    try:
-        port_file = os.path.join(tmp, "api.addr")
-        cmd = [BIN, "serve", "--host", "127.0.0.1", "--port", "0", "--port-file", port_file]
-        if config is not None:
-            path = os.path.join(tmp, "config.json")
-            with open(path, "w") as f:
-                f.write(config if isinstance(config, str) else json.dumps(config))
-            cmd += ["--config", path]
-        env = dict(os.environ)
-        env.setdefault("LOG_LEVEL", "warn")
-        start = time.monotonic()
-        proc = subprocess.Popen(cmd + list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-        try:
-            out, _ = proc.communicate(timeout=timeout)
-            rc = proc.returncode
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-            rc = None
-        return rc, out.decode("utf-8", "replace"), os.path.exists(port_file), time.monotonic() - start
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class ApiTestCase(unittest.TestCase):

@@ -3,10 +3,19 @@
 Every test starts its own `faultline serve` on 127.0.0.1 with API port 0 and reads the
 bound address from --port-file. Peers (echo servers, redis-server, ...) bind port 0 too.
 Nothing here talks to any address outside loopback.
+
+What lives here is what several test files use: launching faultline (Faultline, Serve,
+run_serve_expect_exit) and other child processes (ManagedProcess), HTTP to the control API
+(call, Response), loopback TCP servers (ThreadedServer, EchoServer), socket helpers (connect,
+try_connect, wait_end, echo_roundtrip, recv_*), /metrics parsing and polling. Helpers for one
+group of tests stay in api_helpers.py, relay_helpers.py and toxic_helpers.py.
 """
+import decimal
+import errno
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,80 +36,79 @@ def need(program, install_hint):
     return path
 
 
-class Faultline:
-    """A running `faultline serve` process with a small API client."""
+def split_hostport(text):
+    host, port = text.rsplit(":", 1)
+    return host.strip("[]"), int(port)
 
-    def __init__(self, *extra_args, env=None, config=None):
-        self.tmp = tempfile.mkdtemp(prefix="faultline-test-")
-        self.port_file = os.path.join(self.tmp, "api.addr")
-        args = [BIN, "serve", "--host", "127.0.0.1", "--port", "0", "--port-file", self.port_file]
-        if config is not None:
-            path = os.path.join(self.tmp, "config.json")
-            with open(path, "w") as f:
-                f.write(config if isinstance(config, str) else json.dumps(config))
-            args += ["--config", path]
-        args += list(extra_args)
-        full_env = dict(os.environ)
-        full_env.setdefault("LOG_LEVEL", "warn")
-        if env:
-            full_env.update(env)
-        self.log = open(os.path.join(self.tmp, "server.log"), "w+")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=full_env)
-        deadline = time.time() + 15
-        while time.time() < deadline:
-            if os.path.exists(self.port_file):
-                with open(self.port_file) as f:
-                    text = f.read().strip()
-                if text:
-                    host, port = text.rsplit(":", 1)
-                    self.host, self.port = host.strip("[]"), int(port)
-                    return
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"faultline exited with {self.proc.returncode}: {self.logs()}")
-            time.sleep(0.02)
-        self.stop()
-        raise RuntimeError("faultline did not write its port file within 15 s")
 
-    @property
-    def url(self):
-        return f"http://{self.host}:{self.port}"
+def poll(fn, ok, timeout=3.0, step=0.05):
+    """Calls fn() until ok(value) or timeout; returns the last value."""
+    deadline = time.monotonic() + timeout
+    value = fn()
+    while not ok(value) and time.monotonic() < deadline:
+        time.sleep(step)
+        value = fn()
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP to the control API
+
+class Response:
+    def __init__(self, status, text, headers):
+        self.status = status
+        self.text = text
+        self.headers = headers  # lower-cased names
+        try:
+            # Decimal keeps 0.2 as printed, so the test can see 0.200000003 if it is sent.
+            self.json = json.loads(text, parse_float=decimal.Decimal) if text.strip() else None
+        except ValueError:
+            self.json = None
+
+    def __repr__(self):
+        return f"<HTTP {self.status} {self.text[:300]!r}>"
+
+
+def call(fl, method, path, body=None, raw=None, headers=None, timeout=10, user_agent="faultline-tests"):
+    """One request to `fl` (anything with .host and .port) on a fresh connection.
+    `body` is JSON-encoded; `raw` is sent as is."""
+    conn = http.client.HTTPConnection(fl.host, fl.port, timeout=timeout)
+    data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+    if isinstance(data, str):
+        data = data.encode()
+    hdrs = {}
+    if user_agent is not None:
+        hdrs["User-Agent"] = user_agent
+    if headers:
+        hdrs.update(headers)
+    try:
+        conn.request(method, path, body=data, headers=hdrs)
+        resp = conn.getresponse()
+        text = resp.read().decode("utf-8", "replace")
+        return Response(resp.status, text, {k.lower(): v for k, v in resp.getheaders()})
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Child processes: faultline, redis-server, ...
+
+class ManagedProcess:
+    """A child process (self.proc) with a temp dir (self.tmp) holding its log (self.log).
+    Leaving the `with` block stops it and removes the dir."""
+
+    stop_timeout = 15
 
     def logs(self):
         self.log.flush()
         self.log.seek(0)
         return self.log.read()
 
-    def request(self, method, path, body=None, headers=None, raw=None, timeout=10):
-        """Returns (status, parsed JSON or text, response headers dict)."""
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-        data = raw if raw is not None else (json.dumps(body) if body is not None else None)
-        hdrs = {"User-Agent": "faultline-tests"}
-        if headers:
-            hdrs.update(headers)
-        conn.request(method, path, body=data, headers=hdrs)
-        resp = conn.getresponse()
-        text = resp.read().decode("utf-8", "replace")
-        resp_headers = {k.lower(): v for k, v in resp.getheaders()}
-        conn.close()
-        try:
-            parsed = json.loads(text) if text.strip() else None
-        except ValueError:
-            parsed = text
-        return resp.status, parsed, resp_headers
-
-    def create_proxy(self, name, upstream, listen="127.0.0.1:0", **extra):
-        body = {"name": name, "listen": listen, "upstream": upstream}
-        body.update(extra)
-        status, proxy, _ = self.request("POST", "/proxies", body)
-        if status != 201:
-            raise RuntimeError(f"create {name} failed: {status} {proxy}")
-        return proxy
-
-    def stop(self, sig=signal.SIGTERM, timeout=15):
+    def stop(self, sig=signal.SIGTERM, timeout=None):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                self.proc.wait(timeout=timeout)
+                self.proc.wait(timeout=self.stop_timeout if timeout is None else timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -115,19 +123,176 @@ class Faultline:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def split_hostport(text):
-    host, port = text.rsplit(":", 1)
-    return host.strip("[]"), int(port)
+def serve_env(env=None):
+    """The environment faultline runs in: ours, LOG_LEVEL=warn unless set, plus `env`."""
+    full_env = dict(os.environ)
+    full_env.setdefault("LOG_LEVEL", "warn")
+    if env:
+        full_env.update(env)
+    return full_env
 
 
-class EchoServer:
-    """A threaded TCP echo server on loopback, port 0. Echoes until EOF, then half-closes."""
+def serve_command(tmp, port_file, config=None):
+    """`faultline serve --host 127.0.0.1 --port 0 --port-file F [--config C]`; the config (a JSON
+    text, or a value to encode) is written into `tmp`."""
+    cmd = [BIN, "serve", "--host", "127.0.0.1", "--port", "0", "--port-file", port_file]
+    if config is not None:
+        path = os.path.join(tmp, "config.json")
+        with open(path, "w") as f:
+            f.write(config if isinstance(config, str) else json.dumps(config))
+        cmd += ["--config", path]
+    return cmd
 
-    def __init__(self, family=socket.AF_INET, host="127.0.0.1"):
+
+class Faultline(ManagedProcess):
+    """A running `faultline serve` process with a small API client."""
+
+    def __init__(self, *extra_args, env=None, config=None):
+        self.tmp = tempfile.mkdtemp(prefix="faultline-test-")
+        self.port_file = os.path.join(self.tmp, "api.addr")
+        self._start(serve_command(self.tmp, self.port_file, config) + list(extra_args), env)
+
+    def _start(self, args, env):
+        """Runs `args`, waits for the port file and sets host/port (cleans up if it fails)."""
+        self.log = open(os.path.join(self.tmp, "server.log"), "w+")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=serve_env(env))
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if os.path.exists(self.port_file):
+                with open(self.port_file) as f:
+                    text = f.read().strip()
+                if text:
+                    self.host, self.port = split_hostport(text)
+                    return
+            if self.proc.poll() is not None:
+                out = self.logs()
+                self.__exit__()
+                raise RuntimeError(f"faultline exited with {self.proc.returncode}: {out}")
+            time.sleep(0.02)
+        self.__exit__()
+        raise RuntimeError("faultline did not write its port file within 15 s")
+
+    @property
+    def url(self):
+        return f"http://{self.host}:{self.port}"
+
+    def request(self, method, path, body=None, headers=None, raw=None, timeout=10):
+        """Returns (status, parsed JSON or text, response headers dict)."""
+        r = call(self, method, path, body, raw=raw, headers=headers, timeout=timeout)
+        try:
+            parsed = json.loads(r.text) if r.text.strip() else None
+        except ValueError:
+            parsed = r.text
+        return r.status, parsed, r.headers
+
+    def create_proxy(self, name, upstream, listen="127.0.0.1:0", **extra):
+        body = {"name": name, "listen": listen, "upstream": upstream}
+        body.update(extra)
+        status, proxy, _ = self.request("POST", "/proxies", body)
+        if status != 201:
+            raise RuntimeError(f"create {name} failed: {status} {proxy}")
+        return proxy
+
+
+class Serve(Faultline):
+    """`faultline serve` with exactly the given flags (plus --port-file), same API as Faultline."""
+
+    def __init__(self, args, env=None, port_file_flag="--port-file"):
+        self.tmp = tempfile.mkdtemp(prefix="faultline-test-")
+        self.port_file = os.path.join(self.tmp, "api.addr")
+        self._start([BIN, "serve"] + list(args) + [port_file_flag, self.port_file], env)
+
+
+def run_serve_expect_exit(args, config=None, timeout=10):
+    """Runs `faultline serve --host 127.0.0.1 --port 0 --port-file F [--config C] ARGS`, expecting it
+    to exit by itself. Returns (returncode or None on timeout, output, port_file_written, seconds)."""
+    tmp = tempfile.mkdtemp(prefix="faultline-test-")
+    try:
+        port_file = os.path.join(tmp, "api.addr")
+        cmd = serve_command(tmp, port_file, config)
+        start = time.monotonic()
+        proc = subprocess.Popen(cmd + list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env=serve_env())
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+            rc = proc.returncode
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+            rc = None
+        return rc, out.decode("utf-8", "replace"), os.path.exists(port_file), time.monotonic() - start
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# /metrics
+
+_METRIC_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$')
+_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text):
+    """Prometheus text format -> list of (name, {labels}, float value)."""
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = _METRIC_RE.match(line)
+        if not m:
+            continue
+        labels = dict(_LABEL_RE.findall(m.group(2) or ""))
+        out.append((m.group(1), labels, float(m.group(3))))
+    return out
+
+
+def _matching(samples, name, labels):
+    return [v for n, l, v in samples if n == name and all(l.get(k) == str(w) for k, w in labels.items())]
+
+
+def metric_value(samples, name, **labels):
+    """The value of the one sample of `name` whose labels include `labels`, or None."""
+    found = _matching(samples, name, labels)
+    if len(found) > 1:
+        raise AssertionError(f"{len(found)} samples of {name} match {labels}")
+    return found[0] if found else None
+
+
+def metrics_text(fl):
+    status, text, _ = fl.request("GET", "/metrics")
+    return text if isinstance(text, str) else str(text)
+
+
+def metric(fl, name, **labels):
+    """GET /metrics: the sum of the samples `name` whose labels include `labels`; None if none."""
+    status, text, _ = fl.request("GET", "/metrics")
+    if status != 200:
+        raise AssertionError(f"GET /metrics -> {status}: {text!r}")
+    if not isinstance(text, str):
+        raise AssertionError(f"GET /metrics body is not text: {text!r}")
+    found = _matching(parse_metrics(text), name, labels)
+    if not found:
+        return None
+    return sum(found)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loopback TCP servers
+
+class ThreadedServer:
+    """A TCP server on loopback (port 0 unless given): each accepted connection goes to
+    on_accept(conn), which by default runs handle(conn) in a thread of its own and then closes
+    the connection. `accepted` counts the connections."""
+
+    backlog = 1024
+    conn_timeout = None  # socket timeout set on each accepted connection (None: blocking)
+
+    def __init__(self, family=socket.AF_INET, host="127.0.0.1", port=0):
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, 0))
-        self.sock.listen(1024)
+        self.sock.bind((host, port))
+        self.sock.listen(self.backlog)
         self.port = self.sock.getsockname()[1]
         self.host = host
         self.accepted = 0
@@ -146,21 +311,26 @@ class EchoServer:
             except OSError:
                 return
             self.accepted += 1
-            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+            self.on_accept(conn)
 
-    @staticmethod
-    def _echo(conn):
+    def on_accept(self, conn):
+        threading.Thread(target=self._run, args=(conn,), daemon=True).start()
+
+    def _run(self, conn):
         try:
-            while True:
-                data = conn.recv(262144)
-                if not data:
-                    break
-                conn.sendall(data)
-            conn.shutdown(socket.SHUT_WR)
+            if self.conn_timeout is not None:
+                conn.settimeout(self.conn_timeout)
+            self.handle(conn)
         except OSError:
             pass
         finally:
-            conn.close()
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def handle(self, conn):
+        raise NotImplementedError
 
     def close(self):
         self._stop = True
@@ -176,6 +346,22 @@ class EchoServer:
         self.close()
 
 
+class EchoServer(ThreadedServer):
+    """A threaded TCP echo server on loopback, port 0 unless given. Echoes until EOF, then
+    half-closes."""
+
+    def handle(self, conn):
+        while True:
+            data = conn.recv(262144)
+            if not data:
+                break
+            conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sockets
+
 def free_port():
     """A port that was free a moment ago (for tests that need a closed port)."""
     s = socket.socket()
@@ -186,15 +372,46 @@ def free_port():
 
 
 def connect(address, timeout=10):
+    """A connected socket to HOST:PORT or [V6]:PORT; closed again when connect() fails."""
     host, port = split_hostport(address)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    s = socket.socket(family, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect((host, port))
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.settimeout(timeout)
+        s.connect((host, port))
+    except BaseException:
+        s.close()
+        raise
     return s
 
 
+def try_connect(host, port, timeout=2.0, family=socket.AF_INET):
+    """Returns ("ok", sock) | ("refused", None) | ("timeout", None) | ("error:<e>", None)."""
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect((host, port))
+        return "ok", s
+    except ConnectionRefusedError:
+        s.close()
+        return "refused", None
+    except socket.timeout:
+        s.close()
+        return "timeout", None
+    except OSError as e:
+        s.close()
+        return f"error:{errno.errorcode.get(e.errno, e.errno)}", None
+
+
+def connect_outcome(host, port, timeout=2.0, family=socket.AF_INET):
+    """try_connect's kind alone; a socket that connected is closed at once."""
+    kind, s = try_connect(host, port, timeout=timeout, family=family)
+    if s is not None:
+        s.close()
+    return kind
+
+
 def recv_exactly(sock, n):
+    """Reads until n bytes came (never more) or EOF."""
     chunks, got = [], 0
     while got < n:
         data = sock.recv(min(262144, n - got))
@@ -205,6 +422,17 @@ def recv_exactly(sock, n):
     return b"".join(chunks)
 
 
+def recv_at_least(sock, n):
+    """Reads in 64 KiB recv()s until at least n bytes came (all that the last recv() gave) or EOF."""
+    got = bytearray()
+    while len(got) < n:
+        data = sock.recv(65536)
+        if not data:
+            break
+        got += data
+    return bytes(got)
+
+
 def recv_all(sock):
     chunks = []
     while True:
@@ -212,3 +440,41 @@ def recv_all(sock):
         if not data:
             return b"".join(chunks)
         chunks.append(data)
+
+
+def echo_roundtrip(address, payload, timeout=5.0):
+    """Connect, send payload, read len(payload) back, close. Returns (echoed_bytes, seconds)."""
+    start = time.monotonic()
+    s = connect(address, timeout=timeout)
+    try:
+        s.sendall(payload)
+        return recv_at_least(s, len(payload)), time.monotonic() - start
+    finally:
+        s.close()
+
+
+def wait_end(sock, timeout, upto=None):
+    """Reads (keeping the data) until the socket ends, `timeout` passes or, with `upto`, that
+    many bytes came. Returns (how, elapsed_s, data), how being "eof", "reset" (ECONNRESET,
+    ECONNABORTED or EPIPE), "open" (still open after timeout), "data" (`upto` bytes came) or
+    "error:<errno name>"."""
+    start = time.monotonic()
+    deadline = start + timeout
+    data = bytearray()
+    while upto is None or len(data) < upto:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return "open", time.monotonic() - start, bytes(data)
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536 if upto is None else upto - len(data))
+        except socket.timeout:
+            return "open", time.monotonic() - start, bytes(data)
+        except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
+            return "reset", time.monotonic() - start, bytes(data)
+        except OSError as e:
+            return f"error:{errno.errorcode.get(e.errno, e.errno)}", time.monotonic() - start, bytes(data)
+        if not chunk:
+            return "eof", time.monotonic() - start, bytes(data)
+        data += chunk
+    return "data", time.monotonic() - start, bytes(data)

@@ -1,134 +1,21 @@
 """Helpers for the TCP data-path tests (stdlib only, loopback only).
 
-Kept apart from harness.py: these are the pieces only the relay/redis/ctl tests need
-(metrics parsing, "how did this socket end", a SYN-dropping upstream, streaming clients).
+Kept apart from harness.py: these are the pieces only the relay tests need (RST on close,
+a seeded data stream, a SYN-dropping upstream, streaming clients).
 """
 import errno
 import random
-import re
 import selectors
 import socket
 import struct
-import threading
 import time
 
-from harness import EchoServer
-
-# ---------------------------------------------------------------------------------------------
-# /metrics
-
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\S+)?$')
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-def parse_metrics(text):
-    """Prometheus text exposition → list of (name, {label: value}, float)."""
-    samples = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        m = _SAMPLE.match(line)
-        if not m:
-            continue
-        labels = dict(_LABEL.findall(m.group(3) or ""))
-        try:
-            value = float(m.group(4))
-        except ValueError:
-            continue
-        samples.append((m.group(1), labels, value))
-    return samples
-
-
-def metric(fl, name, **labels):
-    """Value of the single sample `name` whose labels include `labels`; None if absent."""
-    status, text, _ = fl.request("GET", "/metrics")
-    if status != 200:
-        raise AssertionError(f"GET /metrics -> {status}: {text!r}")
-    if not isinstance(text, str):
-        raise AssertionError(f"GET /metrics body is not text: {text!r}")
-    found = [v for n, l, v in parse_metrics(text)
-             if n == name and all(l.get(k) == str(val) for k, val in labels.items())]
-    if not found:
-        return None
-    return sum(found)
-
-
-def metrics_text(fl):
-    status, text, _ = fl.request("GET", "/metrics")
-    return text if isinstance(text, str) else str(text)
-
-
-# ---------------------------------------------------------------------------------------------
-# How a socket ends
-
-def wait_end(sock, timeout):
-    """Read (discarding data) until EOF, reset or timeout.
-
-    Returns (kind, elapsed_seconds, bytes_discarded), kind in {"eof", "reset", "error:<errno>",
-    "timeout"}.
-    """
-    start = time.monotonic()
-    deadline = start + timeout
-    discarded = 0
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return "timeout", time.monotonic() - start, discarded
-        sock.settimeout(left)
-        try:
-            data = sock.recv(65536)
-        except socket.timeout:
-            return "timeout", time.monotonic() - start, discarded
-        except ConnectionResetError:
-            return "reset", time.monotonic() - start, discarded
-        except OSError as e:
-            return f"error:{errno.errorcode.get(e.errno, e.errno)}", time.monotonic() - start, discarded
-        if not data:
-            return "eof", time.monotonic() - start, discarded
-        discarded += len(data)
+from harness import try_connect
 
 
 def set_linger_zero(sock):
     """close() will send RST instead of FIN."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-
-
-def try_connect(host, port, timeout=2.0, family=socket.AF_INET):
-    """Returns ("ok", sock) | ("refused", None) | ("timeout", None) | ("error:<e>", None)."""
-    s = socket.socket(family, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect((host, port))
-        return "ok", s
-    except ConnectionRefusedError:
-        s.close()
-        return "refused", None
-    except socket.timeout:
-        s.close()
-        return "timeout", None
-    except OSError as e:
-        s.close()
-        return f"error:{errno.errorcode.get(e.errno, e.errno)}", None
-
-
-def echo_roundtrip(address_host, port, payload, timeout=5.0, family=socket.AF_INET):
-    """Connect, send payload, read len(payload) back, close. Returns (echoed_bytes, seconds)."""
-    start = time.monotonic()
-    s = socket.socket(family, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect((address_host, port))
-        s.sendall(payload)
-        got = bytearray()
-        while len(got) < len(payload):
-            data = s.recv(65536)
-            if not data:
-                break
-            got += data
-        return bytes(got), time.monotonic() - start
-    finally:
-        s.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,19 +163,3 @@ class StreamingClients:
                 pass
             c["sock"].close()
         self.sel.close()
-
-
-class EchoServerOnPort(EchoServer):
-    """harness.EchoServer, but on a given loopback port (to bring a 'down' upstream back)."""
-
-    def __init__(self, port, host="127.0.0.1"):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(128)
-        self.port = self.sock.getsockname()[1]
-        self.host = host
-        self.accepted = 0
-        self._stop = False
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()

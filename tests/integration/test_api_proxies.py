@@ -11,12 +11,29 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from api_helpers import (ApiTestCase, call, echo_roundtrip, expect_closed, expect_refused,  # noqa: E402
+from api_helpers import (ApiTestCase, assert_echo, expect_closed, expect_refused,  # noqa: E402
                          ipv6_available, raw_http)
-from harness import Faultline, connect, free_port  # noqa: E402
+from harness import Faultline, call, connect, free_port  # noqa: E402
+
+
+def port_in_use(tc):
+    """A loopback port that a listening socket holds until the test ends."""
+    blocker = socket.socket()
+    tc.addCleanup(blocker.close)
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    return blocker.getsockname()[1]
 
 
 class ProxyRoutes(ApiTestCase):
+    def open_connection(self, listen):
+        """A connection through the proxy at `listen` that has carried one echo."""
+        s = connect(listen)
+        self.addCleanup(s.close)
+        s.sendall(b"ping")
+        self.assertEqual(s.recv(4), b"ping")
+        return s
+
     def test_create_returns_201_with_proxy_json(self):
         echo = self.new_echo()
         r = self.ok("POST", "/proxies", {"name": "redis", "listen": "localhost:0",
@@ -29,7 +46,7 @@ class ProxyRoutes(ApiTestCase):
         self.assertEqual(p["upstream"], echo.address)
         self.assertIs(p["enabled"], True)
         self.assertEqual(p["toxics"], [])
-        echo_roundtrip(self, p["listen"])
+        assert_echo(self, p["listen"])
 
     def test_get_proxies_is_name_keyed_object(self):
         r = self.ok("GET", "/proxies")
@@ -91,13 +108,13 @@ class ProxyRoutes(ApiTestCase):
     def test_update_upstream_redirects_new_connections(self):
         old, new = self.new_echo(), self.new_echo()
         p = self.make_proxy("svc", old.address)
-        echo_roundtrip(self, p["listen"])
+        assert_echo(self, p["listen"])
         self.assertEqual(old.accepted, 1)
         r = self.ok("PATCH", "/proxies/svc", {"upstream": new.address})
         self.assertEqual(r.json["upstream"], new.address)
         self.assertIs(r.json["enabled"], True)
         self.assertEqual(r.json["listen"], p["listen"], "listen not in body: same bound address")
-        echo_roundtrip(self, r.json["listen"])
+        assert_echo(self, r.json["listen"])
         self.assertEqual(new.accepted, 1)
         self.assertEqual(old.accepted, 1)
 
@@ -124,17 +141,14 @@ class ProxyRoutes(ApiTestCase):
     def test_update_listen_rebinds_and_closes_connections(self):
         echo = self.new_echo()
         p = self.make_proxy("svc", echo.address)
-        s = connect(p["listen"])
-        self.addCleanup(s.close)
-        s.sendall(b"ping")
-        self.assertEqual(s.recv(4), b"ping")
+        s = self.open_connection(p["listen"])
         port = free_port()
         r = self.ok("PATCH", "/proxies/svc", {"listen": f"localhost:{port}"})
         self.assertEqual(r.json["listen"], f"127.0.0.1:{port}")
         self.assertIs(r.json["enabled"], True)
         expect_closed(self, s, what="connection of a proxy whose listen changed")
         expect_refused(self, p["listen"])
-        echo_roundtrip(self, f"127.0.0.1:{port}")
+        assert_echo(self, f"127.0.0.1:{port}")
 
     def test_update_with_bad_listen_is_500_and_leaves_proxy_running(self):
         echo = self.new_echo()
@@ -143,7 +157,7 @@ class ProxyRoutes(ApiTestCase):
         now = self.ok("GET", "/proxies/svc").json
         self.assertIs(now["enabled"], True, f"a refused update must not take the proxy down: {now}")
         self.assertEqual(now["listen"], p["listen"])
-        echo_roundtrip(self, p["listen"])
+        assert_echo(self, p["listen"])
 
     def test_create_with_bad_listen_is_500(self):
         r = self.api("POST", "/proxies", {"name": "bad", "listen": "foo", "upstream": "127.0.0.1:1"})
@@ -188,22 +202,19 @@ class ProxyRoutes(ApiTestCase):
                     status=201)
         m = re.fullmatch(r"\[::\]:(\d+)", r.json["listen"])
         self.assertIsNotNone(m, f"expected [::]:<port>, got {r.json['listen']!r}")
-        echo_roundtrip(self, f"[::1]:{m.group(1)}")
+        assert_echo(self, f"[::1]:{m.group(1)}")
 
     def test_disable_closes_listener_and_connections_then_reenable(self):
         echo = self.new_echo()
         p = self.make_proxy("svc", echo.address)
-        s = connect(p["listen"])
-        self.addCleanup(s.close)
-        s.sendall(b"ping")
-        self.assertEqual(s.recv(4), b"ping")
+        s = self.open_connection(p["listen"])
         off = self.ok("PATCH", "/proxies/svc", {"enabled": False}).json
         self.assertIs(off["enabled"], False)
         expect_closed(self, s, what="client connection of a disabled proxy")
         expect_refused(self, p["listen"])
         on = self.ok("PATCH", "/proxies/svc", {"enabled": True}).json
         self.assertIs(on["enabled"], True)
-        echo_roundtrip(self, on["listen"])
+        assert_echo(self, on["listen"])
         # Toxiproxy keeps the bound address: clients (and port mappings) stay valid across a toggle.
         self.assertEqual(off["listen"], p["listen"], "a disabled proxy keeps its last bound address")
         self.assertEqual(on["listen"], p["listen"], "re-enabling binds the same address")
@@ -211,10 +222,7 @@ class ProxyRoutes(ApiTestCase):
     def test_delete_returns_204_and_closes_everything(self):
         echo = self.new_echo()
         p = self.make_proxy("svc", echo.address)
-        s = connect(p["listen"])
-        self.addCleanup(s.close)
-        s.sendall(b"ping")
-        self.assertEqual(s.recv(4), b"ping")
+        s = self.open_connection(p["listen"])
         r = self.ok("DELETE", "/proxies/svc", status=204)
         self.assertEqual(r.text, "")
         expect_closed(self, s, what="client connection of a deleted proxy")
@@ -224,7 +232,7 @@ class ProxyRoutes(ApiTestCase):
         self.assertEqual(self.ok("GET", "/proxies").json, {})
         # The name and the port are free again.
         self.make_proxy("svc", echo.address, listen=p["listen"])
-        echo_roundtrip(self, p["listen"])
+        assert_echo(self, p["listen"])
 
 
 class Populate(ApiTestCase):
@@ -247,8 +255,8 @@ class Populate(ApiTestCase):
         self.assertIs(c["enabled"], False)
         self.assertEqual(c["listen"], "localhost:0")
         self.assert_bound_loopback(a["listen"])
-        echo_roundtrip(self, a["listen"])
-        echo_roundtrip(self, b["listen"])
+        assert_echo(self, a["listen"])
+        assert_echo(self, b["listen"])
         self.assertEqual(set(self.ok("GET", "/proxies").json), {"a", "b", "c"})
 
     def test_populate_missing_name_at_proxy_n_creates_nothing(self):
@@ -265,11 +273,7 @@ class Populate(ApiTestCase):
         self.assertEqual(self.ok("GET", "/proxies").json, {})
 
     def test_populate_bind_failure_part_way_keeps_earlier_ones(self):
-        blocker = socket.socket()
-        self.addCleanup(blocker.close)
-        blocker.bind(("127.0.0.1", 0))
-        blocker.listen(1)
-        port = blocker.getsockname()[1]
+        port = port_in_use(self)
         body = [{"name": "a", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:1"},
                 {"name": "b", "listen": f"127.0.0.1:{port}", "upstream": "127.0.0.1:1"},
                 {"name": "c", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:1"}]
@@ -327,22 +331,14 @@ class ProxyErrors(ApiTestCase):
                 self.assert_error(self.api(method, path, body), 404, "proxy not found")
 
     def test_port_in_use_is_500(self):
-        blocker = socket.socket()
-        self.addCleanup(blocker.close)
-        blocker.bind(("127.0.0.1", 0))
-        blocker.listen(1)
-        port = blocker.getsockname()[1]
+        port = port_in_use(self)
         r = self.api("POST", "/proxies", {"name": "clash", "listen": f"127.0.0.1:{port}",
                                           "upstream": "127.0.0.1:1"})
         self.assert_error(r, 500, contains="address already in use")
         self.assert_error(self.api("GET", "/proxies/clash"), 404, "proxy not found")
 
     def test_enable_on_port_in_use_is_500(self):
-        blocker = socket.socket()
-        self.addCleanup(blocker.close)
-        blocker.bind(("127.0.0.1", 0))
-        blocker.listen(1)
-        port = blocker.getsockname()[1]
+        port = port_in_use(self)
         self.make_proxy("later", "127.0.0.1:1", listen=f"127.0.0.1:{port}", enabled=False)
         r = self.api("PATCH", "/proxies/later", {"enabled": True})
         self.assert_error(r, 500, contains="address already in use")

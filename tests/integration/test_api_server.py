@@ -3,7 +3,6 @@
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -13,10 +12,9 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from api_helpers import (ApiTestCase, Serve, StallServer, call, echo_roundtrip,  # noqa: E402
-                         expect_closed, fill_until_blocked, metric_value, parse_metrics,
-                         run_serve_expect_exit)
-from harness import BIN, EchoServer, Faultline, connect  # noqa: E402
+from api_helpers import ApiTestCase, StallServer, assert_echo, expect_closed, fill_until_blocked  # noqa: E402
+from harness import (BIN, EchoServer, Faultline, Serve, call, connect, free_port,  # noqa: E402
+                     metric_value, parse_metrics, poll, run_serve_expect_exit)
 
 
 def temp_dir(tc):
@@ -146,7 +144,7 @@ class ConfigFile(unittest.TestCase):
         self.assertEqual(proxies["off"]["listen"], "localhost:0")
         self.assertEqual([(t["name"], t["attributes"]) for t in proxies["tox"]["toxics"]],
                          [("latency_downstream", {"latency": 7, "jitter": 0})])
-        echo_roundtrip(self, proxies["web"]["listen"])
+        assert_echo(self, proxies["web"]["listen"])
 
     def test_faultline_object_config_with_toxics(self):
         fl = self.start({"seed": 1, "proxies": [
@@ -163,7 +161,7 @@ class ConfigFile(unittest.TestCase):
         s.sendall(b"x")
         self.assertEqual(s.recv(1), b"x")
         self.assertGreaterEqual(time.monotonic() - start, 0.28, "config toxics apply")
-        echo_roundtrip(self, call(fl, "GET", "/proxies/fast").json["listen"])
+        assert_echo(self, call(fl, "GET", "/proxies/fast").json["listen"])
 
     def assert_bad_config(self, config, *needles):
         rc, out, port_file, seconds = run_serve_expect_exit([], config=config)
@@ -214,7 +212,7 @@ class ToxiproxyStyleFlags(unittest.TestCase):
         self.assertEqual(srv.host, "127.0.0.1")
         self.assertEqual(call(srv, "GET", "/version").status, 200)
         web = call(srv, "GET", "/proxies/web").json
-        echo_roundtrip(self, web["listen"])
+        assert_echo(self, web["listen"])
 
     def test_single_dash_separate_value_flags(self):
         srv = Serve(["-host", "127.0.0.1", "-port", "0", "-seed", "7"])
@@ -248,13 +246,9 @@ class Metrics(ApiTestCase):
         return parse_metrics(r.text)
 
     def wait_metric(self, expected, name, timeout=2.0, **labels):
-        deadline = time.time() + timeout
-        while True:
-            value = metric_value(self.samples(), name, **labels)
-            if value == expected or time.time() > deadline:
-                self.assertEqual(value, expected, f"{name}{labels}")
-                return
-            time.sleep(0.05)
+        value = poll(lambda: metric_value(self.samples(), name, **labels), lambda v: v == expected,
+                     timeout=timeout, step=0.05)
+        self.assertEqual(value, expected, f"{name}{labels}")
 
     def test_byte_counters_and_active_connections_are_live(self):
         echo = self.new_echo()
@@ -284,11 +278,7 @@ class Metrics(ApiTestCase):
         self.wait_metric(1500, "toxiproxy_proxy_sent_bytes_total", direction="downstream", **labels)
 
     def test_upstream_connect_failure_is_counted(self):
-        dead = socket.socket()
-        dead.bind(("127.0.0.1", 0))
-        addr = f"127.0.0.1:{dead.getsockname()[1]}"
-        dead.close()  # bound, never listened: connecting is refused
-        p = self.make_proxy("down", addr)
+        p = self.make_proxy("down", f"127.0.0.1:{free_port()}")  # nothing listens: refused
         s = connect(p["listen"])
         self.addCleanup(s.close)
         expect_closed(self, s, what="client of a proxy whose upstream is down")

@@ -8,8 +8,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from api_helpers import ApiTestCase, echo_roundtrip, expect_closed, to_plain  # noqa: E402
-from harness import connect, free_port  # noqa: E402
+from api_helpers import ApiTestCase, assert_echo, expect_closed, to_plain  # noqa: E402
+from harness import connect, free_port, recv_at_least  # noqa: E402
 
 DEFAULT_ATTRIBUTES = {
     "latency": {"latency": 0, "jitter": 0},
@@ -25,12 +25,7 @@ DEFAULT_ATTRIBUTES = {
 def timed_roundtrip(tc, sock, payload=b"ping"):
     start = time.monotonic()
     sock.sendall(payload)
-    got = b""
-    while len(got) < len(payload):
-        data = sock.recv(65536)
-        if not data:
-            break
-        got += data
+    got = recv_at_least(sock, len(payload))
     tc.assertEqual(got, payload)
     return time.monotonic() - start
 
@@ -382,7 +377,7 @@ class PopulateAndReset(ApiTestCase):
 
         timed_roundtrip(self, c_keep)  # the unchanged proxy's connection survives
         expect_closed(self, c_change, what="connection of a replaced proxy")
-        echo_roundtrip(self, f"127.0.0.1:{p4}")
+        assert_echo(self, f"127.0.0.1:{p4}")
         self.assertEqual(echo2.accepted, 1)
 
     def test_reset_enables_all_and_removes_all_toxics(self):
@@ -401,7 +396,7 @@ class PopulateAndReset(ApiTestCase):
             self.assertEqual(proxies[name]["toxics"], [], name)
         self.assertEqual(proxies["a"]["listen"], a["listen"])
         self.assert_bound_loopback(proxies["b"]["listen"])
-        echo_roundtrip(self, proxies["b"]["listen"])
+        assert_echo(self, proxies["b"]["listen"])
         s = connect(a["listen"])
         self.addCleanup(s.close)
         self.assertLess(timed_roundtrip(self, s), 0.2, "no latency after reset")

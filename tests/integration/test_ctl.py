@@ -9,8 +9,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BIN, EchoServer, Faultline, split_hostport  # noqa: E402
-from relay_helpers import echo_roundtrip, try_connect  # noqa: E402
+from harness import BIN, EchoServer, Faultline, connect_outcome, echo_roundtrip, split_hostport  # noqa: E402
 
 
 class CtlTest(unittest.TestCase):
@@ -67,7 +66,7 @@ class CtlTest(unittest.TestCase):
         listen = p["listen"]
         port = split_hostport(listen)[1]
         self.assertNotEqual(port, 0)
-        echoed, _ = echo_roundtrip("127.0.0.1", port, b"via ctl-created proxy")
+        echoed, _ = echo_roundtrip(f"127.0.0.1:{port}", b"via ctl-created proxy")
         self.assertEqual(echoed, b"via ctl-created proxy")
 
         rows = self.list_rows()
@@ -114,10 +113,7 @@ class CtlTest(unittest.TestCase):
         status, p = self.api("/proxies/p1")
         self.assertFalse(p["enabled"])
         self.assertEqual(self.list_rows()["p1"][3], "disabled")
-        kind, s = try_connect("127.0.0.1", port, timeout=2)
-        if s is not None:
-            s.close()
-        self.assertEqual(kind, "refused")
+        self.assertEqual(connect_outcome("127.0.0.1", port, timeout=2), "refused")
         self.ok("toggle", "p1")
         status, p = self.api("/proxies/p1")
         self.assertTrue(p["enabled"])
@@ -147,7 +143,7 @@ class CtlTest(unittest.TestCase):
         self.assertEqual(self.list_rows()["tg"][1:4], [listen, self.echo.address, "disabled"])
         self.ok("toggle", "tg")
         self.assertEqual(self.list_rows()["tg"][1:4], [listen, self.echo.address, "enabled"])
-        echoed, _ = echo_roundtrip("127.0.0.1", split_hostport(listen)[1], b"toggled")
+        echoed, _ = echo_roundtrip(f"127.0.0.1:{split_hostport(listen)[1]}", b"toggled")
         self.assertEqual(echoed, b"toggled")
 
     def test_toxiproxy_argument_order(self):

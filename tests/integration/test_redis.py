@@ -4,7 +4,6 @@ Run standalone: python3 tests/integration/test_redis.py
 """
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -13,12 +12,14 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Faultline, free_port, need, split_hostport  # noqa: E402
-from relay_helpers import metric, metrics_text  # noqa: E402
+from harness import (Faultline, ManagedProcess, free_port, metric, metrics_text, need,  # noqa: E402
+                     split_hostport)
 
 
-class RedisServer:
+class RedisServer(ManagedProcess):
     """redis-server on 127.0.0.1, a free port, no persistence, in a temp dir."""
+
+    stop_timeout = 10
 
     def __init__(self):
         self.bin = need("redis-server", "redis-server (apt package redis-server)")
@@ -44,28 +45,6 @@ class RedisServer:
                 time.sleep(0.05)
             self.stop()
         raise RuntimeError(f"redis-server did not start ({last}): {self.logs()}")
-
-    def logs(self):
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        self.log.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def run(args, timeout):

@@ -14,10 +14,9 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import EchoServer, Faultline, free_port, recv_all, recv_exactly, split_hostport  # noqa: E402
-from relay_helpers import (Blackhole, EchoServerOnPort, StreamingClients,  # noqa: E402
-                           echo_roundtrip, metric, metrics_text, seeded_chunks,
-                           set_linger_zero, try_connect, wait_end)
+from harness import (EchoServer, Faultline, connect_outcome, echo_roundtrip, free_port,  # noqa: E402
+                     metric, metrics_text, recv_all, recv_exactly, split_hostport, wait_end)
+from relay_helpers import Blackhole, StreamingClients, seeded_chunks, set_linger_zero  # noqa: E402
 
 MiB = 1 << 20
 
@@ -122,7 +121,7 @@ class RelayTest(unittest.TestCase):
             # Half-close after the bulk: the echo half-closes back, so we get EOF.
             s.shutdown(socket.SHUT_WR)
             kind, _, extra = wait_end(s, 5)
-            self.assertEqual((kind, extra), ("eof", 0))
+            self.assertEqual((kind, extra), ("eof", b""))
             s.close()
             print(f"\n  256 MiB each way in {elapsed:.2f}s "
                   f"({2 * total / MiB / elapsed:.0f} MiB/s total)", file=sys.stderr)
@@ -181,7 +180,7 @@ class RelayTest(unittest.TestCase):
             self.assertEqual(len(up.result.get("request", b"")), len(request),
                              "client data sent after the upstream's FIN did not arrive whole")
             self.assertEqual(up.result["request"], request)
-            self.assertEqual((kind, extra), ("eof", 0))
+            self.assertEqual((kind, extra), ("eof", b""))
         up.close()
 
     # -----------------------------------------------------------------------------------------
@@ -239,12 +238,11 @@ class RelayTest(unittest.TestCase):
             kind, elapsed, extra = wait_end(s, 5)
             s.close()
             self.assertIn(kind, ("eof", "reset"), f"client neither closed nor reset: {kind}")
-            self.assertEqual(extra, 0)
+            self.assertEqual(extra, b"")
             self.assertLess(elapsed, 2.0, f"client closed only after {elapsed:.2f}s")
             # The listener stays open in the default mode (Toxiproxy's behaviour).
-            kind, s2 = try_connect("127.0.0.1", listen_port(proxy), timeout=2)
+            kind = connect_outcome("127.0.0.1", listen_port(proxy), timeout=2)
             self.assertEqual(kind, "ok", "default mode must keep accepting")
-            s2.close()
             failures = metric(fl, "faultline_proxy_upstream_connect_failures_total", proxy="down")
             self.assertIsNotNone(failures, "no faultline_proxy_upstream_connect_failures_total")
             self.assertGreaterEqual(failures, 1)
@@ -265,9 +263,7 @@ class RelayTest(unittest.TestCase):
             deadline = time.monotonic() + 2.0
             kind = None
             while time.monotonic() < deadline:
-                kind, c = try_connect("127.0.0.1", port, timeout=1)
-                if c is not None:
-                    c.close()
+                kind = connect_outcome("127.0.0.1", port, timeout=1)
                 if kind == "refused":
                     break
                 time.sleep(0.05)
@@ -275,24 +271,20 @@ class RelayTest(unittest.TestCase):
                                               "new connects must get ECONNREFUSED")
             # Stays refused while the upstream is down.
             time.sleep(0.7)
-            kind, c = try_connect("127.0.0.1", port, timeout=1)
-            if c is not None:
-                c.close()
+            kind = connect_outcome("127.0.0.1", port, timeout=1)
             self.assertEqual(kind, "refused", "listener reopened although upstream still down")
             # Bring the upstream up on its port: the proxy reopens within ~3 s.
-            up = EchoServerOnPort(up_port)
+            up = EchoServer(port=up_port)
             t0 = time.monotonic()
             reopened = None
             while time.monotonic() - t0 < 3.5:
-                kind, c = try_connect("127.0.0.1", port, timeout=1)
-                if c is not None:
-                    c.close()
+                if connect_outcome("127.0.0.1", port, timeout=1) == "ok":
                     reopened = time.monotonic() - t0
                     break
                 time.sleep(0.1)
             self.assertIsNotNone(reopened, "listener not reopened within 3.5 s of the upstream "
                                            "coming back")
-            echoed, _ = echo_roundtrip("127.0.0.1", port, b"back again")
+            echoed, _ = echo_roundtrip(f"127.0.0.1:{port}", b"back again")
             self.assertEqual(echoed, b"back again")
             status, p, _ = fl.request("GET", "/proxies/downr")
             self.assertEqual(status, 200)
@@ -331,7 +323,7 @@ class RelayTest(unittest.TestCase):
                 latencies = []
                 for i in range(5):
                     msg = f"probe-{i}".encode()
-                    echoed, took = echo_roundtrip("127.0.0.1", good_port, msg, timeout=3)
+                    echoed, took = echo_roundtrip(f"127.0.0.1:{good_port}", msg, timeout=3)
                     self.assertEqual(echoed, msg)
                     latencies.append(took)
                 self.assertNotIn("a", results, "slow client ended before the probes ran; "
@@ -442,16 +434,14 @@ class RelayTest(unittest.TestCase):
                 self._assert_all_end(clients, t0, "PATCH enabled=false")
             finally:
                 clients.close()
-            kind, c = try_connect("127.0.0.1", port, timeout=2)
-            if c is not None:
-                c.close()
+            kind = connect_outcome("127.0.0.1", port, timeout=2)
             self.assertEqual(kind, "refused", "disabled proxy must refuse new connections")
 
             status, p, _ = fl.request("PATCH", "/proxies/load", {"enabled": True})
             self.assertEqual(status, 200, p)
             self.assertTrue(p["enabled"])
             port = listen_port(p)
-            echoed, _ = echo_roundtrip("127.0.0.1", port, b"enabled again")
+            echoed, _ = echo_roundtrip(f"127.0.0.1:{port}", b"enabled again")
             self.assertEqual(echoed, b"enabled again")
 
             clients = StreamingClients("127.0.0.1", port, 20)
@@ -464,9 +454,7 @@ class RelayTest(unittest.TestCase):
                 self._assert_all_end(clients, t0, "DELETE")
             finally:
                 clients.close()
-            kind, c = try_connect("127.0.0.1", port, timeout=2)
-            if c is not None:
-                c.close()
+            kind = connect_outcome("127.0.0.1", port, timeout=2)
             self.assertEqual(kind, "refused", "deleted proxy must refuse new connections")
             status, _, _ = fl.request("GET", "/proxies/load")
             self.assertEqual(status, 404)
@@ -485,7 +473,7 @@ class RelayTest(unittest.TestCase):
             status, p, _ = fl.request("PATCH", "/proxies/sameport", {"enabled": True})
             self.assertEqual(status, 200, p)
             self.assertEqual(p["listen"], bound, "re-enabled on another port")
-            echoed, _ = echo_roundtrip("127.0.0.1", port, b"same port")
+            echoed, _ = echo_roundtrip(f"127.0.0.1:{port}", b"same port")
             self.assertEqual(echoed, b"same port")
             status, p, _ = fl.request("PATCH", "/proxies/sameport", {"enabled": False})
             status, _, _ = fl.request("POST", "/reset")
@@ -506,9 +494,7 @@ class RelayTest(unittest.TestCase):
             # New connects are refused soon.
             kind = None
             while time.monotonic() - t0 < 1.0:
-                kind, c = try_connect("127.0.0.1", port, timeout=0.5)
-                if c is not None:
-                    c.close()
+                kind = connect_outcome("127.0.0.1", port, timeout=0.5)
                 if kind == "refused":
                     break
                 time.sleep(0.02)
@@ -570,11 +556,9 @@ class RelayTest(unittest.TestCase):
             port = listen_port(proxy)
             self.assertNotEqual(port, 0)
             payload = os.urandom(300000)
-            echoed, _ = echo_roundtrip("::1", port, payload, family=socket.AF_INET6)
+            echoed, _ = echo_roundtrip(f"[::1]:{port}", payload)
             self.assertEqual(echoed, payload)
-            kind, c = try_connect("127.0.0.1", port, timeout=1)
-            if c is not None:
-                c.close()
+            kind = connect_outcome("127.0.0.1", port, timeout=1)
             # Listening on [::1] only: an IPv4 connect to that port must not reach the proxy.
             self.assertNotEqual(kind, "ok", "a [::1] listener accepted an IPv4 connection")
 
@@ -599,7 +583,7 @@ class RelayTest(unittest.TestCase):
                 kind, elapsed, extra = wait_end(sixth, 3)
                 sixth.close()
                 self.assertIn(kind, ("eof", "reset"), f"6th connection: {kind}")
-                self.assertEqual(extra, 0, "6th connection got data")
+                self.assertEqual(extra, b"", "6th connection got data")
                 self.assertLess(elapsed, 0.5, f"6th connection closed only after {elapsed:.2f}s")
                 # The five are unaffected.
                 for i, s in enumerate(conns):
@@ -618,7 +602,7 @@ class RelayTest(unittest.TestCase):
                 ok = False
                 while time.monotonic() < deadline and not ok:
                     try:
-                        echoed, _ = echo_roundtrip("127.0.0.1", port, b"slot", timeout=2)
+                        echoed, _ = echo_roundtrip(f"127.0.0.1:{port}", b"slot", timeout=2)
                         ok = echoed == b"slot"
                     except OSError:
                         pass

@@ -15,19 +15,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Faultline, recv_exactly  # noqa: E402
-from relay_helpers import metric  # noqa: E402
-from toxic_helpers import SinkServer, ToxicTestCase, connect, round_trip, wait_end  # noqa: E402
-
-
-def poll(fn, ok, timeout=3.0, step=0.05):
-    """Calls fn() until ok(value) or timeout; returns the last value."""
-    deadline = time.monotonic() + timeout
-    value = fn()
-    while not ok(value) and time.monotonic() < deadline:
-        time.sleep(step)
-        value = fn()
-    return value
+from harness import Faultline, connect, metric, poll, recv_exactly, wait_end  # noqa: E402
+from toxic_helpers import SinkServer, ToxicTestCase, round_trip  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,7 +247,7 @@ class Blackhole(ToxicTestCase):
             sock.sendall(b"found")
         except (ConnectionResetError, BrokenPipeError):
             pass
-        how, _, data = wait_end_n(sock, 5, 1.5)
+        how, _, data = wait_end(sock, 1.5, upto=5)
         self.assertIn(how, ("data", "eof", "reset"), f"after removal: {how} with {data!r}")
         if how == "data":
             self.assertEqual(data, b"found")
@@ -309,31 +298,10 @@ def outcome(address, timeout=2.0):
             s.sendall(b"ping")
         except (ConnectionResetError, BrokenPipeError):
             return "reset"
-        how, _, data = wait_end_n(s, 4, timeout)
+        how, _, data = wait_end(s, timeout, upto=4)
         return "kept" if data == b"ping" else how
     finally:
         s.close()
-
-
-def wait_end_n(sock, n, timeout):
-    """Reads up to n bytes; returns (how, elapsed, data) with how 'data' once n arrived."""
-    start = time.monotonic()
-    data = b""
-    while len(data) < n:
-        left = timeout - (time.monotonic() - start)
-        if left <= 0:
-            return "open", time.monotonic() - start, data
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(n - len(data))
-        except socket.timeout:
-            return "open", time.monotonic() - start, data
-        except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
-            return "reset", time.monotonic() - start, data
-        if not chunk:
-            return "eof", time.monotonic() - start, data
-        data += chunk
-    return "data", time.monotonic() - start, data
 
 
 class DropConnections(ToxicTestCase):

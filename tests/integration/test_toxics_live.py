@@ -11,6 +11,18 @@ import unittest
 from harness import EchoServer, Faultline, connect, recv_exactly
 
 
+def recv_for(sock, seconds):
+    """Reads until EOF, or until `seconds` have passed at the end of a recv()."""
+    data = b""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        chunk = sock.recv(10000)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 class LiveToxics(unittest.TestCase):
     def setUp(self):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -22,6 +34,10 @@ class LiveToxics(unittest.TestCase):
     def tearDown(self):
         self.fl.__exit__(None, None, None)
         self.echo.close()
+
+    def add_toxics(self, *bodies):
+        for body in bodies:
+            self.assertEqual(self.fl.request("POST", "/proxies/echo/toxics", body)[0], 200)
 
     def test_no_data_lost_or_reordered_while_toxics_churn(self):
         """Toxiproxy's TestNoDataDropped, stronger: 1,000 add/remove cycles of three toxic
@@ -140,36 +156,20 @@ class LiveToxics(unittest.TestCase):
         self.fl.request("POST", "/proxies/echo/toxics", {"type": "limit_data", "attributes": {"bytes": 1000}})
         sock = connect(self.proxy["listen"])
         sock.sendall(b"y" * 5000)
-        data = b""
-        deadline = time.time() + 3
-        while time.time() < deadline:
-            chunk = sock.recv(10000)
-            if not chunk:
-                break
-            data += chunk
-        self.assertEqual(len(data), 1000)
+        self.assertEqual(len(recv_for(sock, 3)), 1000)
         sock.close()
 
     def test_limit_data_before_latency_still_delivers_its_bytes(self):
-        for body in ({"name": "lim", "type": "limit_data", "attributes": {"bytes": 700}},
-                     {"name": "lat", "type": "latency", "attributes": {"latency": 100}}):
-            self.assertEqual(self.fl.request("POST", "/proxies/echo/toxics", body)[0], 200)
+        self.add_toxics({"name": "lim", "type": "limit_data", "attributes": {"bytes": 700}},
+                        {"name": "lat", "type": "latency", "attributes": {"latency": 100}})
         sock = connect(self.proxy["listen"])
         sock.sendall(b"z" * 3000)
-        data = b""
-        deadline = time.time() + 3
-        while time.time() < deadline:
-            chunk = sock.recv(10000)
-            if not chunk:
-                break
-            data += chunk
-        self.assertEqual(len(data), 700)
+        self.assertEqual(len(recv_for(sock, 3)), 700)
         sock.close()
 
     def test_timeout_then_latency_closes_on_time_and_server_survives(self):
-        for body in ({"name": "to", "type": "timeout", "attributes": {"timeout": 200}},
-                     {"name": "lat", "type": "latency", "attributes": {"latency": 10}}):
-            self.assertEqual(self.fl.request("POST", "/proxies/echo/toxics", body)[0], 200)
+        self.add_toxics({"name": "to", "type": "timeout", "attributes": {"timeout": 200}},
+                        {"name": "lat", "type": "latency", "attributes": {"latency": 10}})
         sock = connect(self.proxy["listen"])
         start = time.time()
         sock.sendall(b"dropped")

@@ -12,9 +12,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import EchoServer, Faultline, connect, recv_exactly  # noqa: E402
-from toxic_helpers import (GreeterServer, SinkServer, ToxicTestCase, round_trip,  # noqa: E402
-                           wait_end)
+from harness import EchoServer, Faultline, connect, poll, recv_exactly, wait_end  # noqa: E402
+from toxic_helpers import GreeterServer, SinkServer, ToxicTestCase, round_trip  # noqa: E402
 
 SLACK = 0.06  # seconds a loaded machine may add to a delay
 
@@ -208,9 +207,7 @@ class Timeout(ToxicTestCase):
             sock.sendall(b"x" * 5000)
             how, _, data = wait_end(sock, 3)
             self.assertIn(how, ("eof", "reset"))
-            deadline = time.monotonic() + 2
-            while not sink.counts and time.monotonic() < deadline:
-                time.sleep(0.02)
+            poll(lambda: sink.counts, bool, timeout=2, step=0.02)
             self.assertEqual(sink.counts, [0], "no client byte may reach the upstream")
 
     def test_timeout_zero_never_closes(self):
@@ -310,9 +307,7 @@ class LimitData(ToxicTestCase):
                 pass
             how, _, _ = wait_end(sock, 3)
             self.assertIn(how, ("eof", "reset"))
-            deadline = time.monotonic() + 2
-            while not sink.counts and time.monotonic() < deadline:
-                time.sleep(0.02)
+            poll(lambda: sink.counts, bool, timeout=2, step=0.02)
             self.assertEqual(sink.counts, [1000])
 
 

@@ -1,83 +1,21 @@
 """Helpers for the toxic-semantics tests (stdlib only, loopback only, port 0 everywhere).
 
-Kept apart from harness.py (which stays untouched): purpose-built upstreams (a sink that
-counts, a greeter that talks first and closes), timed round trips, "how did this socket
-end", and a base TestCase with one faultline + one echo upstream per test.
+Built on harness.py: purpose-built upstreams (a sink that counts, a greeter that talks first
+and closes), timed round trips and a base TestCase with one faultline + one echo upstream
+per test.
 """
-import socket
 import threading
 import time
 import unittest
 
-from harness import EchoServer, Faultline, recv_exactly, split_hostport
+from harness import EchoServer, Faultline, ThreadedServer, connect, recv_exactly
 
 
-def connect(address, timeout=10):
-    """harness.connect, but the socket is closed when connect() fails (an RST can beat it)."""
-    host, port = split_hostport(address)
-    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.settimeout(timeout)
-        s.connect((host, port))
-    except BaseException:
-        s.close()
-        raise
-    return s
-
-
-class _Server:
+class _Server(ThreadedServer):
     """A threaded loopback TCP server on port 0; subclasses implement handle(conn)."""
 
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(256)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        self._stop = False
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    @property
-    def address(self):
-        return f"127.0.0.1:{self.port}"
-
-    def _serve(self):
-        while not self._stop:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
-
-    def _run(self, conn):
-        try:
-            conn.settimeout(30)
-            self.handle(conn)
-        except OSError:
-            pass
-        finally:
-            try:
-                conn.close()
-            except OSError:
-                pass
-
-    def handle(self, conn):
-        raise NotImplementedError
-
-    def close(self):
-        self._stop = True
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+    backlog = 256
+    conn_timeout = 30
 
 
 class SinkServer(_Server):
@@ -124,28 +62,6 @@ def round_trip(sock, payload=b"ping"):
     if got != payload:
         raise AssertionError(f"echo mismatch: sent {len(payload)} bytes, got {len(got)}: {got[:40]!r}")
     return elapsed
-
-
-def wait_end(sock, timeout):
-    """Reads until the socket ends. Returns (how, elapsed_s, data) where how is
-    "eof", "reset" or "open" (still open after timeout)."""
-    start = time.monotonic()
-    data = bytearray()
-    deadline = start + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return "open", time.monotonic() - start, bytes(data)
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except socket.timeout:
-            return "open", time.monotonic() - start, bytes(data)
-        except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
-            return "reset", time.monotonic() - start, bytes(data)
-        if not chunk:
-            return "eof", time.monotonic() - start, bytes(data)
-        data += chunk
 
 
 class ToxicTestCase(unittest.TestCase):

@@ -11,11 +11,10 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
+import { nowMs, portOf, rawGet, roundTrip as echoRoundTrip, sleep, startEcho, startFaultline,
+         statusErrorMatcher, stopChild } from "./harness.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const BIN = process.env.FAULTLINE_BIN || path.resolve(here, "../../../build/faultline");
 const require = createRequire(import.meta.url);
 
 let client, Redis;
@@ -27,12 +26,13 @@ try {
                   `(npm install in tests/integration) — ${e.message}`);
 }
 const { Toxiproxy, Toxic, ToxiproxyError } = client;
+const isStatusError = statusErrorMatcher(ToxiproxyError);
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
+// Here a connection that ends early resolves with what came back ({ ended: true }).
+const roundTrip = (port, payload, timeoutMs = 5000) =>
+  echoRoundTrip(port, payload, timeoutMs, { shortOk: true });
 
 let server;      // faultline child process
-let serverLog = "";
 let apiUrl;
 let echo;        // net.Server
 let echoAddr;
@@ -40,43 +40,6 @@ let redis;       // redis-server child process
 let redisPort;
 let redisLog = "";
 let tmpDir;
-
-async function startFaultline() {
-  if (!fs.existsSync(BIN)) {
-    throw new Error(`faultline binary not found at ${BIN}: build it (./dev build) or set FAULTLINE_BIN`);
-  }
-  const portFile = path.join(tmpDir, "api.addr");
-  server = spawn(BIN, ["serve", "--host", "127.0.0.1", "--port", "0", "--port-file", portFile],
-                 { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, LOG_LEVEL: "warn" } });
-  server.stdout.on("data", (d) => { serverLog += d; });
-  server.stderr.on("data", (d) => { serverLog += d; });
-  let exited = null;
-  server.on("exit", (code, sig) => { exited = { code, sig }; });
-  const deadline = Date.now() + 15000;
-  while (Date.now() < deadline) {
-    if (exited) throw new Error(`faultline exited early ${JSON.stringify(exited)}: ${serverLog}`);
-    if (fs.existsSync(portFile)) {
-      const text = fs.readFileSync(portFile, "utf8").trim();
-      if (text) {
-        const i = text.lastIndexOf(":");
-        return `http://${text.slice(0, i)}:${Number(text.slice(i + 1))}`;
-      }
-    }
-    await sleep(20);
-  }
-  throw new Error("faultline did not write its port file within 15 s");
-}
-
-function startEcho() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer((sock) => {
-      sock.on("error", () => {});
-      sock.pipe(sock);
-    });
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => resolve(srv));
-  });
-}
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -121,64 +84,11 @@ async function startRedis() {
   throw new Error(`redis-server did not start (apt package redis-server): ${redisLog}`);
 }
 
-async function stopChild(proc) {
-  if (proc && proc.exitCode === null && proc.signalCode === null) {
-    const exited = new Promise((r) => proc.once("exit", r));
-    proc.kill("SIGTERM");
-    const t = setTimeout(() => proc.kill("SIGKILL"), 10000);
-    await exited;
-    clearTimeout(t);
-  }
-}
-
-function portOf(listen) {
-  return Number(listen.slice(listen.lastIndexOf(":") + 1));
-}
-
-async function rawGet(p) {
-  const res = await fetch(apiUrl + p);
-  return { status: res.status, body: res.status === 200 ? await res.json() : await res.text() };
-}
-
-function isStatusError(status) {
-  return (err) => {
-    assert.ok(err instanceof ToxiproxyError, `expected ToxiproxyError, got ${err}`);
-    assert.match(err.message, new RegExp(`status code ${status}\\b`));
-    return true;
-  };
-}
-
-// One echo round trip through 127.0.0.1:port; resolves { data, ms }.
-function roundTrip(port, payload, timeoutMs = 5000) {
-  return new Promise((resolve, reject) => {
-    const start = nowMs();
-    const chunks = [];
-    let len = 0;
-    const sock = net.connect({ host: "127.0.0.1", port });
-    const timer = setTimeout(() => { sock.destroy(); reject(new Error("round trip timed out")); }, timeoutMs);
-    sock.on("error", (e) => { clearTimeout(timer); reject(e); });
-    sock.on("connect", () => sock.write(payload));
-    sock.on("data", (d) => {
-      chunks.push(d);
-      len += d.length;
-      if (len >= payload.length) {
-        clearTimeout(timer);
-        sock.destroy();
-        resolve({ data: Buffer.concat(chunks), ms: nowMs() - start });
-      }
-    });
-    sock.on("end", () => {
-      clearTimeout(timer);
-      if (len < payload.length) resolve({ data: Buffer.concat(chunks), ms: nowMs() - start, ended: true });
-    });
-  });
-}
-
 before(async () => {
   tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), "faultline-node-toxics-"));
   echo = await startEcho();
   echoAddr = `127.0.0.1:${echo.address().port}`;
-  apiUrl = await startFaultline();
+  ({ proc: server, url: apiUrl } = await startFaultline(tmpDir));
 });
 
 after(async () => {
@@ -217,7 +127,7 @@ for (const spec of TYPES) {
       const fetched = await p.getToxic(name);
       assert.ok(fetched instanceof Toxic);
       assert.deepEqual(fetched.toJson(), expected);
-      const listed = await rawGet(`/proxies/${pname}/toxics`);
+      const listed = await rawGet(apiUrl, `/proxies/${pname}/toxics`);
       assert.equal(listed.status, 200);
       assert.deepEqual(listed.body.map((t) => t.name), [name]);
 
@@ -239,7 +149,7 @@ for (const spec of TYPES) {
       await half.remove();
       await assert.rejects(p.getToxic(name), isStatusError(404));
       await assert.rejects(half.remove(), isStatusError(404));
-      assert.deepEqual((await rawGet(`/proxies/${pname}/toxics`)).body, []);
+      assert.deepEqual((await rawGet(apiUrl, `/proxies/${pname}/toxics`)).body, []);
     } finally {
       await p.remove();
     }
@@ -255,7 +165,7 @@ test("slicer with Toxiproxy's zero defaults is refused (400), not a crash", asyn
                          isStatusError(400));
     await assert.rejects(p.addToxic({ name: "b", type: "bandwidth", stream: "downstream", toxicity: 1,
                                       attributes: { rate: -1 } }), isStatusError(400));
-    assert.deepEqual((await rawGet("/proxies/node_bad_slicer/toxics")).body, []);
+    assert.deepEqual((await rawGet(apiUrl, "/proxies/node_bad_slicer/toxics")).body, []);
     assert.equal((await roundTrip(portOf(p.listen), Buffer.from("still alive"))).data.toString(),
                  "still alive");
   } finally {

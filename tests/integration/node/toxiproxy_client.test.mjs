@@ -4,16 +4,13 @@
 // build/faultline). Loopback only, port 0 everywhere.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const BIN = process.env.FAULTLINE_BIN || path.resolve(here, "../../../build/faultline");
+import { portOf, rawGet, roundTrip, startEcho, startFaultline, statusErrorMatcher,
+         stopChild } from "./harness.mjs";
 
 let client;
 try {
@@ -23,87 +20,13 @@ try {
                   `(npm install in tests/integration) — ${e.message}`);
 }
 const { Toxiproxy, Proxy, Toxic, ToxiproxyError } = client;
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const isStatusError = statusErrorMatcher(ToxiproxyError);
 
 let server;      // faultline child process
-let serverLog = "";
 let apiUrl;      // http://127.0.0.1:PORT
 let echo;        // net.Server
 let echoAddr;    // 127.0.0.1:PORT
 let tmpDir;
-
-async function startFaultline() {
-  if (!fs.existsSync(BIN)) {
-    throw new Error(`faultline binary not found at ${BIN}: build it (./dev build) or set FAULTLINE_BIN`);
-  }
-  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), "faultline-node-"));
-  const portFile = path.join(tmpDir, "api.addr");
-  server = spawn(BIN, ["serve", "--host", "127.0.0.1", "--port", "0", "--port-file", portFile],
-                 { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, LOG_LEVEL: "warn" } });
-  server.stdout.on("data", (d) => { serverLog += d; });
-  server.stderr.on("data", (d) => { serverLog += d; });
-  let exited = null;
-  server.on("exit", (code, sig) => { exited = { code, sig }; });
-  const deadline = Date.now() + 15000;
-  while (Date.now() < deadline) {
-    if (exited) throw new Error(`faultline exited early ${JSON.stringify(exited)}: ${serverLog}`);
-    if (fs.existsSync(portFile)) {
-      const text = fs.readFileSync(portFile, "utf8").trim();
-      if (text) {
-        const i = text.lastIndexOf(":");
-        return `http://${text.slice(0, i)}:${Number(text.slice(i + 1))}`;
-      }
-    }
-    await sleep(20);
-  }
-  throw new Error("faultline did not write its port file within 15 s");
-}
-
-function startEcho() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer((sock) => {
-      sock.on("error", () => {});
-      sock.pipe(sock);   // echo; ends (half-closes) when the client ends
-    });
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => resolve(srv));
-  });
-}
-
-function portOf(listen) {
-  return Number(listen.slice(listen.lastIndexOf(":") + 1));
-}
-
-// One echo round trip through 127.0.0.1:port; resolves { data, ms }.
-function roundTrip(port, payload, timeoutMs = 5000) {
-  return new Promise((resolve, reject) => {
-    const start = process.hrtime.bigint();
-    const chunks = [];
-    let len = 0;
-    const sock = net.connect({ host: "127.0.0.1", port });
-    const timer = setTimeout(() => { sock.destroy(); reject(new Error("round trip timed out")); },
-                             timeoutMs);
-    sock.on("error", (e) => { clearTimeout(timer); reject(e); });
-    sock.on("connect", () => sock.write(payload));
-    sock.on("data", (d) => {
-      chunks.push(d);
-      len += d.length;
-      if (len >= payload.length) {
-        clearTimeout(timer);
-        const ms = Number(process.hrtime.bigint() - start) / 1e6;
-        sock.destroy();
-        resolve({ data: Buffer.concat(chunks), ms });
-      }
-    });
-    sock.on("end", () => {
-      if (len < payload.length) {
-        clearTimeout(timer);
-        reject(new Error(`closed after ${len} of ${payload.length} bytes`));
-      }
-    });
-  });
-}
 
 // Resolves "refused" | "connected".
 function connectOutcome(port) {
@@ -119,33 +42,15 @@ function connectOutcome(port) {
   });
 }
 
-async function rawGet(p) {
-  const res = await fetch(apiUrl + p);
-  return { status: res.status, body: res.status === 200 ? await res.json() : await res.text() };
-}
-
-function isStatusError(status) {
-  return (err) => {
-    assert.ok(err instanceof ToxiproxyError, `expected ToxiproxyError, got ${err}`);
-    assert.match(err.message, new RegExp(`status code ${status}\\b`));
-    return true;
-  };
-}
-
 before(async () => {
   echo = await startEcho();
   echoAddr = `127.0.0.1:${echo.address().port}`;
-  apiUrl = await startFaultline();
+  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), "faultline-node-"));
+  ({ proc: server, url: apiUrl } = await startFaultline(tmpDir));
 });
 
 after(async () => {
-  if (server && server.exitCode === null) {
-    const exited = new Promise((r) => server.once("exit", r));
-    server.kill("SIGTERM");
-    const t = setTimeout(() => server.kill("SIGKILL"), 10000);
-    await exited;
-    clearTimeout(t);
-  }
+  await stopChild(server);
   if (echo) await new Promise((r) => echo.close(r));
   if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
 });
@@ -287,14 +192,14 @@ test("latency toxic: addToxic, getToxic, update, remove", async () => {
   });
   assert.equal(up.stream, "upstream");
   assert.equal(up.toxicity, 0.5);
-  const listed = await rawGet("/proxies/node_tox/toxics");
+  const listed = await rawGet(apiUrl, "/proxies/node_tox/toxics");
   assert.deepEqual(listed.body.map((t) => t.name), ["lat_up", "lat"], "upstream toxics first");
 
   await updated.remove();
   await up.remove();
   await assert.rejects(p.getToxic("lat"), isStatusError(404));
   await assert.rejects(updated.remove(), isStatusError(404));
-  assert.deepEqual((await rawGet("/proxies/node_tox")).body.toxics, []);
+  assert.deepEqual((await rawGet(apiUrl, "/proxies/node_tox")).body.toxics, []);
 
   const fast = await roundTrip(port, Buffer.from("fast"));
   assert.ok(fast.ms < 200, `toxic removed but the round trip took ${fast.ms.toFixed(1)} ms`);
@@ -314,7 +219,7 @@ test("reset re-enables proxies and removes all toxics", async () => {
   const now = await tp.get("node_reset");
   assert.equal(now.enabled, true);
   assert.equal(now.listen, p.listen);
-  const raw = await rawGet("/proxies/node_reset");
+  const raw = await rawGet(apiUrl, "/proxies/node_reset");
   assert.deepEqual(raw.body.toxics, []);
   assert.equal((await roundTrip(portOf(p.listen), Buffer.from("after reset"))).data.toString(),
                "after reset");

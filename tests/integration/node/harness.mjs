@@ -1,0 +1,119 @@
+// Shared helpers of the Node integration tests (imported by the *.test.mjs files, not a test
+// itself): the faultline binary, starting and stopping child processes, a loopback echo
+// server and small socket / HTTP helpers. Loopback only, port 0 everywhere.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const BIN = process.env.FAULTLINE_BIN || path.resolve(here, "../../../build/faultline");
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+export const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
+
+// SIGTERM, SIGKILL after 10 s; resolves once the child has exited.
+export async function stopChild(proc) {
+  if (proc && proc.exitCode === null && proc.signalCode === null) {
+    const exited = new Promise((r) => proc.once("exit", r));
+    proc.kill("SIGTERM");
+    const t = setTimeout(() => proc.kill("SIGKILL"), 10000);
+    await exited;
+    clearTimeout(t);
+  }
+}
+
+// `faultline serve` on 127.0.0.1, API port 0, its port file in `dir`. Resolves
+// { proc, url } (url = http://127.0.0.1:PORT) once the port file is written.
+export async function startFaultline(dir) {
+  if (!fs.existsSync(BIN)) {
+    throw new Error(`faultline binary not found at ${BIN}: build it (./dev build) or set FAULTLINE_BIN`);
+  }
+  const portFile = path.join(dir, "api.addr");
+  const proc = spawn(BIN, ["serve", "--host", "127.0.0.1", "--port", "0", "--port-file", portFile],
+                     { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, LOG_LEVEL: "warn" } });
+  let log = "";
+  proc.stdout.on("data", (d) => { log += d; });
+  proc.stderr.on("data", (d) => { log += d; });
+  let exited = null;
+  proc.on("exit", (code, sig) => { exited = { code, sig }; });
+  const deadline = Date.now() + 15000;
+  while (Date.now() < deadline) {
+    if (exited) throw new Error(`faultline exited early ${JSON.stringify(exited)}: ${log}`);
+    if (fs.existsSync(portFile)) {
+      const text = fs.readFileSync(portFile, "utf8").trim();
+      if (text) {
+        const i = text.lastIndexOf(":");
+        return { proc, url: `http://${text.slice(0, i)}:${Number(text.slice(i + 1))}` };
+      }
+    }
+    await sleep(20);
+  }
+  await stopChild(proc);
+  throw new Error("faultline did not write its port file within 15 s");
+}
+
+// A TCP echo server on 127.0.0.1, port 0; it ends (half-closes) when the client ends.
+export function startEcho() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer((sock) => {
+      sock.on("error", () => {});
+      sock.pipe(sock);
+    });
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => resolve(srv));
+  });
+}
+
+export function portOf(listen) {
+  return Number(listen.slice(listen.lastIndexOf(":") + 1));
+}
+
+// GET apiUrl + p with fetch: { status, body } (parsed JSON for a 200, else the text).
+export async function rawGet(apiUrl, p) {
+  const res = await fetch(apiUrl + p);
+  return { status: res.status, body: res.status === 200 ? await res.json() : await res.text() };
+}
+
+// isStatusError(status) for assert.rejects: a ToxiproxyError (the client's class) naming
+// that HTTP status.
+export function statusErrorMatcher(ToxiproxyError) {
+  return (status) => (err) => {
+    assert.ok(err instanceof ToxiproxyError, `expected ToxiproxyError, got ${err}`);
+    assert.match(err.message, new RegExp(`status code ${status}\\b`));
+    return true;
+  };
+}
+
+// One echo round trip through 127.0.0.1:port; resolves { data, ms }. When the connection
+// ends before the whole payload came back it rejects, or with shortOk resolves
+// { data, ms, ended: true } with what came.
+export function roundTrip(port, payload, timeoutMs = 5000, { shortOk = false } = {}) {
+  return new Promise((resolve, reject) => {
+    const start = nowMs();
+    const chunks = [];
+    let len = 0;
+    const sock = net.connect({ host: "127.0.0.1", port });
+    const timer = setTimeout(() => { sock.destroy(); reject(new Error("round trip timed out")); }, timeoutMs);
+    sock.on("error", (e) => { clearTimeout(timer); reject(e); });
+    sock.on("connect", () => sock.write(payload));
+    sock.on("data", (d) => {
+      chunks.push(d);
+      len += d.length;
+      if (len >= payload.length) {
+        clearTimeout(timer);
+        sock.destroy();
+        resolve({ data: Buffer.concat(chunks), ms: nowMs() - start });
+      }
+    });
+    sock.on("end", () => {
+      if (len < payload.length) {
+        clearTimeout(timer);
+        if (shortOk) resolve({ data: Buffer.concat(chunks), ms: nowMs() - start, ended: true });
+        else reject(new Error(`closed after ${len} of ${payload.length} bytes`));
+      }
+    });
+  });
+}
