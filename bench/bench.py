@@ -1,6 +1,12 @@
 #!/usr/bin/env python3
 """Side-by-side benchmark: direct vs haproxy vs socat vs faultline, all on 127.0.0.1.
 
+Two more faultline targets measure what a toxic that does nothing costs: faultline+latency0
+(latency 0 ms, jitter 0 on both streams) and faultline+bandwidth (rate 100,000,000 KB/s =
+100 GB/s, far above line rate, on both streams). They are extra proxies on the same faultline
+server as the plain faultline target, run in the throughput and redis phases only, and are
+reported as ratios to plain faultline (the bar: a toxic that does nothing costs < 10 %).
+
 Run it through bench/run.sh (or ./dev bench), which checks the tools, raises the fd limit and
 cleans up after a crash. Metrics (median of --runs runs each, runs interleaved across targets):
   throughput   iperf3, one connection, client -t SECONDS                      (Gbit/s)
@@ -10,10 +16,15 @@ cleans up after a crash. Metrics (median of --runs runs each, runs interleaved a
   memory       N idle connections through the proxy to an upstream that holds them:
                (RSS after - RSS before) / N                                   (KiB per connection)
 Writes bench/results/latest.json. Stdlib only; every wait is bounded.
+
+--targets takes target names and these shorthands (mixable, duplicates dropped):
+  toxics  faultline,faultline+latency0,faultline+bandwidth   (quick iteration on toxic overhead)
+  all     every target
 """
 import argparse
 import csv
 import datetime
+import hashlib
 import io
 import json
 import os
@@ -32,8 +43,26 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 LOOPBACK = "127.0.0.1"
-ALL_TARGETS = ["direct", "haproxy", "socat", "faultline"]
+# Faultline proxies with toxics that should not change the traffic: name -> toxics, each
+# created with POST /proxies/{p}/toxics after the proxy (so each is a separate API call).
+TOXIC_VARIANTS = {
+    "faultline+latency0": [
+        {"name": f"latency0_{stream}", "type": "latency", "stream": stream, "toxicity": 1.0,
+         "attributes": {"latency": 0, "jitter": 0}}
+        for stream in ("upstream", "downstream")],
+    "faultline+bandwidth": [
+        {"name": f"bandwidth_{stream}", "type": "bandwidth", "stream": stream, "toxicity": 1.0,
+         "attributes": {"rate": 100000000}}  # KB/s: 100 GB/s
+        for stream in ("upstream", "downstream")],
+}
+FAULTLINE_KINDS = ["faultline"] + list(TOXIC_VARIANTS)
+ALL_TARGETS = ["direct", "haproxy", "socat"] + FAULTLINE_KINDS
+TARGET_SETS = {"toxics": FAULTLINE_KINDS, "all": ALL_TARGETS}
 ALL_PHASES = ["throughput", "redis", "connections", "memory"]
+# Phases the toxic variants take part in (the others skip them, shown as n/a).
+VARIANT_PHASES = ["throughput", "redis"]
+# A toxic that does nothing may cost less than this fraction of plain faultline's figure.
+TOXIC_OVERHEAD_BAR = 0.10
 
 
 class BenchError(Exception):
@@ -110,6 +139,11 @@ class Procs:
         except subprocess.TimeoutExpired:
             self.stop(p, grace=2.0)
             raise BenchError(f"{name} did not finish within {timeout:.0f} s")
+        except BaseException:
+            # Interrupted (SIGTERM/SIGINT raise here): stop it now, or it outlives the script
+            # once it is off the pid list.
+            self.stop(p, grace=2.0)
+            raise
         finally:
             if p in self.live:
                 self.live.remove(p)
@@ -228,8 +262,9 @@ def median(values):
 class Target:
     """A way to reach an upstream port: directly or through one proxy process."""
 
-    def __init__(self, kind, port, proc=None):
+    def __init__(self, kind, port, proc=None, api=None, proxy=None):
         self.kind, self.port, self.proc = kind, port, proc
+        self.api, self.proxy = api, proxy  # faultline only: control API address, proxy name
 
     @property
     def pid(self):
@@ -268,53 +303,207 @@ backend be
                          f"TCP:{LOOPBACK}:{upstream_port}"], f"socat-{tag}")
         wait_listening(port, p)
         return Target(kind, port, p)
-    if kind == "faultline":
-        port_file = os.path.join(tmp, f"faultline-{tag}.addr")
-        if os.path.exists(port_file):
-            os.unlink(port_file)
-        p = procs.start([ctx.faultline_bin, "serve", "--host", LOOPBACK, "--port", "0",
-                         "--port-file", port_file], f"faultline-{tag}",
-                        env={"LOG_LEVEL": os.environ.get("BENCH_FAULTLINE_LOG_LEVEL", "warn")})
-        deadline = time.monotonic() + 15
-        api = None
-        while time.monotonic() < deadline:
-            if p.poll() is not None:
-                raise BenchError(f"faultline exited with {p.returncode}:\n{tail(p.logpath)}")
-            try:
-                with open(port_file) as f:
-                    text = f.read().strip()
-                if text:
-                    api = text
-                    break
-            except OSError:
-                pass
-            time.sleep(0.02)
-        if not api:
-            raise BenchError(f"faultline wrote no port file within 15 s:\n{tail(p.logpath)}")
-        body = json.dumps({"name": f"bench_{tag}", "listen": f"{LOOPBACK}:0",
-                           "upstream": f"{LOOPBACK}:{upstream_port}"}).encode()
-        req = urllib.request.Request(f"http://{api}/proxies", data=body, method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              "User-Agent": "faultline-bench"})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                status, reply = resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as e:
-            raise BenchError(f"faultline POST /proxies: {e.code} {e.read().decode(errors='replace')}")
-        except (OSError, ValueError) as e:
-            raise BenchError(f"faultline POST /proxies failed: {e}")
-        if status != 201 or "listen" not in reply:
-            raise BenchError(f"faultline POST /proxies: unexpected reply {status} {reply}")
-        listen = reply["listen"]
-        port = int(listen.rsplit(":", 1)[1])
-        wait_listening(port, p)
-        return Target(kind, port, p)
+    if kind in FAULTLINE_KINDS:
+        return start_targets([kind], upstream_port, ctx, tag)[kind]
     raise BenchError(f"unknown target {kind}")
 
 
+def note_faultline_build(ctx, tag):
+    """Records which build of the binary a server starts from (it may be rebuilt mid-run)."""
+    try:
+        with open(ctx.faultline_bin, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()[:16]
+        mtime = datetime.datetime.fromtimestamp(os.stat(ctx.faultline_bin).st_mtime, datetime.timezone.utc)
+    except (OSError, AttributeError):
+        return
+    build = ctx.faultline_builds.setdefault(
+        digest, {"mtime": mtime.isoformat(timespec="seconds"), "servers": []})
+    build["servers"].append(tag)
+    if len(ctx.faultline_builds) == 2 and len(build["servers"]) == 1:
+        log(f"note: {ctx.faultline_bin} was rebuilt during the run; later faultline servers use the new build")
+
+
+def start_faultline_server(ctx, tag):
+    """Starts `faultline serve` with its API on a free loopback port; returns (proc, "host:port")."""
+    note_faultline_build(ctx, tag)
+    port_file = os.path.join(ctx.tmp, f"faultline-{tag}.addr")
+    if os.path.exists(port_file):
+        os.unlink(port_file)
+    p = ctx.procs.start([ctx.faultline_bin, "serve", "--host", LOOPBACK, "--port", "0",
+                         "--port-file", port_file] + ctx.faultline_args, f"faultline-{tag}",
+                        env={"LOG_LEVEL": os.environ.get("BENCH_FAULTLINE_LOG_LEVEL", "warn")})
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if p.poll() is not None:
+            raise BenchError(f"faultline exited with {p.returncode}:\n{tail(p.logpath)}")
+        try:
+            with open(port_file) as f:
+                text = f.read().strip()
+            if text:
+                return p, text
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise BenchError(f"faultline wrote no port file within 15 s:\n{tail(p.logpath)}")
+
+
+def faultline_api(api, method, path, body=None):
+    """One control API call; returns (status, parsed JSON reply). Raises BenchError on failure."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"http://{api}{path}", data=data, method=method,
+                                 headers={"Content-Type": "application/json",
+                                          "User-Agent": "faultline-bench"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        raise BenchError(f"faultline {method} {path}: {e.code} {e.read().decode(errors='replace')}")
+    except (OSError, ValueError) as e:
+        raise BenchError(f"faultline {method} {path} failed: {e}")
+
+
+def add_faultline_proxy(ctx, proc, api, name, upstream_port, toxics):
+    """Creates a proxy, then its toxics one POST each; checks they are in place. Returns its port."""
+    status, reply = faultline_api(api, "POST", "/proxies",
+                                  {"name": name, "listen": f"{LOOPBACK}:0",
+                                   "upstream": f"{LOOPBACK}:{upstream_port}"})
+    if status != 201 or "listen" not in reply:
+        raise BenchError(f"faultline POST /proxies: unexpected reply {status} {reply}")
+    port = int(reply["listen"].rsplit(":", 1)[1])
+    for toxic in toxics:
+        status, reply = faultline_api(api, "POST", f"/proxies/{name}/toxics", toxic)
+        if status not in (200, 201) or reply.get("name") != toxic["name"]:
+            raise BenchError(f"faultline POST /proxies/{name}/toxics: unexpected reply {status} {reply}")
+    _, listed = faultline_api(api, "GET", f"/proxies/{name}/toxics")
+    got = sorted((t.get("name"), t.get("type"), t.get("stream")) for t in listed)
+    want = sorted((t["name"], t["type"], t["stream"]) for t in toxics)
+    if got != want:
+        raise BenchError(f"proxy {name} has toxics {got}, expected {want}")
+    wait_listening(port, proc)
+    return port
+
+
+def start_targets(kinds, upstream_port, ctx, tag):
+    """Starts every target in `kinds`; returns {kind: Target} in the same order. All faultline
+    kinds are proxies on one shared faultline server (one process), each with its own toxics."""
+    out = {}
+    server = None
+    try:
+        for kind in kinds:
+            if kind in FAULTLINE_KINDS:
+                if server is None:
+                    server = start_faultline_server(ctx, tag)
+                proc, api = server
+                suffix = "" if kind == "faultline" else "_" + kind.split("+", 1)[1]
+                name = f"bench_{tag}{suffix}"
+                port = add_faultline_proxy(ctx, proc, api, name, upstream_port, TOXIC_VARIANTS.get(kind, []))
+                out[kind] = Target(kind, port, proc, api, name)
+            else:
+                out[kind] = start_target(kind, upstream_port, ctx, tag)
+        return out
+    except BaseException:
+        stop_targets(ctx, out.values())
+        if server is not None and server[0] not in {t.proc for t in out.values()}:
+            ctx.procs.stop(server[0])
+        raise
+
+
+def note_toxics_applied(results, targets, phase):
+    """Reads the server's per-toxic counters after a phase and notes, per variant and toxic, the
+    connection directions it applied to and the bytes it handled, so a variant whose toxics did
+    not engage (which would make its numbers meaningless) is visible. Never fails the phase."""
+    per = {}
+    for kind, t in targets.items():
+        if kind not in TOXIC_VARIANTS or t.api is None:
+            continue
+        try:
+            req = urllib.request.Request(f"http://{t.api}/metrics", headers={"User-Agent": "faultline-bench"})
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                text = resp.read().decode(errors="replace")
+        except OSError as e:
+            log(f"could not read faultline /metrics after the {phase} phase: {e}")
+            continue
+        counts = {}
+        for line in text.splitlines():
+            for metric, field in (("faultline_toxic_connections_total", "connections"),
+                                  ("faultline_toxic_bytes_delayed_total", "bytes")):
+                if line.startswith(metric + "{") and f'proxy="{t.proxy}"' in line:
+                    toxic = line.split('toxic="', 1)[1].split('"', 1)[0]
+                    try:
+                        counts.setdefault(toxic, {})[field] = int(float(line.rsplit(" ", 1)[1]))
+                    except ValueError:
+                        pass
+        per[kind] = counts
+        idle = [n for n in (x["name"] for x in TOXIC_VARIANTS[kind]) if not counts.get(n, {}).get("connections")]
+        if idle:
+            log(f"warning: {kind}: toxics {', '.join(idle)} applied to no connection in the {phase} phase")
+    if per:
+        results.note(f"toxics_applied_{phase}", per)
+
+
+def stop_targets(ctx, targets, results=None, phase=None):
+    """Stops each target's process once (faultline kinds share theirs). With `results`, first
+    reports any that had already died."""
+    seen = set()
+    for t in targets:
+        if t.proc is not None and t.proc.pid not in seen:
+            seen.add(t.proc.pid)
+            if results is not None and t.proc.poll() is not None:
+                report_death(results, t.proc, phase)
+            ctx.procs.stop(t.proc)
+
+
 def stop_target(ctx, t):
-    if t.proc is not None:
-        ctx.procs.stop(t.proc)
+    stop_targets(ctx, [t])
+
+
+def exit_text(p):
+    rc = p.returncode
+    if rc is not None and rc < 0:
+        try:
+            return f"signal {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"signal {-rc}"
+    return f"exit code {rc}"
+
+
+def require_alive(t):
+    """Fails a measurement at once when the target's proxy process is gone (clients facing a
+    dead port can take until their timeout to give up)."""
+    if t.proc is not None and t.proc.poll() is not None:
+        raise BenchError(f"{t.proc.name} is not running ({exit_text(t.proc)})")
+
+
+def report_death(results, p, phase):
+    log(f"{p.name} (pid {p.pid}) died in the {phase} phase with {exit_text(p)}; "
+        f"last lines of its log:\n{tail(p.logpath, 30)}")
+    results.notes.setdefault("target_deaths", []).append(
+        {"phase": phase, "process": p.name, "pid": p.pid, "exit": exit_text(p),
+         "log_tail": tail(p.logpath, 30)})
+
+
+def revive(ctx, results, targets, kind, upstream_port, tag, phase):
+    """Returns targets[kind], first restarting its process if it died (a crash of the shared
+    faultline server would otherwise fail every later run of all faultline kinds). The death,
+    with the tail of the process's log, is logged and noted in the JSON."""
+    t = targets[kind]
+    if t.proc is None or t.proc.poll() is None:
+        return t
+    dead = t.proc
+    report_death(results, dead, phase)
+    ctx.procs.stop(dead)
+    kinds = [k for k, x in targets.items() if x.proc is dead]
+    n = len(results.notes["target_deaths"])
+    fresh = start_targets(kinds, upstream_port, ctx, f"{tag}-restart{n}")
+    for k in kinds:
+        targets[k] = fresh[k]
+    log(f"restarted {', '.join(kinds)}")
+    return targets[kind]
+
+
+def phase_targets(ctx, phase):
+    """The selected targets that take part in `phase` (toxic variants only in VARIANT_PHASES)."""
+    return [k for k in ctx.targets if k not in TOXIC_VARIANTS or phase in VARIANT_PHASES]
 
 
 # ----------------------------------------------------------------------------- phases
@@ -322,10 +511,11 @@ def stop_target(ctx, t):
 def phase_throughput(ctx, results):
     up = free_port()
     secs = ctx.iperf_seconds
-    targets = {k: start_target(k, up, ctx, "iperf") for k in ctx.targets}
+    targets = start_targets(phase_targets(ctx, "throughput"), up, ctx, "iperf")
     try:
         for run in range(ctx.runs):
-            for kind, t in targets.items():
+            for kind in list(targets):
+                t = revive(ctx, results, targets, kind, up, "iperf", "throughput")
                 srv = ctx.procs.start(["iperf3", "-s", "-B", LOOPBACK, "-p", str(up), "-1"],
                                       f"iperf3-server-{kind}-{run}")
                 value = None
@@ -347,9 +537,9 @@ def phase_throughput(ctx, results):
                     ctx.procs.stop(srv, grace=2.0)
                 results.add("throughput", kind, value)
                 log(f"throughput run {run + 1}/{ctx.runs} {kind}: {fmt(value, 2)} Gbit/s")
+        note_toxics_applied(results, targets, "throughput")
     finally:
-        for t in targets.values():
-            stop_target(ctx, t)
+        stop_targets(ctx, targets.values(), results, "throughput")
 
 
 def parse_redis_csv(text):
@@ -379,12 +569,13 @@ def start_redis(ctx):
 
 
 def phase_redis(ctx, results, redis_port):
-    targets = {k: start_target(k, redis_port, ctx, "redis") for k in ctx.targets}
+    targets = start_targets(phase_targets(ctx, "redis"), redis_port, ctx, "redis")
     n = ctx.redis_requests
     pings = ctx.ping_requests
     try:
         for run in range(ctx.runs):
-            for kind, t in targets.items():
+            for kind in list(targets):
+                t = revive(ctx, results, targets, kind, redis_port, "redis", "redis")
                 set_rps = get_rps = avg_us = p99_us = None
                 try:
                     rows = redis_bench(ctx, t.port, ["-c", "50", "-n", str(n), "-t", "get,set", "-q"],
@@ -394,6 +585,7 @@ def phase_redis(ctx, results, redis_port):
                 except (BenchError, KeyError, ValueError) as e:
                     log(f"redis get/set run {run + 1} via {kind} failed: {e}")
                 try:
+                    require_alive(t)
                     rows = redis_bench(ctx, t.port, ["-c", "1", "-n", str(pings), "-t", "ping_mbulk"],
                                        f"redis-benchmark ping via {kind}", timeout=120)
                     row = rows["PING_MBULK"]
@@ -407,17 +599,18 @@ def phase_redis(ctx, results, redis_port):
                 results.add("ping_p99", kind, p99_us)
                 log(f"redis run {run + 1}/{ctx.runs} {kind}: SET {fmt(set_rps, 0)}/s GET {fmt(get_rps, 0)}/s "
                     f"PING avg {fmt(avg_us, 1)} us p99 {fmt(p99_us, 1)} us")
+        note_toxics_applied(results, targets, "redis")
     finally:
-        for t in targets.values():
-            stop_target(ctx, t)
+        stop_targets(ctx, targets.values(), results, "redis")
 
 
 def phase_connections(ctx, results, redis_port):
-    targets = {k: start_target(k, redis_port, ctx, "conns") for k in ctx.targets}
+    targets = start_targets(phase_targets(ctx, "connections"), redis_port, ctx, "conns")
     n = ctx.conn_requests
     try:
         for run in range(ctx.runs):
-            for kind, t in targets.items():
+            for kind in list(targets):
+                t = revive(ctx, results, targets, kind, redis_port, "conns", "connections")
                 value = None
                 try:
                     rows = redis_bench(ctx, t.port, ["-c", "50", "-n", str(n), "-t", "ping_mbulk", "-k", "0"],
@@ -429,8 +622,7 @@ def phase_connections(ctx, results, redis_port):
                 log(f"connections run {run + 1}/{ctx.runs} {kind}: {fmt(value, 0)} conn/s")
                 time.sleep(1)  # let TIME_WAIT / forked children settle between runs
     finally:
-        for t in targets.values():
-            stop_target(ctx, t)
+        stop_targets(ctx, targets.values(), results, "connections")
 
 
 class Holder:
@@ -512,7 +704,7 @@ def phase_memory(ctx, results):
     holder = Holder()
     try:
         for run in range(ctx.runs):
-            for kind in ctx.targets:
+            for kind in phase_targets(ctx, "memory"):
                 if kind == "direct":
                     continue
                 value = None
@@ -591,9 +783,57 @@ def fmt(v, digits):
 DIGITS = {"Gbit/s": 2, "req/s": 0, "us": 1, "conn/s": 0, "KiB": 1}
 
 
+# Short column headers for the table (the JSON uses the target names).
+COLUMN = {"faultline+latency0": "fl+latency0", "faultline+bandwidth": "fl+bandwidth"}
+# Metrics with a pass/fail against TOXIC_OVERHEAD_BAR (the others' ratios are informational).
+OVERHEAD_GRADED = ["throughput", "redis_set", "redis_get"]
+
+
+def measured(key, target):
+    """Whether `target` takes part in the phase of metric `key`."""
+    if key == "idle_kib" and target == "direct":
+        return False
+    return target not in TOXIC_VARIANTS or PHASE_OF[key] in VARIANT_PHASES
+
+
+def ratio(a, b):
+    return a / b if a is not None and b not in (None, 0) else None
+
+
+def overhead(key, ctx, results):
+    """{variant: {...}} for metric `key`: ratio of medians to plain faultline, cost (the fraction
+    worse: 1 - ratio for higher-is-better, ratio - 1 for lower-is-better), and the per-run
+    ratios to the plain faultline run of the same round (runs are interleaved)."""
+    better = next(m[3] for m in METRICS if m[0] == key)
+    base_runs = results.runs.get(key, {}).get("faultline", [])
+    out = {}
+    for v in ctx.targets:
+        if v not in TOXIC_VARIANTS or not measured(key, v):
+            continue
+        r = ratio(results.median(key, v), results.median(key, "faultline"))
+        cost = None if r is None else (1 - r if better == "higher" else r - 1)
+        runs = results.runs.get(key, {}).get(v, [])
+        entry = {"ratio": r, "cost": cost,
+                 "per_run_ratios": [ratio(a, b) for a, b in zip(runs, base_runs)]}
+        if key in OVERHEAD_GRADED:
+            entry["within_bar"] = None if cost is None else cost < TOXIC_OVERHEAD_BAR
+        out[v] = entry
+    return out
+
+
+def spread(values):
+    """(max - min) / median of the runs, as a noise indicator; None with fewer than 2 runs."""
+    vals = [v for v in values if v is not None]
+    if len(vals) < 2 or not statistics.median(vals):
+        return None
+    return (max(vals) - min(vals)) / statistics.median(vals)
+
+
 def print_table(ctx, results):
     cols = ctx.targets
-    header = f"{'metric':<36} {'unit':<7}" + "".join(f"{c:>12}" for c in cols) + f"{'fl/haproxy':>12}  better"
+    widths = [max(12, len(COLUMN.get(c, c)) + 2) for c in cols]
+    header = (f"{'metric':<36} {'unit':<7}" + "".join(f"{COLUMN.get(c, c):>{w}}" for c, w in zip(cols, widths))
+              + f"{'fl/haproxy':>12}  better")
     print()
     print(f"faultline benchmark: median of {ctx.runs} runs, all on {LOOPBACK}")
     print(header)
@@ -602,18 +842,55 @@ def print_table(ctx, results):
         if PHASE_OF[key] not in ctx.phases:
             continue
         cells = []
-        for c in cols:
-            if key == "idle_kib" and c == "direct":
-                cells.append(f"{'n/a':>12}")
+        for c, w in zip(cols, widths):
+            if not measured(key, c):
+                cells.append(f"{'n/a':>{w}}")
             else:
-                cells.append(f"{fmt(results.median(key, c), DIGITS[unit]):>12}")
-        fl, ha = results.median(key, "faultline"), results.median(key, "haproxy")
-        ratio = f"{fl / ha:.2f}x" if fl is not None and ha not in (None, 0) else "-"
-        print(f"{label:<36} {unit:<7}" + "".join(cells) + f"{ratio:>12}  {better}")
+                cells.append(f"{fmt(results.median(key, c), DIGITS[unit]):>{w}}")
+        r = ratio(results.median(key, "faultline"), results.median(key, "haproxy"))
+        print(f"{label:<36} {unit:<7}" + "".join(cells) + f"{(f'{r:.2f}x' if r is not None else '-'):>12}  {better}")
     if "memory" in ctx.phases:
         print(f"memory: {ctx.idle_conns} idle connections; VmRSS delta of the proxy process "
               f"(socat: PSS summed over its per-connection processes)")
+    variants = [v for v in cols if v in TOXIC_VARIANTS]
+    rows = [m for m in METRICS if PHASE_OF[m[0]] in ctx.phases and PHASE_OF[m[0]] in VARIANT_PHASES]
+    if variants:
+        print("fl+latency0: latency 0 ms, jitter 0 on both streams; fl+bandwidth: bandwidth rate "
+              "100,000,000 KB/s on both streams;")
+        print("  extra proxies on the same faultline server as 'faultline'; n/a: phase not run for them")
+    if variants and rows:
+        print()
+        print(f"toxic overhead: variant median / plain faultline median "
+              f"(bar: a toxic that does nothing costs < {TOXIC_OVERHEAD_BAR:.0%})")
+        vw = [max(16, len(COLUMN.get(v, v)) + 2) for v in variants]
+        header = (f"{'metric':<36} {'unit':<7}" + "".join(f"{COLUMN.get(v, v):>{w}}" for v, w in zip(variants, vw))
+                  + f"{'fl run spread':>15}")
+        print(header)
+        print("-" * len(header))
+        for key, label, unit, better in rows:
+            ov = overhead(key, ctx, results)
+            cells = []
+            for v, w in zip(variants, vw):
+                e = ov.get(v, {})
+                text = "-" if e.get("ratio") is None else f"{e['ratio']:.3f}x"
+                if "within_bar" in e and e["within_bar"] is not None:
+                    text += "  ok" if e["within_bar"] else "  OVER"
+                elif key not in OVERHEAD_GRADED:
+                    text += "  (i)"
+                cells.append(f"{text:>{w}}")
+            sp = spread(results.runs.get(key, {}).get("faultline", []))
+            print(f"{label:<36} {unit:<7}" + "".join(cells) + f"{('-' if sp is None else f'{sp:.0%}'):>15}")
+        print("ok/OVER: cost below/above the bar (higher-is-better metrics: 1 - ratio; latency: ratio - 1); "
+              "(i): informational, not graded;")
+        print("fl run spread: (max - min) / median of plain faultline's own runs, the noise floor to read "
+              "the ratios against")
     print()
+
+
+def failed_runs(results):
+    """{"metric/target": number of runs that produced no value}."""
+    return {f"{k}/{c}": sum(v is None for v in vals) for k, per in results.runs.items()
+            for c, vals in per.items() if any(v is None for v in vals)}
 
 
 def write_json(ctx, results, path, started):
@@ -621,14 +898,16 @@ def write_json(ctx, results, path, started):
     for key, label, unit, better in METRICS:
         if PHASE_OF[key] not in ctx.phases:
             continue
-        med = {c: results.median(key, c) for c in ctx.targets}
-        fl, ha = med.get("faultline"), med.get("haproxy")
+        med = {c: results.median(key, c) for c in ctx.targets if measured(key, c) or c == "direct"}
         metrics[key] = {
             "label": label, "unit": unit, "better": better,
             "median": med,
             "runs": results.runs.get(key, {}),
-            "faultline_vs_haproxy": (fl / ha) if fl is not None and ha not in (None, 0) else None,
+            "faultline_vs_haproxy": ratio(med.get("faultline"), med.get("haproxy")),
         }
+        ov = overhead(key, ctx, results)
+        if ov:
+            metrics[key]["vs_faultline"] = {v: e["ratio"] for v, e in ov.items()}
     doc = {
         "started": started,
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -638,10 +917,37 @@ def write_json(ctx, results, path, started):
         "config": {"runs": ctx.runs, "targets": ctx.targets, "phases": ctx.phases,
                    "iperf_seconds": ctx.iperf_seconds, "redis_requests": ctx.redis_requests,
                    "ping_requests": ctx.ping_requests, "conn_requests": ctx.conn_requests,
-                   "idle_conns": ctx.idle_conns, "faultline_bin": ctx.faultline_bin},
+                   "idle_conns": ctx.idle_conns, "faultline_bin": ctx.faultline_bin,
+                   "faultline_args": ctx.faultline_args, "faultline_builds": ctx.faultline_builds},
         "notes": results.notes,
+        "failed_runs": failed_runs(results),
         "metrics": metrics,
     }
+    variants = [v for v in ctx.targets if v in TOXIC_VARIANTS]
+    if variants:
+        doc["config"]["toxic_variants"] = {
+            "server": "shared: each variant is a separate proxy on the same faultline server "
+                      "(one process per phase) as the plain faultline target",
+            "phases": [p for p in VARIANT_PHASES if p in ctx.phases],
+            "toxics": {v: TOXIC_VARIANTS[v] for v in variants},
+        }
+        over = {}
+        for key, _, _, _ in METRICS:
+            if PHASE_OF[key] not in ctx.phases:
+                continue
+            for v, e in overhead(key, ctx, results).items():
+                over.setdefault(v, {})[key] = e
+        doc["toxic_overhead"] = {
+            "bar": TOXIC_OVERHEAD_BAR,
+            "graded_metrics": OVERHEAD_GRADED,
+            "definition": "ratio = variant median / plain faultline median; cost = 1 - ratio "
+                          "(higher is better) or ratio - 1 (lower is better); within_bar = cost < bar",
+            "faultline_run_spread": {k: spread(results.runs.get(k, {}).get("faultline", []))
+                                     for k in metrics if PHASE_OF[k] in VARIANT_PHASES},
+            "variants": over,
+            "all_within_bar": all(e.get("within_bar") is True for per in over.values()
+                                  for k, e in per.items() if k in OVERHEAD_GRADED) if over else None,
+        }
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         json.dump(doc, f, indent=2)
@@ -664,7 +970,7 @@ def versions(ctx):
          "socat": pick(output(["socat", "-V"]), "socat version"),
          "iperf3": pick(output(["iperf3", "-v"])),
          "redis-server": pick(output(["redis-server", "--version"]))}
-    if "faultline" in ctx.targets:
+    if any(t in FAULTLINE_KINDS for t in ctx.targets):
         v["faultline"] = pick(output([ctx.faultline_bin, "version"]))
     return v
 
@@ -674,7 +980,9 @@ def versions(ctx):
 def main():
     ap = argparse.ArgumentParser(description="faultline vs direct, haproxy and socat on loopback")
     ap.add_argument("--runs", type=int, default=3, help="runs per metric and target (median; default 3)")
-    ap.add_argument("--targets", default=",".join(ALL_TARGETS), help="comma list of " + ",".join(ALL_TARGETS))
+    ap.add_argument("--targets", default="all",
+                    help="comma list of " + ",".join(ALL_TARGETS) + ", or of these shorthands: "
+                    + "; ".join(f"{k} = {','.join(v)}" for k, v in TARGET_SETS.items()) + " (default all)")
     ap.add_argument("--phases", default=",".join(ALL_PHASES), help="comma list of " + ",".join(ALL_PHASES))
     ap.add_argument("--quick", action="store_true", help="smaller sizes, for checking the script itself")
     ap.add_argument("--iperf-seconds", type=int, default=5)
@@ -684,11 +992,19 @@ def main():
 
     ctx = argparse.Namespace()
     ctx.runs = max(1, args.runs)
-    ctx.targets = [t for t in args.targets.split(",") if t]
+    ctx.targets = []
+    for t in (t.strip() for t in args.targets.split(",")):
+        if not t:
+            continue
+        if t not in ALL_TARGETS and t not in TARGET_SETS:
+            ap.error(f"unknown target {t} (targets: {', '.join(ALL_TARGETS)}; "
+                     f"shorthands: {', '.join(TARGET_SETS)})")
+        for k in TARGET_SETS.get(t, [t]):
+            if k not in ctx.targets:
+                ctx.targets.append(k)
+    if not ctx.targets:
+        ap.error("no targets")
     ctx.phases = [p for p in args.phases.split(",") if p]
-    for t in ctx.targets:
-        if t not in ALL_TARGETS:
-            ap.error(f"unknown target {t}")
     for p in ctx.phases:
         if p not in ALL_PHASES:
             ap.error(f"unknown phase {p}")
@@ -699,7 +1015,10 @@ def main():
     ctx.idle_conns = min(args.idle_conns, 500) if args.quick else args.idle_conns
     ctx.idle_timeout = 180
     ctx.faultline_bin = os.environ.get("FAULTLINE_BIN") or os.path.join(ROOT, "build", "faultline")
-    if "faultline" in ctx.targets and not os.access(ctx.faultline_bin, os.X_OK):
+    # Extra `faultline serve` flags for every faultline server, e.g. "--no-splice".
+    ctx.faultline_args = os.environ.get("BENCH_FAULTLINE_ARGS", "").split()
+    ctx.faultline_builds = {}  # sha256 prefix -> {mtime, servers started from it}
+    if any(t in FAULTLINE_KINDS for t in ctx.targets) and not os.access(ctx.faultline_bin, os.X_OK):
         sys.exit(f"bench: {ctx.faultline_bin} not found: run ./dev build (./dev bench builds it first)")
 
     nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
@@ -709,6 +1028,8 @@ def main():
                  f"(needs {need_fds}); use --idle-conns or raise ulimit -n")
     ctx.haproxy_maxconn = max(100, min(ctx.idle_conns + 1000, (nofile - 200) // 2))
     ctx.loadavg_at_start = os.getloadavg()[0]
+    if any(t in TOXIC_VARIANTS for t in ctx.targets) and "faultline" not in ctx.targets:
+        log("note: toxic variants without plain faultline: no overhead ratios (add faultline, or use --targets toxics)")
     if ctx.loadavg_at_start > 0.8:
         log(f"note: load average is {ctx.loadavg_at_start:.2f}; other work on this machine skews the numbers")
 
@@ -746,8 +1067,14 @@ def main():
         ctx.procs.stop_all()
     print_table(ctx, results)
     write_json(ctx, results, args.output, started)
+    failed = failed_runs(results)
+    if failed:
+        log("failed runs (medians use the rest): " + ", ".join(f"{k} x{n}" for k, n in failed.items()))
+    if results.notes.get("target_deaths"):
+        log("target processes died: " + ", ".join(f"{d['process']} ({d['exit']})"
+                                                  for d in results.notes["target_deaths"]))
     missing = [(k, c) for k, _, _, _ in METRICS if PHASE_OF[k] in ctx.phases for c in ctx.targets
-               if not (k == "idle_kib" and c == "direct") and results.median(k, c) is None]
+               if measured(k, c) and results.median(k, c) is None]
     if missing:
         log("some measurements failed: " + ", ".join(f"{k}/{c}" for k, c in missing))
         return 1

@@ -2,12 +2,21 @@
 # Side-by-side benchmark of faultline against a direct connection, HAProxy (mode tcp) and socat,
 # all on 127.0.0.1: bulk throughput (iperf3), redis-benchmark requests/s and latency, new
 # connections per second, and memory per idle connection. Medians of 3 runs (--runs N).
+# Two more targets measure what a toxic that does nothing costs, in the throughput and redis
+# phases: faultline+latency0 (latency 0, jitter 0 on both streams) and faultline+bandwidth
+# (rate 100,000,000 KB/s on both streams), extra proxies on the plain faultline target's server,
+# reported as ratios to plain faultline (bar: < 10 % cost).
 # Prints a table and writes bench/results/latest.json.
 #
-#   bench/run.sh [--quick] [--runs N] [--targets direct,haproxy,socat,faultline]
-#                [--phases throughput,redis,connections,memory] [--idle-conns N] [--iperf-seconds S]
+#   bench/run.sh [--quick] [--runs N] [--phases throughput,redis,connections,memory]
+#                [--targets direct,haproxy,socat,faultline,faultline+latency0,faultline+bandwidth]
+#                [--idle-conns N] [--iperf-seconds S] [--output FILE]
 #
-# FAULTLINE_BIN overrides build/faultline. Takes about 6-8 minutes on a 2-core machine.
+# --targets also takes the shorthands `toxics` (faultline and its two toxic variants, for quick
+# iteration: bench/run.sh --targets toxics --phases throughput,redis) and `all` (the default).
+# FAULTLINE_BIN overrides build/faultline; BENCH_FAULTLINE_ARGS adds `faultline serve` flags
+# (e.g. --no-splice); BENCH_FAULTLINE_LOG_LEVEL sets its log level (default warn).
+# Takes about 8-10 minutes on a 2-core machine.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

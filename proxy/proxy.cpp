@@ -126,9 +126,10 @@ struct Proxy::Listener : std::enable_shared_from_this<Proxy::Listener> {
   // Asio object itself is only touched by its worker.
   void close() {
     closed.store(true, std::memory_order_release);
-    for (auto& [worker, acceptor] : acceptors) {
+    for (auto& entry : acceptors) {
+      std::shared_ptr<tcp::acceptor> acceptor = entry.second;  // (clang 14 cannot capture bindings)
       ::shutdown(acceptor->native_handle(), SHUT_RDWR);
-      net::post(worker->ioc, [acceptor] {
+      net::post(entry.first->ioc, [acceptor] {
         boost::system::error_code ignored;
         acceptor->close(ignored);
       });

@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 
+#include <csignal>
 #include <fstream>
 #include <random>
 #include <thread>
@@ -55,6 +56,9 @@ void raise_descriptor_limit() {
 }  // namespace
 
 int run_server(const ServeOptions& options) {
+  // splice(2) into a socket whose peer has gone raises SIGPIPE (it has no MSG_NOSIGNAL);
+  // the error code is what we want, not the signal's default of killing the process.
+  std::signal(SIGPIPE, SIG_IGN);
   raise_descriptor_limit();
   ApiSecurity security;
   if (options.token_file) {

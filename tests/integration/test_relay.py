@@ -14,7 +14,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (EchoServer, Faultline, connect_outcome, echo_roundtrip, free_port,  # noqa: E402
+from harness import (EchoServer, Faultline, ThreadedServer, connect, connect_outcome, echo_roundtrip, free_port,  # noqa: E402
                      metric, metrics_text, recv_all, recv_exactly, split_hostport, wait_end)
 from relay_helpers import Blackhole, StreamingClients, seeded_chunks, set_linger_zero  # noqa: E402
 
@@ -637,6 +637,42 @@ class RelayTest(unittest.TestCase):
             finally:
                 for s in conns:
                     s.close()
+
+
+class FirehoseServer(ThreadedServer):
+    """Streams bytes to every client until the client goes away."""
+
+    def handle(self, conn):
+        block = b"f" * 262144
+        deadline = time.time() + 20
+        try:
+            while time.time() < deadline:
+                conn.sendall(block)
+        except OSError:
+            pass
+
+
+class VanishingClients(unittest.TestCase):
+    def test_clients_vanishing_mid_bulk_download_do_not_hurt_the_server(self):
+        """A client that closes while faultline is relaying bulk data to it (the zero-copy
+        path) must cost only that connection: no SIGPIPE, no crash, the API still answers."""
+        with FirehoseServer() as firehose, Faultline() as fl:
+            proxy = fl.create_proxy("hose", firehose.address)
+            for _ in range(8):
+                s = connect(proxy["listen"])
+                got = 0
+                while got < 4 * 1024 * 1024:
+                    chunk = s.recv(262144)
+                    self.assertTrue(chunk, "the stream ended early")
+                    got += len(chunk)
+                set_linger_zero(s)  # vanish abruptly, mid-stream
+                s.close()
+            time.sleep(0.3)
+            self.assertIsNone(fl.proc.poll(), f"faultline died: {fl.logs()}")
+            self.assertEqual(fl.request("GET", "/version")[0], 200)
+            s = connect(proxy["listen"])
+            self.assertTrue(s.recv(1000))
+            s.close()
 
 
 if __name__ == "__main__":
