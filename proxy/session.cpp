@@ -482,12 +482,9 @@ awaitable<void> Session::read_loop(Pipe& p) {
           if (!p.scheduled.empty()) p.scheduled.pop_front();
         }
         if (failed) break;
-        if (!p.ends.empty()) {
-          p.writer_timer.cancel();  // ends are the writer's to execute
-          ensure_writer(p);
-        }
         if (!p.scheduled.empty()) {
-          // The rest lives in this block: hand both to the writer.
+          // The rest lives in this block: hand both to the writer. (Before waking it: a
+          // writer started now may run at once and must find the bytes it writes owned.)
           Chunk held;
           held.size = n;
           held.arrived = now;
@@ -495,7 +492,9 @@ awaitable<void> Session::read_loop(Pipe& p) {
           block = pool.take();
           p.queued_bytes += n;
           p.current = std::move(held);
-          p.writer_timer.cancel();
+        }
+        if (!p.scheduled.empty() || !p.ends.empty()) {
+          p.writer_timer.cancel();  // waiting segments and ends are the writer's
           ensure_writer(p);
         }
         if (n < block.capacity()) break;
