@@ -60,6 +60,24 @@ std::string format_endpoint(const tcp::endpoint& ep) {
 // SO_REUSEPORT, so the kernel spreads new clients over the workers and each is accepted
 // on the thread that will serve it (no hand-off between threads). Accept loops run on
 // the workers; opening, closing and the refuse-mode probe run on the control thread.
+//
+// What the accept loops share. Kept apart from the Listener so that the Listener (which
+// owns a control-thread timer) is only ever destroyed on the control thread, and so
+// that each opening gets its own `closed` flag (a loop of an earlier opening can never
+// see it reset).
+struct AcceptShared {
+  AcceptShared(ServerContext& context, std::shared_ptr<ProxyRuntime> runtime, std::string name)
+      : context(context), runtime(std::move(runtime)), name(std::move(name)) {}
+  ServerContext& context;
+  std::shared_ptr<ProxyRuntime> runtime;
+  std::string name;
+  std::atomic<bool> closed{false};
+  std::function<void()> on_upstream_failure;  // posts to the control thread
+};
+
+awaitable<void> accept_loop(std::shared_ptr<AcceptShared> shared, Worker& worker,
+                            std::shared_ptr<tcp::acceptor> acceptor);
+
 struct Proxy::Listener : std::enable_shared_from_this<Proxy::Listener> {
   Listener(ServerContext& context, std::shared_ptr<ProxyRuntime> runtime, std::string name)
       : context(context), runtime(std::move(runtime)), name(std::move(name)), probe_timer(context.control) {}
@@ -69,7 +87,7 @@ struct Proxy::Listener : std::enable_shared_from_this<Proxy::Listener> {
   std::string name;
   tcp::endpoint bound;
   std::vector<std::pair<Worker*, std::shared_ptr<tcp::acceptor>>> acceptors;
-  std::atomic<bool> closed{false};
+  std::shared_ptr<AcceptShared> shared;  // of the current opening
   // Control thread only.
   Proxy* owner = nullptr;  // cleared when the proxy stops
   bool probing = false;
@@ -111,13 +129,19 @@ struct Proxy::Listener : std::enable_shared_from_this<Proxy::Listener> {
       acceptors.emplace_back(&worker, std::move(acceptor));
     }
     bound = at;
-    closed.store(false, std::memory_order_release);
+    shared = std::make_shared<AcceptShared>(context, runtime, name);
+    std::weak_ptr<Listener> weak = weak_from_this();
+    shared->on_upstream_failure = [weak, &control = context.control] {
+      net::post(control, [weak] {
+        if (auto listener = weak.lock(); listener && listener->owner) listener->owner->upstream_failed();
+      });
+    };
     return ec;
   }
 
   void start_accepting() {
     for (auto& [worker, acceptor] : acceptors) {
-      net::co_spawn(worker->ioc, accept_loop(*worker, acceptor), net::detached);
+      net::co_spawn(worker->ioc, accept_loop(shared, *worker, acceptor), net::detached);
     }
   }
 
@@ -125,7 +149,7 @@ struct Proxy::Listener : std::enable_shared_from_this<Proxy::Listener> {
   // close its own socket. shutdown(2) on the descriptor is safe from this thread; the
   // Asio object itself is only touched by its worker.
   void close() {
-    closed.store(true, std::memory_order_release);
+    if (shared) shared->closed.store(true, std::memory_order_release);
     for (auto& entry : acceptors) {
       std::shared_ptr<tcp::acceptor> acceptor = entry.second;  // (clang 14 cannot capture bindings)
       ::shutdown(acceptor->native_handle(), SHUT_RDWR);
@@ -137,16 +161,18 @@ struct Proxy::Listener : std::enable_shared_from_this<Proxy::Listener> {
     acceptors.clear();
   }
 
-  awaitable<void> accept_loop(Worker& worker, std::shared_ptr<tcp::acceptor> acceptor);
   awaitable<void> probe_loop();
 };
 
-awaitable<void> Proxy::Listener::accept_loop(Worker& worker, std::shared_ptr<tcp::acceptor> acceptor) {
-  auto self = shared_from_this();
+awaitable<void> accept_loop(std::shared_ptr<AcceptShared> shared, Worker& worker,
+                            std::shared_ptr<tcp::acceptor> acceptor) {
+  ServerContext& context = shared->context;
+  const auto& runtime = shared->runtime;
+  const std::string& name = shared->name;
   net::steady_timer backoff(worker.ioc);
-  while (!closed.load(std::memory_order_acquire)) {
+  while (!shared->closed.load(std::memory_order_acquire)) {
     auto [ec, socket] = co_await acceptor->async_accept(use_nothrow);
-    if (closed.load(std::memory_order_acquire) || ec == net::error::operation_aborted) co_return;
+    if (shared->closed.load(std::memory_order_acquire) || ec == net::error::operation_aborted) co_return;
     if (ec) {
       // Out of descriptors or similar: back off briefly instead of spinning.
       spdlog::warn("proxy {}: accept failed: {}", name, ec.message());
@@ -169,12 +195,9 @@ awaitable<void> Proxy::Listener::accept_loop(Worker& worker, std::shared_ptr<tcp
     settings.connect_timeout = context.connect_timeout;
     settings.max_queued_bytes = context.max_queued_bytes;
     settings.splice = context.splice;
-    std::weak_ptr<Listener> weak = self;
-    settings.on_upstream_failure = [weak, runtime = runtime, &control = context.control] {
-      runtime->stats.connections_refused_upstream.fetch_add(1, std::memory_order_relaxed);
-      net::post(control, [weak] {
-        if (auto listener = weak.lock(); listener && listener->owner) listener->owner->upstream_failed();
-      });
+    settings.on_upstream_failure = [shared] {
+      shared->runtime->stats.connections_refused_upstream.fetch_add(1, std::memory_order_relaxed);
+      shared->on_upstream_failure();
     };
     Session::start(std::make_shared<Session>(worker, runtime, std::move(socket), std::move(settings),
                                              runtime->generation(), runtime->next_connection_index()));
