@@ -142,6 +142,10 @@ class ToxicRegistry {
 // Parses a stream name case-insensitively ("upstream"/"downstream"/"both").
 std::optional<Stream> parse_stream(std::string_view text);
 
+// Durations, counts and rates above this are refused rather than left to overflow the
+// clock arithmetic (10^10 ms is about 115 days; a timeout of 0 already means "forever").
+inline constexpr double kMaxAttribute = 1e10;
+
 // Registration hooks, one per fault source file.
 void register_basic_toxics(ToxicRegistry& registry);
 void register_extra_toxics(ToxicRegistry& registry);

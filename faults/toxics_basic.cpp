@@ -9,10 +9,6 @@
 namespace faultline {
 namespace {
 
-// Durations and rates above this are refused rather than left to overflow the clock
-// arithmetic (10^10 ms is about 115 days; a timeout of 0 already means "forever").
-constexpr double kMaxAttribute = 1e10;
-
 std::optional<std::string> non_negative(const ToxicConfig& c, std::initializer_list<std::string_view> names) {
   for (auto name : names) {
     if (c.get_double(name) < 0) return "attribute " + std::string(name) + " must not be negative";

@@ -9,8 +9,6 @@
 namespace faultline {
 namespace {
 
-constexpr double kMaxAttribute = 1e10;
-
 std::optional<std::string> in_range(const ToxicConfig& c, std::string_view name, double lo, double hi) {
   const double v = c.get_double(name);
   if (v < lo || v > hi) {

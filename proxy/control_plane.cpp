@@ -92,6 +92,18 @@ std::string prom_escape(std::string_view v) {
   return out;
 }
 
+// A new proxy's spec from a validated body (name and upstream present).
+ProxySpec spec_from(const ProxyFields& f) {
+  ProxySpec spec;
+  spec.name = *f.name;
+  spec.listen = f.listen.value_or("");
+  spec.upstream = *f.upstream;
+  spec.enabled = f.enabled.value_or(true);
+  spec.refuse_when_down = f.on_upstream_down.value_or("close") == "refuse";
+  spec.max_connections = f.max_connections;
+  return spec;
+}
+
 }  // namespace
 
 ControlPlane::ControlPlane(ServerContext& context, ApiSecurity security)
@@ -224,8 +236,7 @@ ApiResponse ControlPlane::list_proxies() {
 }
 
 std::optional<ApiError> ControlPlane::build_toxics(const rapidjson::Value& list, const std::string& where,
-                                                   std::vector<std::shared_ptr<const ToxicConfig>>& out,
-                                                   Proxy* /*unused*/) {
+                                                   std::vector<std::shared_ptr<const ToxicConfig>>& out) {
   for (rapidjson::SizeType i = 0; i < list.Size(); ++i) {
     const std::string path = where + "[" + std::to_string(i) + "]";
     ToxicFields fields;
@@ -251,15 +262,9 @@ ApiResponse ControlPlane::create_proxy(const std::string& body) {
   if (proxies_.count(*f.name)) return error_response(409, "proxy already exists");
   std::vector<std::shared_ptr<const ToxicConfig>> toxics;
   if (f.toxics) {
-    if (auto e = build_toxics(*f.toxics, "toxics", toxics, nullptr)) return error_response(*e);
+    if (auto e = build_toxics(*f.toxics, "toxics", toxics)) return error_response(*e);
   }
-  ProxySpec spec;
-  spec.name = *f.name;
-  spec.listen = f.listen.value_or("");
-  spec.upstream = *f.upstream;
-  spec.enabled = f.enabled.value_or(true);
-  spec.refuse_when_down = f.on_upstream_down.value_or("close") == "refuse";
-  spec.max_connections = f.max_connections;
+  const ProxySpec spec = spec_from(f);
   auto proxy = std::make_unique<Proxy>(context_, spec);
   proxy->toxics() = std::move(toxics);
   proxy->publish();  // toxics are in place before the first client is accepted (#148)
@@ -294,7 +299,7 @@ ControlPlane::PopulateResult ControlPlane::populate(const rapidjson::Value& entr
     }
     if (fields[i].toxics) {
       if (auto e = build_toxics(*fields[i].toxics, with_paths ? path + ".toxics" : "proxy " + std::to_string(i + 1) + " toxics",
-                                toxics[i], nullptr)) {
+                                toxics[i])) {
         result.error = *e;
         return result;
       }
@@ -314,13 +319,7 @@ ControlPlane::PopulateResult ControlPlane::populate(const rapidjson::Value& entr
       continue;
     }
     if (it != proxies_.end()) proxies_.erase(it);  // stops it and closes its connections
-    ProxySpec spec;
-    spec.name = *f.name;
-    spec.listen = listen;
-    spec.upstream = *f.upstream;
-    spec.enabled = f.enabled.value_or(true);
-    spec.refuse_when_down = f.on_upstream_down.value_or("close") == "refuse";
-    spec.max_connections = f.max_connections;
+    const ProxySpec spec = spec_from(f);
     auto proxy = std::make_unique<Proxy>(context_, spec);
     proxy->toxics() = std::move(toxics[i]);
     proxy->publish();

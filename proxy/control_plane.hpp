@@ -83,7 +83,7 @@ class ControlPlane {
   std::string proxy_json(const Proxy& proxy) const;
   static std::string toxics_json(const Proxy& proxy);
   std::optional<ApiError> build_toxics(const rapidjson::Value& list, const std::string& where,
-                                       std::vector<std::shared_ptr<const ToxicConfig>>& out, Proxy* revisions);
+                                       std::vector<std::shared_ptr<const ToxicConfig>>& out);
 
   ServerContext& context_;
   ApiSecurity security_;
