@@ -1,6 +1,7 @@
 // The faultline executable: picks a subcommand and hands over. Kept thin on purpose.
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <set>
 #include <string>
@@ -13,6 +14,7 @@
 
 #include "app/ctl.hpp"
 #include "proxy/server.hpp"
+#include "proxy/tls.hpp"
 
 namespace {
 
@@ -23,6 +25,7 @@ usage: faultline COMMAND [options]
 commands:
   serve     run the proxy server and its control API (toxiproxy-server's flags work too)
   ctl       talk to a running server (toxiproxy-cli's commands)
+  ca        create the local CA that TLS listeners mint certificates with (`ca init`)
   version   print the version
 
 Run `faultline COMMAND --help` for a command's options.
@@ -80,6 +83,8 @@ int serve(int argc, char** argv) {
     ("shutdown-timeout-ms", "on SIGINT/SIGTERM, how long open connections may finish", cxxopts::value<std::uint64_t>()->default_value("5000"))
     ("workers", "worker threads (0 = one per core)", cxxopts::value<std::size_t>()->default_value("0"))
     ("no-splice", "relay bulk data through user-space buffers instead of splice(2) (for comparison)")
+    ("ca-dir", "the CA that mints certificates for proxies with tls.listen.mint (default: faultline ca path)",
+     cxxopts::value<std::string>())
     ("log-level", "trace, debug, info, warn, error (default: $LOG_LEVEL or info)", cxxopts::value<std::string>()->default_value(""))
     ("proxy-metrics", "accepted for toxiproxy-server compatibility; /metrics is always on")
     ("runtime-metrics", "accepted for toxiproxy-server compatibility; process metrics are always on")
@@ -119,12 +124,96 @@ int serve(int argc, char** argv) {
   o.shutdown_timeout_ms = r["shutdown-timeout-ms"].as<std::uint64_t>();
   o.workers = r["workers"].as<std::size_t>();
   o.splice = r.count("no-splice") == 0;
+  if (r.count("ca-dir")) o.ca_dir = r["ca-dir"].as<std::string>();
   o.runtime_metrics = r.count("runtime-metrics") > 0;
   if (o.max_queued_bytes < 64 * 1024) {
     std::cerr << "faultline serve: --max-queued-bytes must be at least 65536\n";
     return 2;
   }
   return faultline::run_server(o);
+}
+
+const char* kCaUsage = R"(usage: faultline ca VERB [options]
+
+verbs:
+  init [--dir DIR] [--force]   create a local CA (ca.pem, ca-key.pem) for TLS listeners with "mint": true
+  path                         print the default CA directory
+
+DIR defaults to $FAULTLINE_CA_DIR, else $XDG_DATA_HOME/faultline/ca, else ~/.local/share/faultline/ca.
+)";
+
+int ca_init(int argc, char** argv) {
+  cxxopts::Options options("faultline ca init", "Create a local CA that TLS listeners mint certificates with.");
+  // clang-format off
+  options.add_options()
+    ("dir", "where to write ca.pem and ca-key.pem", cxxopts::value<std::string>()->default_value(faultline::tls::default_ca_dir()))
+    ("force", "replace an existing CA (certificates minted by the old one stop being trusted)")
+    ("help", "show this help");
+  // clang-format on
+  cxxopts::ParseResult r;
+  try {
+    r = options.parse(argc, argv);
+  } catch (const cxxopts::exceptions::exception& e) {
+    std::cerr << "faultline ca init: " << e.what() << "\n" << options.help();
+    return 2;
+  }
+  if (r.count("help")) {
+    std::cout << options.help();
+    return 0;
+  }
+  if (!r.unmatched().empty()) {
+    std::cerr << "faultline ca init: unexpected argument \"" << r.unmatched().front() << "\"\n";
+    return 2;
+  }
+  const std::string dir = r["dir"].as<std::string>();
+  std::string error;
+  if (!faultline::tls::init_ca(dir, r.count("force") > 0, error)) {
+    std::cerr << "faultline ca init: " << error << "\n";
+    return 1;
+  }
+  std::error_code ec;
+  std::filesystem::path abs = std::filesystem::absolute(dir, ec);
+  if (ec) abs = dir;
+  const std::string cert = (abs / faultline::tls::kCaCertFile).string();
+  const std::string key = (abs / faultline::tls::kCaKeyFile).string();
+  std::cout << "wrote " << cert << " (the CA certificate: give it to your clients)\n"
+            << "wrote " << key << " (its private key, mode 0600: keep it to yourself)\n"
+            << "\n"
+            << "TLS listeners with \"mint\": true now present certificates signed by this CA.\n"
+            << "Trust it where the client runs:\n"
+            << "  Debian/Ubuntu (e.g. a container):\n"
+            << "    cp " << cert << " /usr/local/share/ca-certificates/faultline.crt && update-ca-certificates\n"
+            << "  Node.js:\n"
+            << "    NODE_EXTRA_CA_CERTS=" << cert << "\n"
+            << "  Python (ssl, httpx: SSL_CERT_FILE; requests: REQUESTS_CA_BUNDLE). These replace the default\n"
+            << "  bundle; after update-ca-certificates, point them at /etc/ssl/certs/ca-certificates.crt instead:\n"
+            << "    SSL_CERT_FILE=" << cert << " REQUESTS_CA_BUNDLE=" << cert << "\n"
+            << "  curl:\n"
+            << "    curl --cacert " << cert << " https://...\n";
+  return 0;
+}
+
+int ca(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << kCaUsage;
+    return 2;
+  }
+  const std::string verb = argv[1];
+  if (verb == "--help" || verb == "-h" || verb == "help") {
+    std::cout << kCaUsage;
+    return 0;
+  }
+  if (verb == "init") return ca_init(argc - 1, argv + 1);
+  if (verb == "path") {
+    if (argc > 2) {
+      std::cerr << "faultline ca path: unexpected argument \"" << argv[2] << "\"\n";
+      return 2;
+    }
+    std::cout << faultline::tls::default_ca_dir() << "\n";
+    return 0;
+  }
+  std::cerr << "faultline ca: unknown verb \"" << verb << "\"\n" << kCaUsage;
+  return 2;
 }
 
 }  // namespace
@@ -138,6 +227,7 @@ int main(int argc, char** argv) {
   try {
     if (command == "serve") return serve(argc - 1, argv + 1);
     if (command == "ctl") return faultline::run_ctl(argc - 2, argv + 2);
+    if (command == "ca") return ca(argc - 1, argv + 1);
     if (command == "version" || command == "--version" || command == "-version") {
       std::cout << "faultline " << FAULTLINE_VERSION << " (toxiproxy-compatible API 2.12.0)\n";
       return 0;

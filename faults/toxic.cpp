@@ -53,6 +53,7 @@ const ToxicRegistry& ToxicRegistry::instance() {
     ToxicRegistry r;
     register_basic_toxics(r);
     register_extra_toxics(r);
+    register_protocol_faults(r);
     return r;
   }();
   return registry;

@@ -6,7 +6,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,6 +30,7 @@ struct AttributeValue {
   std::int64_t integer = 0;
   double number = 0.0;
   bool is_text = false;
+  bool is_json = false;  // `text` holds compact JSON (objects, arrays, booleans, strings)
   std::string text;
   double as_double() const { return integral ? static_cast<double>(integer) : number; }
   std::int64_t as_int() const { return integral ? integer : static_cast<std::int64_t>(number); }
@@ -47,6 +50,12 @@ struct AttributeValue {
     AttributeValue a;
     a.is_text = true;
     a.text = std::move(v);
+    return a;
+  }
+  static AttributeValue of_json(std::string compact) {
+    AttributeValue a;
+    a.is_json = true;
+    a.text = std::move(compact);
     return a;
   }
 };
@@ -71,7 +80,13 @@ struct ToxicShared {
   std::atomic<std::uint64_t> resets{0};
   std::atomic<std::uint64_t> started{0};        // connections that started with it (drop_connections)
   std::atomic<std::int64_t> next_free_ns{0};    // shared_bandwidth's virtual clock
+  std::atomic<std::uint64_t> applied{0};        // protocol faults: messages the fault acted on
+  // Protocol faults that remember across connections (mcp_session_kill's killed sessions).
+  std::mutex mutex;
+  std::set<std::string> remembered;  // guarded by mutex
 };
+
+struct ProtocolFault;  // a protocol fault's attributes, compiled once (faults/protocol_fault.hpp)
 
 struct Attribute {
   std::string name;
@@ -90,6 +105,7 @@ struct ToxicConfig {
   bool per_chunk_dice = false;        // "dice": "chunk": toxicity rolled per chunk, not per connection
   std::optional<Schedule> schedule;
   TimePoint created{};                // the schedule's origin
+  std::shared_ptr<const ProtocolFault> compiled;  // protocol faults only
   std::shared_ptr<ToxicShared> shared = std::make_shared<ToxicShared>();
 
   bool active_at(TimePoint now) const { return !schedule || schedule->active(now - created); }
@@ -100,7 +116,11 @@ struct ToxicConfig {
   double get_double(std::string_view attribute) const;
 };
 
-enum class AttributeKind : std::uint8_t { integer, number, text };
+// text: one of `choices`; string: free text; json: any JSON value (objects for `match`, ...).
+enum class AttributeKind : std::uint8_t { integer, number, text, string, json };
+
+// Which traffic a fault type understands: bytes (every proxy) or one protocol's messages.
+enum class Layer : std::uint8_t { bytes, http, resp, jsonrpc };
 
 struct AttributeSpec {
   std::string_view name;
@@ -110,6 +130,7 @@ struct AttributeSpec {
   // faultline's additions to a Toxiproxy type: shown in responses only when not the default,
   // so Toxiproxy clients (and their golden tests) see Toxiproxy's exact shapes.
   bool extension = false;
+  std::string_view default_text = {};  // string and json kinds (json: compact JSON text)
 };
 
 // What a stage needs to know about where it is made.
@@ -125,6 +146,10 @@ struct ToxicType {
   std::function<std::optional<std::string>(const ToxicConfig&)> validate;
   // Makes the per-connection stage. `rng` is this toxic's own stream on this connection.
   std::function<std::unique_ptr<Stage>(const ToxicConfig&, Rng rng, const StageContext&)> make;
+  Layer layer = Layer::bytes;
+  // Protocol faults: checks and compiles the attributes once; on failure returns null and
+  // sets `error` (naming the attribute).
+  std::function<std::shared_ptr<const ProtocolFault>(const ToxicConfig&, std::string& error)> compile = {};
 };
 
 // The registry of toxic types; immutable after start-up.
@@ -149,5 +174,6 @@ inline constexpr double kMaxAttribute = 1e10;
 // Registration hooks, one per fault source file.
 void register_basic_toxics(ToxicRegistry& registry);
 void register_extra_toxics(ToxicRegistry& registry);
+void register_protocol_faults(ToxicRegistry& registry);
 
 }  // namespace faultline

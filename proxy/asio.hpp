@@ -12,6 +12,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -19,6 +20,7 @@
 namespace faultline {
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
+namespace ssl = boost::asio::ssl;
 using net::awaitable;
 inline constexpr auto use_nothrow = net::as_tuple(net::use_awaitable);
 }  // namespace faultline

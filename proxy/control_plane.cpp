@@ -3,11 +3,14 @@
 #include <algorithm>
 #include <fstream>
 
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 #include <spdlog/spdlog.h>
 
 #include "proxy/address.hpp"
 #include "proxy/json_io.hpp"
 #include "proxy/server_context.hpp"
+#include "proxy/tls.hpp"
 
 namespace faultline {
 namespace {
@@ -102,6 +105,97 @@ ProxySpec spec_from(const ProxyFields& f) {
   spec.refuse_when_down = f.on_upstream_down.value_or("close") == "refuse";
   spec.max_connections = f.max_connections;
   return spec;
+}
+
+std::string compact_json(const rapidjson::Value& v) {
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+  v.Accept(writer);
+  return std::string(buffer.GetString(), buffer.GetSize());
+}
+
+// Applies `protocol` and `tls` of a body to a spec: the TLS contexts are made here, so a
+// bad certificate path is a 400 naming it, not a failure on the first connection.
+std::optional<std::string> configure_protocol(const ProxyFields& f, const std::string& ca_dir, ProxySpec& spec) {
+  if (f.protocol) spec.protocol = *parse_protocol(*f.protocol);
+  const bool https = spec.upstream.rfind("https://", 0) == 0;
+  const rapidjson::Value* tls = f.tls;
+  rapidjson::Document stored;
+  if (!tls && !spec.tls_json.empty()) {  // an update that leaves tls alone keeps it
+    stored.Parse(spec.tls_json.c_str());
+    tls = &stored;
+  }
+  const rapidjson::Value* up = tls ? find_member(*tls, "upstream") : nullptr;
+  const rapidjson::Value* listen = tls ? find_member(*tls, "listen") : nullptr;
+  if (tls) {
+    for (auto it = tls->MemberBegin(); it != tls->MemberEnd(); ++it) {
+      const std::string key = it->name.GetString();
+      if (key != "upstream" && key != "listen") return "field tls." + key + " is unknown (expected upstream, listen)";
+    }
+  }
+  auto text = [](const rapidjson::Value* obj, const char* key, const std::string& where, std::string& out) -> std::optional<std::string> {
+    const rapidjson::Value* v = obj ? find_member(*obj, key) : nullptr;
+    if (!v) return std::nullopt;
+    if (!v->IsString()) return "field " + where + "." + key + " must be a string";
+    out = v->GetString();
+    return std::nullopt;
+  };
+  auto flag = [](const rapidjson::Value* obj, const char* key, const std::string& where, bool& out) -> std::optional<std::string> {
+    const rapidjson::Value* v = obj ? find_member(*obj, key) : nullptr;
+    if (!v) return std::nullopt;
+    if (!v->IsBool()) return "field " + where + "." + key + " must be true or false";
+    out = v->GetBool();
+    return std::nullopt;
+  };
+  if (up && !up->IsObject()) return std::string("field tls.upstream must be an object like {\"verify\":true,\"ca\":\"ca.pem\"}");
+  if (listen && !listen->IsObject()) return std::string("field tls.listen must be an object like {\"mint\":true}");
+  spec.upstream_tls.reset();
+  spec.listen_tls.reset();
+  spec.upstream_verify = true;
+  spec.upstream_server_name.clear();
+  if (https || up) {
+    tls::ClientOptions options;
+    if (auto e = flag(up, "verify", "tls.upstream", options.verify)) return e;
+    if (auto e = text(up, "ca", "tls.upstream", options.ca_file)) return e;
+    if (auto e = text(up, "server_name", "tls.upstream", options.server_name)) return e;
+    if (up && !https) return std::string("field tls.upstream needs an https:// upstream (got \"" + spec.upstream + "\")");
+    std::string error;
+    spec.upstream_tls = tls::make_client_context(options, error);
+    if (!spec.upstream_tls) return "field tls.upstream: " + error;
+    spec.upstream_verify = options.verify;
+    spec.upstream_server_name = options.server_name;
+  }
+  if (listen) {
+    tls::ServerOptions options;
+    bool mint = false;
+    if (auto e = text(listen, "cert", "tls.listen", options.cert_file)) return e;
+    if (auto e = text(listen, "key", "tls.listen", options.key_file)) return e;
+    if (auto e = flag(listen, "mint", "tls.listen", mint)) return e;
+    if (mint == !options.cert_file.empty()) {
+      return std::string("field tls.listen needs either \"cert\" and \"key\", or \"mint\": true");
+    }
+    if (!mint && options.key_file.empty()) return std::string("field tls.listen.key is missing (tls.listen.cert needs it)");
+    if (mint) options.ca_dir = ca_dir;
+    std::string error;
+    spec.listen_tls = tls::make_server_context(options, error);
+    if (!spec.listen_tls) {
+      return "field tls.listen: " + error + (mint ? " (create the CA with: faultline ca init --dir " + ca_dir + ")" : "");
+    }
+  }
+  if (f.tls) spec.tls_json = compact_json(*f.tls);
+  return std::nullopt;
+}
+
+// Protocol faults only make sense on a proxy that decodes their protocol.
+std::optional<std::string> check_layers(Protocol protocol, const std::vector<std::shared_ptr<const ToxicConfig>>& toxics) {
+  for (const auto& t : toxics) {
+    const ToxicType* type = ToxicRegistry::instance().find(t->type);
+    if (!type || protocol_accepts(protocol, type->layer)) continue;
+    const std::string_view needs = type->layer == Layer::http ? "http or mcp" : type->layer == Layer::resp ? "resp" : "mcp";
+    return "toxic " + t->name + ": type " + t->type + " needs a proxy with protocol " + std::string(needs) +
+           " (this proxy's protocol is " + std::string(protocol_name(protocol)) + ")";
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -219,6 +313,8 @@ std::string ControlPlane::proxy_json(const Proxy& p) const {
                     ",\"enabled\":" + (p.running() ? "true" : "false") + ",\"toxics\":" + toxics_json(p);
   if (p.spec().refuse_when_down) out += ",\"on_upstream_down\":\"refuse\"";
   if (p.spec().max_connections) out += ",\"max_connections\":" + std::to_string(*p.spec().max_connections);
+  if (p.spec().protocol != Protocol::tcp) out += ",\"protocol\":" + json_escape(protocol_name(p.spec().protocol));
+  if (!p.spec().tls_json.empty()) out += ",\"tls\":" + p.spec().tls_json;
   out += "}";
   return out;
 }
@@ -264,7 +360,9 @@ ApiResponse ControlPlane::create_proxy(const std::string& body) {
   if (f.toxics) {
     if (auto e = build_toxics(*f.toxics, "toxics", toxics)) return error_response(*e);
   }
-  const ProxySpec spec = spec_from(f);
+  ProxySpec spec = spec_from(f);
+  if (auto e = configure_protocol(f, context_.ca_dir, spec)) return error_response(400, "bad request body: " + *e);
+  if (auto e = check_layers(spec.protocol, toxics)) return error_response(400, *e);
   auto proxy = std::make_unique<Proxy>(context_, spec);
   proxy->toxics() = std::move(toxics);
   proxy->publish();  // toxics are in place before the first client is accepted (#148)
@@ -283,6 +381,7 @@ ControlPlane::PopulateResult ControlPlane::populate(const rapidjson::Value& entr
   // Validate every entry before anything changes.
   std::vector<ProxyFields> fields(entries.Size());
   std::vector<std::vector<std::shared_ptr<const ToxicConfig>>> toxics(entries.Size());
+  std::vector<ProxySpec> specs(entries.Size());
   for (rapidjson::SizeType i = 0; i < entries.Size(); ++i) {
     const std::string path = base + "[" + std::to_string(i) + "]";
     if (auto e = decode_proxy(entries[i], fields[i])) {
@@ -304,12 +403,20 @@ ControlPlane::PopulateResult ControlPlane::populate(const rapidjson::Value& entr
         return result;
       }
     }
+    specs[i] = spec_from(fields[i]);
+    std::optional<std::string> e = configure_protocol(fields[i], context_.ca_dir, specs[i]);
+    if (!e) e = check_layers(specs[i].protocol, toxics[i]);
+    if (e) {
+      result.error = ApiError{400, with_paths ? path + ": " + *e : *e + " at proxy " + std::to_string(i + 1)};
+      return result;
+    }
   }
   for (rapidjson::SizeType i = 0; i < entries.Size(); ++i) {
     const ProxyFields& f = fields[i];
     auto it = proxies_.find(*f.name);
     const std::string listen = f.listen.value_or("");
-    if (it != proxies_.end() && !it->second->listen_differs(listen) && it->second->spec().upstream == *f.upstream) {
+    if (it != proxies_.end() && !it->second->listen_differs(listen) && it->second->spec().upstream == *f.upstream &&
+        it->second->spec().protocol == specs[i].protocol && it->second->spec().tls_json == specs[i].tls_json) {
       // Unchanged: keep its state and toxics, unless the entry brings toxics of its own.
       if (f.toxics) {
         it->second->toxics() = std::move(toxics[i]);
@@ -319,7 +426,7 @@ ControlPlane::PopulateResult ControlPlane::populate(const rapidjson::Value& entr
       continue;
     }
     if (it != proxies_.end()) proxies_.erase(it);  // stops it and closes its connections
-    const ProxySpec spec = spec_from(f);
+    const ProxySpec& spec = specs[i];
     auto proxy = std::make_unique<Proxy>(context_, spec);
     proxy->toxics() = std::move(toxics[i]);
     proxy->publish();
@@ -365,6 +472,19 @@ ApiResponse ControlPlane::update_proxy(Proxy& proxy, const std::string& body) {
   const std::string upstream = f.upstream.value_or(spec.upstream);
   const bool enabled = f.enabled.value_or(proxy.running());
   if (f.on_upstream_down) spec.refuse_when_down = *f.on_upstream_down == "refuse";
+  if (f.protocol || f.tls || upstream != spec.upstream) {
+    ProxySpec next = spec;
+    next.upstream = upstream;
+    if (auto e = configure_protocol(f, context_.ca_dir, next)) return error_response(400, "bad request body: " + *e);
+    if (auto e = check_layers(next.protocol, proxy.toxics())) return error_response(400, *e);
+    spec.protocol = next.protocol;
+    spec.tls_json = next.tls_json;
+    spec.upstream_tls = next.upstream_tls;
+    spec.upstream_verify = next.upstream_verify;
+    spec.upstream_server_name = next.upstream_server_name;
+    spec.listen_tls = next.listen_tls;
+    proxy.publish();  // new connections speak the new protocol; open ones keep theirs
+  }
   if (f.max_connections) {
     spec.max_connections = f.max_connections;
     proxy.publish();  // the listeners read the limit from the runtime
@@ -443,6 +563,7 @@ ApiResponse ControlPlane::create_toxic(Proxy& proxy, const std::string& body) {
   if (auto e = decode_toxic(doc, f)) return error_response(400, e->message);
   auto config = std::make_shared<ToxicConfig>();
   if (auto e = build_toxic(f, *config)) return error_response(e->status, e->message);
+  if (auto e = check_layers(proxy.spec().protocol, {config})) return error_response(400, *e);
   for (const auto& t : proxy.toxics()) {
     if (t->name == config->name) return error_response(409, "toxic already exists");
   }
@@ -539,8 +660,10 @@ std::string ControlPlane::metrics_text(bool runtime_metrics) const {
     family(metric, "counter", help);
     for (const auto& [name, p] : proxies_) {
       for (const auto& t : p->toxics()) {
-        out += std::string(metric) + "{proxy=\"" + prom_escape(name) + "\",toxic=\"" + prom_escape(t->name) +
-               "\",type=\"" + prom_escape(t->type) + "\"} " + std::to_string(value(*t->shared)) + "\n";
+        // Appended piece by piece: GCC 12 misreads long temporary concatenations (-Warray-bounds).
+        out.append(metric).append("{proxy=\"").append(prom_escape(name)).append("\",toxic=\"");
+        out.append(prom_escape(t->name)).append("\",type=\"").append(prom_escape(t->type)).append("\"} ");
+        out.append(std::to_string(value(*t->shared))).append("\n");
       }
     }
   };
@@ -552,6 +675,26 @@ std::string ControlPlane::metrics_text(bool runtime_metrics) const {
             [](const ToxicShared& s) { return s.bytes_delayed.load(); });
   per_toxic("faultline_toxic_resets_total", "Connections a fault reset.",
             [](const ToxicShared& s) { return s.resets.load(); });
+  per_toxic("faultline_toxic_messages_total", "Messages (requests, responses, events, commands) a protocol fault acted on.",
+            [](const ToxicShared& s) { return s.applied.load(); });
+  per_proxy("faultline_proxy_requests_total", "counter", "Requests (HTTP requests, Redis commands) decoded.",
+            [](const ProxyStats& s) { return s.messages_requests.load(); });
+  per_proxy("faultline_proxy_responses_total", "counter", "Responses (HTTP responses, Redis replies) decoded.",
+            [](const ProxyStats& s) { return s.messages_responses.load(); });
+  per_proxy("faultline_proxy_undecodable_streams_total", "counter",
+            "Connection directions that did not parse as the proxy's protocol and were passed through as bytes.",
+            [](const ProxyStats& s) { return s.undecodable_streams.load(); });
+  family("faultline_tls_handshake_failures_total", "counter", "TLS handshakes that failed, by side and reason.");
+  for (const auto& [name, p] : proxies_) {
+    const auto& s = p->runtime().stats;
+    for (int side = 0; side < 2; ++side) {
+      for (int k = 0; k < 5; ++k) {
+        out.append("faultline_tls_handshake_failures_total{proxy=\"").append(prom_escape(name));
+        out.append(side == 0 ? "\",side=\"client\",reason=\"" : "\",side=\"upstream\",reason=\"");
+        out.append(kTlsFailureKinds[k]).append("\"} ").append(std::to_string(s.tls_failures[side][k].load())).append("\n");
+      }
+    }
+  }
   if (runtime_metrics) {
     std::ifstream status("/proc/self/status");
     std::string line;

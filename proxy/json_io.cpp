@@ -6,6 +6,8 @@
 #include <cstdio>
 
 #include <rapidjson/error/en.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
 namespace faultline {
 namespace {
@@ -92,7 +94,8 @@ std::optional<std::string> parse_body(std::string_view body, rapidjson::Document
 std::optional<DecodeError> decode_proxy(const rapidjson::Value& v, ProxyFields& out) {
   if (!v.IsObject()) return DecodeError{std::string("bad request body: expected a JSON object, got ") + kind_name(v)};
   for (auto [key, field] : {std::pair{"name", &out.name}, std::pair{"listen", &out.listen},
-                            std::pair{"upstream", &out.upstream}, std::pair{"on_upstream_down", &out.on_upstream_down}}) {
+                            std::pair{"upstream", &out.upstream}, std::pair{"on_upstream_down", &out.on_upstream_down},
+                            std::pair{"protocol", &out.protocol}}) {
     if (auto e = get_string(v, key, *field)) return e;
   }
   if (const auto* e = find_member(v, "enabled")) {
@@ -111,6 +114,13 @@ std::optional<DecodeError> decode_proxy(const rapidjson::Value& v, ProxyFields& 
   if (const auto* t = find_member(v, "toxics")) {
     if (!t->IsArray()) return wrong_type("toxics", "an array", *t);
     out.toxics = t;
+  }
+  if (out.protocol && !parse_protocol(*out.protocol)) {
+    return DecodeError{"bad request body: field protocol must be one of tcp, http, resp, mcp, got \"" + *out.protocol + "\""};
+  }
+  if (const auto* t = find_member(v, "tls")) {
+    if (!t->IsObject()) return wrong_type("tls", "an object like {\"upstream\":{\"verify\":true},\"listen\":{\"mint\":true}}", *t);
+    out.tls = t;
   }
   return std::nullopt;
 }
@@ -165,6 +175,17 @@ std::optional<ToxicBuildError> merge_attributes(const ToxicType& type, const rap
       text.is_text = true;
       text.text = value;
       *slot = std::move(text);
+    } else if (spec.kind == AttributeKind::string) {
+      if (!v->IsString()) {
+        return ToxicBuildError{400, "bad request body: attribute " + std::string(spec.name) + " of " +
+                                        std::string(type.name) + " must be a string, got " + kind_name(*v)};
+      }
+      *slot = AttributeValue::of_text(std::string(v->GetString(), v->GetStringLength()));
+    } else if (spec.kind == AttributeKind::json) {
+      rapidjson::StringBuffer buffer;
+      rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+      v->Accept(writer);
+      *slot = AttributeValue::of_json(std::string(buffer.GetString(), buffer.GetSize()));
     } else {
       if (!v->IsNumber()) {
         return ToxicBuildError{400, "bad request body: attribute " + std::string(spec.name) + " of " +
@@ -212,11 +233,19 @@ std::optional<ToxicBuildError> merge_attributes(const ToxicType& type, const rap
   return std::nullopt;
 }
 
-std::optional<ToxicBuildError> check(const ToxicType& type, const ToxicConfig& c) {
+std::optional<ToxicBuildError> check(const ToxicType& type, ToxicConfig& c) {
   if (!(c.toxicity >= 0.0 && c.toxicity <= 1.0)) {
     return ToxicBuildError{400, "toxicity must be between 0 and 1, got " + format_number(c.toxicity)};
   }
-  if (auto e = type.validate(c)) return ToxicBuildError{400, "invalid attributes for " + std::string(type.name) + ": " + *e};
+  if (type.validate) {
+    if (auto e = type.validate(c)) return ToxicBuildError{400, "invalid attributes for " + std::string(type.name) + ": " + *e};
+  }
+  if (type.compile) {
+    std::string error;
+    auto compiled = type.compile(c, error);
+    if (!compiled) return ToxicBuildError{400, "invalid attributes for " + std::string(type.name) + ": " + error};
+    c.compiled = std::move(compiled);
+  }
   return std::nullopt;
 }
 
@@ -241,6 +270,10 @@ std::optional<ToxicBuildError> build_toxic(const ToxicFields& f, ToxicConfig& c)
     if (spec.kind == AttributeKind::text) {
       v.is_text = true;
       v.text = std::string(spec.choices.empty() ? std::string_view{} : spec.choices.front());
+    } else if (spec.kind == AttributeKind::string) {
+      v = AttributeValue::of_text(std::string(spec.default_text));
+    } else if (spec.kind == AttributeKind::json) {
+      v = AttributeValue::of_json(std::string(spec.default_text.empty() ? "null" : spec.default_text));
     }
     c.attributes.push_back({std::string(spec.name), v});
   }
@@ -307,7 +340,8 @@ std::string toxic_json(const ToxicConfig& t) {
     if (!first) out += ',';
     first = false;
     out += json_escape(a.name) + ':';
-    if (a.value.is_text) out += json_escape(a.value.text);
+    if (a.value.is_json) out += a.value.text;
+    else if (a.value.is_text) out += json_escape(a.value.text);
     else out += a.value.integral ? std::to_string(a.value.integer) : format_number(a.value.number);
   }
   // Generic attributes appear only when set, so Toxiproxy clients see Toxiproxy's shapes.

@@ -9,16 +9,18 @@
 
 #include <rapidjson/document.h>
 
+#include "faults/protocol_engine.hpp"
 #include "faults/toxic.hpp"
 
 namespace faultline {
 
 // Fields of a proxy body; absent or null fields are nullopt.
 struct ProxyFields {
-  std::optional<std::string> name, listen, upstream, on_upstream_down;
+  std::optional<std::string> name, listen, upstream, on_upstream_down, protocol;
   std::optional<bool> enabled;
   std::optional<std::uint64_t> max_connections;
   const rapidjson::Value* toxics = nullptr;  // array when present
+  const rapidjson::Value* tls = nullptr;     // object when present
 };
 
 // Fields of a toxic body; absent or null fields are nullopt.

@@ -6,6 +6,7 @@
 
 #include "proxy/address.hpp"
 #include "proxy/server_context.hpp"
+#include "proxy/message_session.hpp"
 #include "proxy/session.hpp"
 
 namespace faultline {
@@ -199,8 +200,13 @@ awaitable<void> accept_loop(std::shared_ptr<AcceptShared> shared, Worker& worker
       shared->runtime->stats.connections_refused_upstream.fetch_add(1, std::memory_order_relaxed);
       shared->on_upstream_failure();
     };
-    Session::start(std::make_shared<Session>(worker, runtime, std::move(socket), std::move(settings),
-                                             runtime->generation(), runtime->next_connection_index()));
+    if (is_message_proxy(*runtime->snapshot())) {
+      MessageSession::start(std::make_shared<MessageSession>(worker, runtime, std::move(socket), std::move(settings),
+                                                             runtime->generation(), runtime->next_connection_index()));
+    } else {
+      Session::start(std::make_shared<Session>(worker, runtime, std::move(socket), std::move(settings),
+                                               runtime->generation(), runtime->next_connection_index()));
+    }
   }
 }
 
@@ -292,11 +298,11 @@ void Proxy::stop() {
   auto runtime = runtime_;
   // Fire and forget: each worker closes its own connections of this proxy.
   context_.workers.broadcast([runtime](Worker& worker) {
-    std::vector<Session*> doomed;
-    for (Session* s : worker.sessions) {
+    std::vector<Connection*> doomed;
+    for (Connection* s : worker.sessions) {
       if (&s->runtime() == runtime.get() && s->generation() < runtime->generation()) doomed.push_back(s);
     }
-    for (Session* s : doomed) s->close(EndKind::close);
+    for (Connection* s : doomed) s->close(EndKind::close);
   });
   if (was_running) spdlog::info("proxy {}: stopped", spec_.name);
 }
@@ -326,6 +332,11 @@ void Proxy::upstream_failed() {
 void Proxy::publish() {
   auto snapshot = std::make_shared<ProxySnapshot>();
   snapshot->upstream = spec_.upstream;
+  snapshot->protocol = spec_.protocol;
+  snapshot->upstream_tls = spec_.upstream_tls;
+  snapshot->upstream_verify = spec_.upstream_verify;
+  snapshot->upstream_server_name = spec_.upstream_server_name;
+  snapshot->listen_tls = spec_.listen_tls;
   for (const auto& t : toxics_) {
     if (applies_to(t->stream, Stream::upstream)) snapshot->upstream_toxics.push_back(t);
     if (applies_to(t->stream, Stream::downstream)) snapshot->downstream_toxics.push_back(t);
@@ -334,11 +345,11 @@ void Proxy::publish() {
   runtime_->publish(std::move(snapshot));
   auto runtime = runtime_;
   context_.workers.broadcast([runtime](Worker& worker) {
-    std::vector<Session*> affected;
-    for (Session* s : worker.sessions) {
+    std::vector<Connection*> affected;
+    for (Connection* s : worker.sessions) {
       if (&s->runtime() == runtime.get()) affected.push_back(s);
     }
-    for (Session* s : affected) s->config_changed();
+    for (Connection* s : affected) s->config_changed();
   });
 }
 

@@ -22,6 +22,13 @@ struct ProxySpec {
   bool enabled = true;
   bool refuse_when_down = false;             // "on_upstream_down": "refuse"
   std::optional<std::uint64_t> max_connections;
+  Protocol protocol = Protocol::tcp;
+  // TLS as configured (`tls` object, compact JSON; "" = none) and the contexts made from it.
+  std::string tls_json;
+  std::shared_ptr<boost::asio::ssl::context> upstream_tls;
+  bool upstream_verify = true;
+  std::string upstream_server_name;
+  std::shared_ptr<boost::asio::ssl::context> listen_tls;
 };
 
 class Proxy {

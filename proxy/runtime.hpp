@@ -11,12 +11,23 @@
 #include <string>
 
 #include "faults/chain.hpp"
+#include "faults/protocol_engine.hpp"
+
+namespace boost::asio::ssl {
+class context;
+}
 
 namespace faultline {
 
 // One immutable configuration of a proxy's data path.
 struct ProxySnapshot {
-  std::string upstream;  // host:port, resolved per connection
+  std::string upstream;  // host:port (or http[s]://host[:port]), resolved per connection
+  Protocol protocol = Protocol::tcp;
+  // TLS towards the upstream (https:// upstreams) and towards clients (a certificate).
+  std::shared_ptr<boost::asio::ssl::context> upstream_tls;
+  bool upstream_verify = true;
+  std::string upstream_server_name;  // SNI and the name verified; the upstream host when empty
+  std::shared_ptr<boost::asio::ssl::context> listen_tls;
   ToxicList upstream_toxics;
   ToxicList downstream_toxics;
   std::uint64_t version = 0;
@@ -36,7 +47,15 @@ struct ProxyStats {
   std::atomic<std::uint64_t> connections_refused_upstream{0};  // closed because the upstream was down
   std::atomic<std::uint64_t> upstream_connect_failures{0};
   std::atomic<std::uint64_t> resets_sent{0};
+  // Message-aware proxies.
+  std::atomic<std::uint64_t> messages_requests{0};
+  std::atomic<std::uint64_t> messages_responses{0};
+  std::atomic<std::uint64_t> undecodable_streams{0};  // given up on and passed through as bytes
+  // TLS handshake failures by side (0 client, 1 upstream) and kind (kTlsFailureKinds).
+  std::atomic<std::uint64_t> tls_failures[2][5] = {};
 };
+
+inline constexpr const char* kTlsFailureKinds[5] = {"verification", "protocol", "sni", "closed", "other"};
 
 // One live connection as the API lists it. Counters are written by the connection's
 // worker and read by the control thread; the toxic names change rarely, under a mutex.

@@ -1,5 +1,7 @@
 #include "proxy/server.hpp"
 
+#include "proxy/tls.hpp"
+
 #include <sys/resource.h>
 
 #include <csignal>
@@ -92,6 +94,7 @@ int run_server(const ServeOptions& options) {
   context.max_queued_bytes = options.max_queued_bytes;
   context.seed = seed;
   context.splice = options.splice;
+  context.ca_dir = options.ca_dir.empty() ? tls::default_ca_dir() : options.ca_dir;
   workers.start();
 
   int exit_code = 0;

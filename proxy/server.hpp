@@ -22,6 +22,7 @@ struct ServeOptions {
   std::uint64_t shutdown_timeout_ms = 5000;
   std::size_t workers = 0;  // 0 = one per core
   bool splice = true;
+  std::string ca_dir;  // empty: tls::default_ca_dir()
 };
 
 // Runs until SIGINT/SIGTERM. Returns the process exit code (2: could not start).

@@ -2,6 +2,7 @@
 // API live there), the worker pool (connections live there) and the server's limits.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "faults/time.hpp"
 #include "proxy/asio.hpp"
@@ -20,6 +21,7 @@ class ServerContext {
   std::uint64_t seed = 0;
   bool splice = true;
   Duration upstream_probe_interval = std::chrono::milliseconds(500);
+  std::string ca_dir;  // where `tls.listen.mint` finds the CA (`faultline ca init`)
 };
 
 }  // namespace faultline

@@ -11,6 +11,7 @@
 #include "faults/chain.hpp"
 #include "proxy/asio.hpp"
 #include "proxy/buffer_pool.hpp"
+#include "proxy/connection.hpp"
 #include "proxy/runtime.hpp"
 
 namespace faultline {
@@ -25,7 +26,7 @@ struct SessionSettings {
   std::function<void()> on_upstream_failure;
 };
 
-class Session : public std::enable_shared_from_this<Session> {
+class Session final : public Connection, public std::enable_shared_from_this<Session> {
  public:
   Session(Worker& worker, std::shared_ptr<ProxyRuntime> runtime, tcp::socket client, SessionSettings settings,
           std::uint64_t generation, std::uint64_t index);
@@ -35,11 +36,11 @@ class Session : public std::enable_shared_from_this<Session> {
   static void start(std::shared_ptr<Session> session);
 
   // Both run on the worker thread.
-  void close(EndKind how);
-  void config_changed();
+  void close(EndKind how) override;
+  void config_changed() override;
 
-  ProxyRuntime& runtime() const { return *runtime_; }
-  std::uint64_t generation() const { return generation_; }
+  ProxyRuntime& runtime() const override { return *runtime_; }
+  std::uint64_t generation() const override { return generation_; }
 
  private:
   struct Chunk {

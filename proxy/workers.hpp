@@ -12,12 +12,12 @@
 
 namespace faultline {
 
-class Session;
+class Connection;
 
 struct Worker {
   // Declared first so it is destroyed last: ~io_context destroys pending coroutines,
   // whose sessions unregister themselves from this set.
-  std::unordered_set<Session*> sessions;  // live sessions; this worker's thread only
+  std::unordered_set<Connection*> sessions;  // live connections; this worker's thread only
   net::io_context ioc{1};
 };
 

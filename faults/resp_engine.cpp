@@ -1,0 +1,253 @@
+// The Redis engine. Commands and replies are framed as they stream; each forwarded command
+// expects one reply, in order (Redis answers a connection's commands in order), so a FIFO
+// pairs them. An answer made here waits its turn behind the replies still due. Pub/sub,
+// MONITOR and CLIENT REPLY break the one-reply-per-command rule: from there on the
+// connection passes through untouched.
+#include <deque>
+
+#include "faults/engine_common.hpp"
+#include "protocols/resp.hpp"
+
+namespace faultline {
+namespace {
+
+class RespEngine final : public EngineBase {
+ public:
+  explicit RespEngine(Rng rng) : EngineBase(rng) {}
+
+  void on_bytes(Stream from, std::string_view data, TimePoint now, EngineOutput& out) override {
+    if (dead_) return;
+    if (from == Stream::upstream) on_client_bytes(data, now, out);
+    else on_server_bytes(data, now, out);
+  }
+
+  void on_eof(Stream from, TimePoint now, EngineOutput& out) override {
+    if (from == Stream::upstream) {
+      if (!dead_ && mode_ == Mode::forwarding) send(out, Stream::upstream, cmd_pending_, std::max(now, release_));
+      cmd_pending_.clear();
+      end(out, Stream::upstream, EndKind::half_close, now);
+    } else {
+      if (!dead_ && !replacing_) send(out, Stream::downstream, reply_pending_, now);
+      reply_pending_.clear();
+      end(out, Stream::downstream, EndKind::half_close, now);
+    }
+  }
+
+ private:
+  enum class Mode { idle, forwarding, swallowing };
+  struct Exchange {
+    bool local = false;
+    std::string answer;              // local answers, and replies replaced after forwarding
+    bool replace_reply = false;      // resp_error when=after: the real reply is discarded
+    const ToxicConfig* replaced_by = nullptr;
+  };
+
+  void on_client_bytes(std::string_view data, TimePoint now, EngineOutput& out) {
+    if (passthrough_) {
+      send(out, Stream::upstream, data, now);
+      return;
+    }
+    cmd_pending_.append(data);
+    std::string_view view = cmd_pending_;
+    std::size_t offset = 0;
+    for (int guard = 0; guard < 1 << 20 && !dead_; ++guard) {
+      const FrameStep s = commands_.step(view.substr(offset));
+      if (s.event == FrameEvent::error) {
+        ++counters_.undecodable;
+        passthrough_ = true;
+        send(out, Stream::upstream, view.substr(offset), now);
+        offset = view.size();
+        break;
+      }
+      const std::string_view chunk = view.substr(offset, s.consumed);
+      offset += s.consumed;
+      if (s.event == FrameEvent::head) command_head(now, out);
+      if (mode_ == Mode::forwarding) send(out, Stream::upstream, chunk, std::max(now, release_));
+      if (s.event == FrameEvent::end) command_end(now, out);
+      if (passthrough_) {
+        send(out, Stream::upstream, view.substr(offset), now);
+        offset = view.size();
+        break;
+      }
+      if (s.consumed == 0 && s.event == FrameEvent::none) break;
+    }
+    if (dead_) offset = view.size();
+    cmd_pending_.erase(0, offset);
+  }
+
+  bool matches(const MessageMatch& m) const {
+    if (!m.command.empty() && m.command != commands_.name()) return false;
+    if (!m.key.empty() && (commands_.arity() < 2 || !resp::glob_match(m.key, commands_.key()))) return false;
+    return true;
+  }
+
+  void command_head(TimePoint now, EngineOutput& out) {
+    ++counters_.requests;
+    const std::string& name = commands_.name();
+    Exchange x;
+    Duration delay{};
+    mode_ = Mode::forwarding;
+    after_end_ = nullptr;
+    for (const auto& config : faults_) {
+      const ProtocolFault* f = config->compiled.get();
+      if (!f || !config->active_at(now) || !matches(f->match)) continue;
+      // Like Envoy's redis faults: with no command named, AUTH and PING are left alone.
+      if (f->match.command.empty() && (name == "AUTH" || name == "PING" || name == "HELLO")) continue;
+      if (!roll(*config)) continue;
+      const std::string what = name + (commands_.arity() > 1 ? " " + commands_.key() : "");
+      if (config->type == "resp_delay") {
+        delay += draw_delay(*f);
+        report(out, *config, "delayed " + what);
+      } else if (config->type == "resp_error") {
+        x.answer = resp::error_reply(f->error_line);
+        if (f->after_forward) {
+          x.replace_reply = true;
+        } else {
+          x.local = true;
+          mode_ = Mode::swallowing;
+        }
+        report(out, *config, "answered -" + f->error_line.substr(0, f->error_line.find(' ')) + " to " + what +
+                                 (f->after_forward ? " after forwarding it" : ""));
+        break;
+      } else if (config->type == "resp_drop") {
+        report(out, *config, "closed the connection " + std::string(f->after_forward ? "after forwarding " : "before ") + what);
+        if (f->after_forward) {
+          after_end_ = config.get();
+        } else {
+          end(out, Stream::upstream, EndKind::close, std::max(now, release_));
+          end(out, Stream::downstream, EndKind::close, now);
+          dead_ = true;
+          return;
+        }
+        break;
+      }
+    }
+    release_ = std::max(release_, now + delay);
+    if (name == "SUBSCRIBE" || name == "PSUBSCRIBE" || name == "SSUBSCRIBE" || name == "MONITOR" ||
+        (name == "CLIENT" && commands_.key().size() == 5 && (commands_.key() == "REPLY" || commands_.key() == "reply"))) {
+      pending_passthrough_ = true;  // after this command, replies no longer pair with commands
+    }
+    exchanges_.push_back(std::move(x));
+    emit_ready(now, out);
+  }
+
+  void command_end(TimePoint now, EngineOutput& out) {
+    if (after_end_) {
+      // The command went out whole; the connection closes before its reply can come back.
+      end(out, Stream::upstream, EndKind::close, std::max(now, release_));
+      end(out, Stream::downstream, EndKind::close, std::max(now, release_));
+      dead_ = true;
+      after_end_ = nullptr;
+    }
+    mode_ = Mode::idle;
+    if (pending_passthrough_) {
+      passthrough_ = true;
+      replies_passthrough_ = true;
+    }
+  }
+
+  void emit_ready(TimePoint now, EngineOutput& out) {
+    while (!exchanges_.empty() && exchanges_.front().local) {
+      send(out, Stream::downstream, exchanges_.front().answer, now);
+      exchanges_.pop_front();
+    }
+  }
+
+  void on_server_bytes(std::string_view data, TimePoint now, EngineOutput& out) {
+    if (replies_passthrough_ && !replacing_) {
+      send(out, Stream::downstream, data, now);
+      return;
+    }
+    reply_pending_.append(data);
+    std::string_view view = reply_pending_;
+    std::size_t offset = 0;
+    for (int guard = 0; guard < 1 << 20 && !dead_; ++guard) {
+      if (!in_reply_) {
+        replacing_ = !exchanges_.empty() && exchanges_.front().replace_reply;
+      }
+      const FrameStep s = replies_.step(view.substr(offset));
+      if (s.event == FrameEvent::error) {
+        ++counters_.undecodable;
+        replies_passthrough_ = true;
+        replacing_ = false;
+        send(out, Stream::downstream, view.substr(offset), now);
+        offset = view.size();
+        break;
+      }
+      const std::string_view chunk = view.substr(offset, s.consumed);
+      offset += s.consumed;
+      in_reply_ = s.event != FrameEvent::end && (in_reply_ || s.consumed > 0);
+      if (!replacing_) send(out, Stream::downstream, chunk, now);
+      if (s.event == FrameEvent::end) reply_end(now, out);
+      if (s.consumed == 0 && s.event == FrameEvent::none) break;
+    }
+    if (dead_) offset = view.size();
+    reply_pending_.erase(0, offset);
+  }
+
+  void reply_end(TimePoint now, EngineOutput& out) {
+    in_reply_ = false;
+    if (replies_.is_push()) return;  // RESP3 push: answers no command
+    ++counters_.responses;
+    if (exchanges_.empty()) return;  // a reply we did not see asked for (e.g. after passthrough)
+    if (replacing_) send(out, Stream::downstream, exchanges_.front().answer, now);
+    replacing_ = false;
+    exchanges_.pop_front();
+    emit_ready(now, out);
+  }
+
+  resp::CommandFramer commands_;
+  resp::ReplyFramer replies_;
+  std::string cmd_pending_, reply_pending_;
+  Mode mode_ = Mode::idle;
+  TimePoint release_{};
+  std::deque<Exchange> exchanges_;
+  const ToxicConfig* after_end_ = nullptr;
+  bool in_reply_ = false;
+  bool replacing_ = false;
+  bool passthrough_ = false, replies_passthrough_ = false, pending_passthrough_ = false;
+  bool dead_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<ProtocolEngine> make_resp_engine(Rng rng) { return std::make_unique<RespEngine>(rng); }
+std::unique_ptr<ProtocolEngine> make_http_engine(Rng rng, bool mcp);
+
+std::optional<Protocol> parse_protocol(std::string_view text) {
+  if (text == "tcp" || text.empty()) return Protocol::tcp;
+  if (text == "http") return Protocol::http;
+  if (text == "resp" || text == "redis") return Protocol::resp;
+  if (text == "mcp") return Protocol::mcp;
+  return std::nullopt;
+}
+
+std::string_view protocol_name(Protocol p) {
+  switch (p) {
+    case Protocol::http: return "http";
+    case Protocol::resp: return "resp";
+    case Protocol::mcp: return "mcp";
+    default: return "tcp";
+  }
+}
+
+bool protocol_accepts(Protocol p, Layer layer) {
+  switch (layer) {
+    case Layer::bytes: return true;
+    case Layer::http: return p == Protocol::http || p == Protocol::mcp;
+    case Layer::resp: return p == Protocol::resp;
+    case Layer::jsonrpc: return p == Protocol::mcp;
+  }
+  return false;
+}
+
+std::unique_ptr<ProtocolEngine> make_engine(Protocol protocol, Rng rng) {
+  switch (protocol) {
+    case Protocol::http: return make_http_engine(rng, false);
+    case Protocol::mcp: return make_http_engine(rng, true);
+    case Protocol::resp: return make_resp_engine(rng);
+    default: return nullptr;
+  }
+}
+
+}  // namespace faultline

@@ -1,0 +1,137 @@
+// Redis RESP framing (RESP2 and RESP3): the client's commands (arrays of bulk strings, or
+// inline commands) and the server's replies. Finds boundaries and the command's name and
+// key; values are streamed, never held whole.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "protocols/framing.hpp"
+
+namespace faultline::resp {
+
+// Client -> server. Reports `head` once the command name and its first argument (the key,
+// if the command has one) are known, or the command ended with fewer arguments; then
+// `end` when the whole command has been consumed. Large arguments are consumed in pieces
+// (event none) as they arrive.
+//
+// The bytes before `head` (array header, name, key; an inline command's whole line) are
+// not consumed until `head`, which consumes them all, so a caller deciding at `head` to
+// answer or drop the command still holds all of it. Only a name + key region longer than
+// 64 KiB is consumed in pieces before `head` (event none). Blank inline lines and `*0`
+// between commands are consumed alone with event none: they belong to no command.
+// An `error` step consumes nothing: everything not consumed before it is not RESP.
+class CommandFramer {
+ public:
+  FrameStep step(std::string_view data);
+  // Valid from `head` until the next command starts: the command name upper-cased
+  // (ASCII), and the first argument as sent ("" when there is none).
+  const std::string& name() const { return name_; }
+  const std::string& key() const { return key_; }
+  // Number of arguments including the name (from the array header; inline: word count).
+  std::size_t arity() const { return arity_; }
+  // The arguments seen in full so far (name first, as sent), each capped at 4 KiB, at
+  // most 64: enough for AUTH/HELLO and for matching; bigger values are not kept whole.
+  const std::vector<std::string>& args() const { return args_; }
+  std::string_view error() const { return error_; }
+
+  // Limits: Redis' own (proto-max-bulk-len, PROTO_INLINE_MAX_SIZE) and the brief's.
+  static constexpr std::int64_t max_array_count = 1024 * 1024;
+  static constexpr std::int64_t max_bulk_length = 512LL * 1024 * 1024;
+  static constexpr std::size_t max_inline_length = 64 * 1024;
+  static constexpr std::size_t max_kept_args = 64;
+  static constexpr std::size_t max_kept_arg_bytes = 4 * 1024;
+
+  // Details of what is accepted, following what redis-server itself does:
+  // - An argument longer than 4 KiB is kept as its first 4 KiB (so is key()), enough for
+  //   prefix globs such as `thread:*`; arguments after the 64th are not kept at all.
+  // - Inline commands are split like Redis' sdssplitargs: spaces/tabs separate words,
+  //   "double quotes" take \n \r \t \b \a \xHH and \<char> escapes, 'single quotes' take
+  //   \'; unbalanced quotes are an error (Redis answers them with a protocol error too).
+  //   A NUL byte in an inline line is an error. Blank lines and `*0` are skipped silently
+  //   (event none), as Redis does.
+  // - Array commands need exact CRLFs and integers as Redis' string2ll reads them (no
+  //   leading zeros, no '+'); negative counts and lengths are errors.
+
+ private:
+  enum class State : std::uint8_t { start, arg_header, arg_payload, end_pending, failed };
+  FrameStep inline_command(std::string_view data);
+  FrameStep need_more(std::size_t pos);
+  FrameStep fail(std::string message);
+  void begin_command();
+  void finish_arg();
+
+  State state_ = State::start;
+  std::size_t arity_ = 0;
+  std::size_t next_arg_ = 0;      // index of the argument being read
+  std::int64_t bulk_left_ = 0;    // bytes (incl. CRLF) left of the current bulk argument
+  std::size_t scanned_ = 0;       // inline: bytes already searched for the line end
+  std::size_t held_ = 0;          // array: bytes before `head` parsed but not yet consumed
+  bool head_spilled_ = false;     // a huge name or key: bytes before `head` were consumed
+  std::string name_;
+  std::string key_;
+  std::string partial_;           // the kept prefix of the argument being read
+  std::vector<std::string> args_;
+  std::string error_;
+};
+
+// Server -> client. Reports `end` at the end of each complete top-level reply (aggregates
+// of any depth, RESP3 attributes belong to the reply they precede). Bulk payloads are
+// consumed in pieces as they arrive.
+class ReplyFramer {
+ public:
+  FrameStep step(std::string_view data);
+  // Valid at `end`: the type byte of the reply ('+', '-', ':', '$', '*', '>', '%', ...).
+  char type() const { return type_; }
+  // Valid at `end`: true for an out-of-band RESP3 push ('>'), which answers no command.
+  bool is_push() const { return type_ == '>'; }
+  // Valid at `end` for '+' and '-' replies: the line without type byte and CRLF (capped 4 KiB).
+  const std::string& line() const { return line_; }
+  std::string_view error() const { return error_; }
+
+  static constexpr std::size_t max_depth = 1024;
+  static constexpr std::size_t max_line_kept = 4 * 1024;
+
+  // Details: lengths and counts are read like hiredis does (string2ll, -1 is a null for
+  // any bulk or aggregate type, up to 18 digits); simple lines (+ - : , ( _ #) of any
+  // length are consumed in pieces; CRLFs must be exact. RESP3 streamed strings and
+  // aggregates (`$?`, `*?`), which Redis never sends, are errors.
+
+ private:
+  enum class State : std::uint8_t { element, line, bulk, failed };
+  struct Frame {
+    std::int64_t left;  // elements still to come at this depth
+    bool attribute;     // an attribute map: it precedes an element, it is not one
+  };
+  FrameStep fail(std::string message);
+  void begin_element(char type);
+  bool element_done();
+
+  State state_ = State::element;
+  std::vector<Frame> pending_;
+  std::int64_t bulk_left_ = 0;  // bytes (incl. CRLF) left of the current bulk payload
+  std::int64_t bulk_length_ = 0;
+  char line_type_ = 0;          // type of the simple line or bulk being read
+  std::size_t line_length_ = 0;
+  bool line_cr_ = false;        // the line's CR was consumed, its LF is next
+  bool line_digit_ = false;     // an integer line has seen a digit
+  char type_ = 0;
+  bool in_reply_ = false;
+  std::string line_;
+  std::string error_;
+};
+
+// `-` + line + CRLF: an error reply exactly as Redis writes it.
+std::string error_reply(std::string_view line);
+
+// Redis-style glob match (`*`, `?`, `[abc]`, `[a-z]`, `[^a]`, `\` escapes), case-sensitive.
+// Follows Redis' stringmatchlen, quirks included (`[a-]` is the range a..']', an unclosed
+// `[` runs to the end of the pattern, a trailing `\` is a literal), with two differences:
+// bytes compare unsigned (Redis compares plain chars, signed on x86), and a pattern of only
+// `*`s matches the empty text (stringmatchlen says no; KEYS and SCAN special-case `*`).
+// Linear in pattern x text: `*` backtracks to the last star only.
+bool glob_match(std::string_view pattern, std::string_view text);
+
+}  // namespace faultline::resp

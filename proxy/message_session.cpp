@@ -1,0 +1,525 @@
+#include "proxy/message_session.hpp"
+
+#include <deque>
+
+#include <spdlog/spdlog.h>
+
+#include "proxy/address.hpp"
+#include "proxy/tls.hpp"
+#include "proxy/workers.hpp"
+
+namespace faultline {
+namespace {
+
+constexpr std::size_t kReadSize = 16 * 1024;
+constexpr Duration kTimerSlack = std::chrono::microseconds(200);
+constexpr Duration kHandshakeTimeout = std::chrono::seconds(10);
+
+bool is_reset(const boost::system::error_code& ec) {
+  return ec == net::error::connection_reset || ec == net::error::broken_pipe;
+}
+
+// An upstream as users write it: host:port, or http(s)://host[:port][/...].
+struct Target {
+  bool tls = false;
+  std::string host;
+  std::string port;
+};
+
+std::optional<Target> parse_target(std::string_view text) {
+  Target t;
+  std::string_view default_port;
+  if (text.rfind("https://", 0) == 0) {
+    t.tls = true;
+    text.remove_prefix(8);
+    default_port = "443";
+  } else if (text.rfind("http://", 0) == 0) {
+    text.remove_prefix(7);
+    default_port = "80";
+  }
+  if (auto slash = text.find('/'); slash != std::string_view::npos) text = text.substr(0, slash);
+  if (auto hp = split_host_port(text); hp && !hp->port.empty()) {
+    t.host = hp->host;
+    t.port = hp->port;
+    return t;
+  }
+  if (default_port.empty() || text.empty()) return std::nullopt;
+  if (text.front() == '[' && text.back() == ']') text = text.substr(1, text.size() - 2);
+  t.host = std::string(text);
+  t.port = std::string(default_port);
+  return t;
+}
+
+}  // namespace
+
+bool is_message_proxy(const ProxySnapshot& s) {
+  return s.protocol != Protocol::tcp || s.listen_tls || s.upstream.rfind("https://", 0) == 0;
+}
+
+// One side's transport: a plain socket, or TLS over it.
+struct MessageSession::Peer {
+  Peer(tcp::socket s) : plain(std::move(s)), pause(plain->get_executor()) {}
+  std::optional<tcp::socket> plain;
+  std::unique_ptr<ssl::stream<tcp::socket>> tls;
+  net::steady_timer pause;  // the reader waits here while the writers are full
+
+  tcp::socket& lowest() { return tls ? tls->next_layer() : *plain; }
+  void secure(ssl::context& context) {
+    tls = std::make_unique<ssl::stream<tcp::socket>>(std::move(*plain), context);
+    plain.reset();
+  }
+  awaitable<std::tuple<boost::system::error_code, std::size_t>> read_some(net::mutable_buffer b) {
+    if (tls) co_return co_await tls->async_read_some(b, use_nothrow);
+    co_return co_await plain->async_read_some(b, use_nothrow);
+  }
+  awaitable<std::tuple<boost::system::error_code, std::size_t>> write(net::const_buffer b) {
+    if (tls) co_return co_await net::async_write(*tls, b, use_nothrow);
+    co_return co_await net::async_write(*plain, b, use_nothrow);
+  }
+};
+
+// One direction's output: the byte faults' chain and the bytes waiting for their time.
+struct MessageSession::Outbound final : Emitter {
+  Outbound(Stream s, Rng rng, const net::any_io_executor& ex) : stream(s), chain(rng), timer(ex) {}
+  struct Item {
+    std::shared_ptr<std::string> owner;
+    Segment segment;
+  };
+  struct End {
+    EndKind kind;
+    TimePoint at;
+    bool from_engine;  // survives chain rebuilds (the chain's stages re-declare theirs)
+  };
+  void emit(Segment s) override {
+    if (s.size == 0) return;
+    s.release = std::max(s.release, last_release);
+    last_release = s.release;
+    items.push_back({owner, s});
+    queued += s.size;
+  }
+  void end(EndKind kind, TimePoint at) override { ends.push_back({kind, std::max(at, last_release), false}); }
+
+  Stream stream;
+  Chain chain;
+  std::vector<std::pair<std::string, std::uint64_t>> applied;
+  std::shared_ptr<std::string> owner;  // the bytes being pushed through the chain
+  std::deque<Item> items;
+  std::vector<End> ends;
+  std::size_t queued = 0;
+  TimePoint last_release{};
+  bool done = false;
+  net::steady_timer timer;
+};
+
+class MessageSession::Output final : public EngineOutput {
+ public:
+  explicit Output(MessageSession& s) : s_(s) {}
+  void send(Stream towards, std::string bytes, TimePoint release) override {
+    Outbound& o = s_.towards(towards);
+    if (o.done || s_.closing_) return;
+    o.owner = std::make_shared<std::string>(std::move(bytes));
+    o.chain.push(Segment{reinterpret_cast<std::uint8_t*>(o.owner->data()), o.owner->size(), release}, o);
+    o.chain.report();
+    o.owner.reset();
+    s_.wake(o);
+  }
+  void end(Stream towards, EndKind kind, TimePoint at) override {
+    Outbound& o = s_.towards(towards);
+    o.ends.push_back({kind, std::max(at, o.last_release), true});
+    s_.wake(o);
+  }
+  void applied(const ToxicConfig& fault, std::string_view what) override {
+    spdlog::debug("proxy {}: {} {}: {}", s_.runtime_->name(), fault.type, fault.name, what);
+  }
+
+ private:
+  MessageSession& s_;
+};
+
+MessageSession::MessageSession(Worker& worker, std::shared_ptr<ProxyRuntime> runtime, tcp::socket client,
+                               SessionSettings settings, std::uint64_t generation, std::uint64_t index)
+    : worker_(worker),
+      runtime_(std::move(runtime)),
+      settings_(std::move(settings)),
+      generation_(generation),
+      index_(index) {
+  auto ex = client.get_executor();
+  client_ = std::make_unique<Peer>(std::move(client));
+  upstream_ = std::make_unique<Peer>(tcp::socket(ex));
+  Rng rng = Rng(runtime_->seed()).derive(runtime_->name()).derive(index_);
+  to_upstream_ = std::make_unique<Outbound>(Stream::upstream, rng.derive("upstream"), ex);
+  to_client_ = std::make_unique<Outbound>(Stream::downstream, rng.derive("downstream"), ex);
+  output_ = std::make_unique<Output>(*this);
+  snapshot_ = runtime_->snapshot();
+  engine_ = make_engine(snapshot_->protocol, rng.derive("protocol"));
+}
+
+MessageSession::~MessageSession() {
+  if (info_) runtime_->remove_connection(info_->id);
+  worker_.sessions.erase(this);
+  runtime_->stats.connections_active.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void MessageSession::start(std::shared_ptr<MessageSession> session) {
+  session->worker_.sessions.insert(session.get());
+  auto ex = session->client_->lowest().get_executor();
+  net::co_spawn(ex, session->run(), [session](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      spdlog::error("proxy {}: session failed: {}", session->runtime_->name(), ex.what());
+    }
+    session->close(EndKind::reset);
+  });
+}
+
+awaitable<void> MessageSession::run() {
+  auto self = shared_from_this();
+  if (runtime_->generation() != generation_) {
+    close(EndKind::close);
+    co_return;
+  }
+  boost::system::error_code ec;
+  info_ = std::make_shared<ConnectionInfo>();
+  info_->id = index_;
+  const auto peer = client_->lowest().remote_endpoint(ec);
+  info_->client = ec ? "?" : join_host_port(peer.address().to_string(), peer.port());
+  info_->started = Clock::now();
+  runtime_->add_connection(info_);
+  refresh(true);
+  for (Outbound* o : {to_upstream_.get(), to_client_.get()}) {
+    for (const auto& e : o->ends) {
+      if (e.at <= Clock::now() && e.kind != EndKind::half_close) {
+        close(e.kind);  // drop_connections: the upstream never sees this client
+        co_return;
+      }
+    }
+  }
+  client_->lowest().set_option(tcp::no_delay(true), ec);
+  if (snapshot_->listen_tls && !co_await handshake_client()) {
+    close(EndKind::close);
+    co_return;
+  }
+  if (!co_await connect_upstream() || closing_) {
+    if (!closing_after_reply_) close(EndKind::close);
+    co_return;
+  }
+  auto ex = client_->lowest().get_executor();
+  auto on_done = [self](std::exception_ptr e) {
+    if (e) self->close(EndKind::reset);
+  };
+  for (Stream s : {Stream::upstream, Stream::downstream}) {
+    net::co_spawn(ex, write_loop(s), on_done);
+    net::co_spawn(ex, read_loop(s), on_done);
+  }
+}
+
+namespace {
+// Runs `op` with a deadline that closes `socket` (which fails the operation) when it passes.
+struct Deadline {
+  Deadline(tcp::socket& socket, Duration after) : timer(socket.get_executor()), state(std::make_shared<bool>(false)) {
+    timer.expires_after(after);
+    timer.async_wait([&socket, state = state](const boost::system::error_code& ec) {
+      if (ec || *state) return;
+      *state = true;
+      boost::system::error_code ignored;
+      socket.close(ignored);
+    });
+  }
+  ~Deadline() { timer.cancel(); }
+  bool expired() const { return *state; }
+  net::steady_timer timer;
+  std::shared_ptr<bool> state;
+};
+}  // namespace
+
+awaitable<bool> MessageSession::handshake_client() {
+  auto self = shared_from_this();
+  client_->secure(*snapshot_->listen_tls);
+  Deadline deadline(client_->lowest(), kHandshakeTimeout);
+  auto [ec] = co_await client_->tls->async_handshake(ssl::stream_base::server, use_nothrow);
+  if (!ec) co_return true;
+  if (closing_) co_return false;
+  SSL* native = client_->tls->native_handle();
+  const std::string reason = deadline.expired() ? "timed out" : tls::handshake_failure_reason(ec, native);
+  const std::string_view kind = deadline.expired() ? "other" : tls::handshake_failure_kind(ec, native);
+  for (int k = 0; k < 5; ++k) {
+    if (kind == kTlsFailureKinds[k]) runtime_->stats.tls_failures[0][k].fetch_add(1, std::memory_order_relaxed);
+  }
+  spdlog::warn("proxy {}: TLS handshake with client {} failed: {}", runtime_->name(), info_->client, reason);
+  co_return false;
+}
+
+void MessageSession::upstream_unreachable(const std::string& reason) {
+  runtime_->stats.upstream_connect_failures.fetch_add(1, std::memory_order_relaxed);
+  spdlog::warn("proxy {}: upstream {} unreachable: {}", runtime_->name(), snapshot_->upstream, reason);
+  if (settings_.on_upstream_failure) settings_.on_upstream_failure();
+  fail_upstream(reason);
+}
+
+awaitable<boost::system::error_code> MessageSession::dial(std::string host, std::string port) {
+  auto self = shared_from_this();
+  tcp::resolver resolver(client_->lowest().get_executor());
+  Deadline deadline(upstream_->lowest(), settings_.connect_timeout);
+  auto [rec, endpoints] = co_await resolver.async_resolve(host, port, use_nothrow);
+  boost::system::error_code result = rec;
+  if (!rec && !closing_) {
+    auto [ec, endpoint] = co_await net::async_connect(upstream_->lowest(), endpoints, use_nothrow);
+    result = ec;
+  }
+  if (deadline.expired()) result = net::error::timed_out;
+  co_return result;
+}
+
+awaitable<bool> MessageSession::handshake_upstream(std::string host) {
+  auto self = shared_from_this();
+  upstream_->secure(*snapshot_->upstream_tls);
+  tls::ClientOptions options;
+  options.verify = snapshot_->upstream_verify;
+  options.server_name = snapshot_->upstream_server_name.empty() ? host : snapshot_->upstream_server_name;
+  tls::prepare_client(upstream_->tls->native_handle(), options);
+  Deadline deadline(upstream_->lowest(), kHandshakeTimeout);
+  auto [ec] = co_await upstream_->tls->async_handshake(ssl::stream_base::client, use_nothrow);
+  if (closing_) co_return false;
+  if (!ec) co_return true;
+  SSL* native = upstream_->tls->native_handle();
+  const std::string reason = deadline.expired() ? "timed out" : tls::handshake_failure_reason(ec, native);
+  const std::string_view kind = deadline.expired() ? "other" : tls::handshake_failure_kind(ec, native);
+  for (int k = 0; k < 5; ++k) {
+    if (kind == kTlsFailureKinds[k]) runtime_->stats.tls_failures[1][k].fetch_add(1, std::memory_order_relaxed);
+  }
+  spdlog::warn("proxy {}: TLS handshake with upstream {} failed: {}", runtime_->name(), snapshot_->upstream, reason);
+  runtime_->stats.upstream_connect_failures.fetch_add(1, std::memory_order_relaxed);
+  fail_upstream("TLS handshake failed: " + reason);
+  co_return false;
+}
+
+awaitable<bool> MessageSession::connect_upstream() {
+  auto self = shared_from_this();
+  const auto target = parse_target(snapshot_->upstream);
+  if (!target) {
+    upstream_unreachable("not host:port or http(s)://host[:port]");
+    co_return false;
+  }
+  const boost::system::error_code ec = co_await dial(target->host, target->port);
+  if (closing_) co_return false;
+  if (ec) {
+    upstream_unreachable(ec.message());
+    co_return false;
+  }
+  boost::system::error_code ignored;
+  upstream_->lowest().set_option(tcp::no_delay(true), ignored);
+  if (!target->tls) co_return true;
+  if (!snapshot_->upstream_tls) {
+    upstream_unreachable("no TLS context for an https upstream");
+    co_return false;
+  }
+  co_return co_await handshake_upstream(target->host);
+}
+
+// An HTTP client is told why, in a 502, instead of seeing a bare close.
+void MessageSession::fail_upstream(const std::string& reason) {
+  if (snapshot_->protocol != Protocol::http && snapshot_->protocol != Protocol::mcp) return;
+  const std::string body = "faultline: upstream " + snapshot_->upstream + ": " + reason + "\n";
+  output_->send(Stream::downstream,
+                "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: " +
+                    std::to_string(body.size()) + "\r\nconnection: close\r\n\r\n" + body,
+                Clock::now());
+  output_->end(Stream::downstream, EndKind::close, Clock::now());
+  // The writer is what sends it: start it, and let it close the connection.
+  auto self = shared_from_this();
+  net::co_spawn(client_->lowest().get_executor(), write_loop(Stream::downstream), [self](std::exception_ptr) {});
+  closing_after_reply_ = true;
+}
+
+void MessageSession::refresh(bool force) {
+  const std::uint64_t version = runtime_->version();
+  if (!force && version == seen_version_) return;
+  seen_version_ = version;
+  snapshot_ = runtime_->snapshot();
+  const TimePoint now = Clock::now();
+  ToxicList protocol_faults;
+  for (const ToxicList* list : {&snapshot_->upstream_toxics, &snapshot_->downstream_toxics}) {
+    for (const auto& t : *list) {
+      const ToxicType* type = ToxicRegistry::instance().find(t->type);
+      if (!type || type->layer == Layer::bytes) continue;
+      if (!protocol_accepts(snapshot_->protocol, type->layer)) continue;
+      if (std::none_of(protocol_faults.begin(), protocol_faults.end(), [&](const auto& p) { return p->name == t->name; })) {
+        protocol_faults.push_back(t);
+      }
+    }
+  }
+  if (engine_) engine_->set_faults(protocol_faults);
+  std::vector<std::string> names[2];
+  for (Outbound* o : {to_upstream_.get(), to_client_.get()}) {
+    const ToxicList& all = o->stream == Stream::upstream ? snapshot_->upstream_toxics : snapshot_->downstream_toxics;
+    ToxicList bytes;
+    std::vector<std::pair<std::string, std::uint64_t>> wanted;
+    for (const auto& t : all) {
+      const ToxicType* type = ToxicRegistry::instance().find(t->type);
+      if (!type || type->layer != Layer::bytes) continue;
+      bytes.push_back(t);
+      if (t->active_at(now)) wanted.emplace_back(t->name, t->revision);
+    }
+    if (wanted != o->applied || force) {
+      o->applied = std::move(wanted);
+      for (auto& item : o->items) item.segment.release = std::min(item.segment.release, now);
+      o->last_release = std::min(o->last_release, now);
+      std::erase_if(o->ends, [](const Outbound::End& e) { return !e.from_engine; });
+      if (o->chain.rebuild(bytes, now, *o)) o->ends.push_back({EndKind::close, now, true});
+      wake(*o);
+    }
+    names[o->stream == Stream::upstream ? 0 : 1] = o->chain.active_names();
+  }
+  if (info_) {
+    std::lock_guard lock(info_->mutex);
+    for (int i = 0; i < 2; ++i) {
+      info_->toxics[i] = names[i];
+      for (const auto& p : protocol_faults) info_->toxics[i].push_back(p->name);
+    }
+  }
+}
+
+void MessageSession::config_changed() {
+  if (closing_) return;
+  refresh(false);
+}
+
+void MessageSession::wake(Outbound& o) { o.timer.cancel(); }
+
+awaitable<void> MessageSession::read_loop(Stream from) {
+  auto self = shared_from_this();
+  Peer& peer = source(from);
+  std::unique_ptr<char[]> buffer(new char[kReadSize]);
+  DirectionStats& stats = runtime_->stats.direction[from == Stream::upstream ? 0 : 1];
+  while (!closing_) {
+    if (to_upstream_->queued + to_client_->queued >= settings_.max_queued_bytes) {
+      // Backpressure: stop reading until a writer frees room; TCP pushes back on the sender.
+      peer.pause.expires_at(TimePoint::max());
+      co_await peer.pause.async_wait(use_nothrow);
+      continue;
+    }
+    auto [ec, n] = co_await peer.read_some(net::buffer(buffer.get(), kReadSize));
+    if (closing_) co_return;
+    const TimePoint now = Clock::now();
+    refresh(false);
+    if (n > 0) {
+      stats.received_bytes.fetch_add(n, std::memory_order_relaxed);
+      info_->bytes[from == Stream::upstream ? 0 : 1].fetch_add(n, std::memory_order_relaxed);
+      const std::string_view data(buffer.get(), n);
+      if (engine_) {
+        engine_->on_bytes(from, data, now, *output_);
+        const EngineCounters& c = engine_->counters();
+        runtime_->stats.messages_requests.fetch_add(c.requests - reported_.requests, std::memory_order_relaxed);
+        runtime_->stats.messages_responses.fetch_add(c.responses - reported_.responses, std::memory_order_relaxed);
+        runtime_->stats.undecodable_streams.fetch_add(c.undecodable - reported_.undecodable, std::memory_order_relaxed);
+        reported_ = c;
+      } else {
+        output_->send(from, std::string(data), now);
+      }
+    }
+    if (ec) {
+      if (closing_) co_return;
+      if (ec == net::error::eof || ec == ssl::error::stream_truncated) {
+        if (engine_) engine_->on_eof(from, now, *output_);
+        else output_->end(from, EndKind::half_close, now);
+        co_return;
+      }
+      close(is_reset(ec) ? EndKind::reset : EndKind::close);
+      co_return;
+    }
+  }
+}
+
+awaitable<void> MessageSession::write_loop(Stream dir) {
+  auto self = shared_from_this();
+  Outbound& o = towards(dir);
+  DirectionStats& stats = runtime_->stats.direction[dir == Stream::upstream ? 0 : 1];
+  while (!closing_ && !o.done) {
+    const TimePoint now = Clock::now();
+    TimePoint end_at = kNever;
+    EndKind end_kind = EndKind::close;
+    for (const auto& e : o.ends) {
+      if (e.at < end_at || (e.at == end_at && e.kind == EndKind::reset)) {
+        end_at = e.at;
+        end_kind = e.kind;
+      }
+    }
+    const bool has_end = !o.ends.empty();
+    if (!o.items.empty()) {
+      const Outbound::Item item = o.items.front();  // holds the bytes while they are written
+      if (has_end && end_at < item.segment.release) {
+        if (end_at > now) {
+          o.timer.expires_at(end_at);
+          co_await o.timer.async_wait(use_nothrow);
+          continue;
+        }
+        execute_end(dir, end_kind);
+        co_return;
+      }
+      if (item.segment.release > now + kTimerSlack) {
+        o.timer.expires_at(item.segment.release);
+        co_await o.timer.async_wait(use_nothrow);
+        continue;
+      }
+      auto [ec, written] = co_await destination(dir).write(net::buffer(item.segment.data, item.segment.size));
+      if (closing_) co_return;
+      if (ec) {
+        close(EndKind::reset);
+        co_return;
+      }
+      stats.sent_bytes.fetch_add(written, std::memory_order_relaxed);
+      o.queued -= item.segment.size;
+      o.items.pop_front();
+      client_->pause.cancel();
+      upstream_->pause.cancel();
+      continue;
+    }
+    if (has_end) {
+      if (end_at <= now) {
+        execute_end(dir, end_kind);
+        co_return;
+      }
+      o.timer.expires_at(end_at);
+      co_await o.timer.async_wait(use_nothrow);
+      continue;
+    }
+    o.timer.expires_at(TimePoint::max());
+    co_await o.timer.async_wait(use_nothrow);
+  }
+}
+
+void MessageSession::execute_end(Stream dir, EndKind kind) {
+  if (closing_) return;
+  Outbound& o = towards(dir);
+  if (kind == EndKind::half_close && !closing_after_reply_) {
+    boost::system::error_code ec;
+    destination(dir).lowest().shutdown(tcp::socket::shutdown_send, ec);
+    o.done = true;
+    if (to_upstream_->done && to_client_->done) close(EndKind::close);
+    return;
+  }
+  close(kind == EndKind::half_close ? EndKind::close : kind);
+}
+
+void MessageSession::close(EndKind how) {
+  if (closing_) return;
+  closing_ = true;
+  boost::system::error_code ec;
+  if (how == EndKind::reset) {
+    client_->lowest().set_option(net::socket_base::linger(true, 0), ec);
+    upstream_->lowest().set_option(net::socket_base::linger(true, 0), ec);
+    runtime_->stats.resets_sent.fetch_add(1, std::memory_order_relaxed);
+  }
+  client_->lowest().close(ec);
+  upstream_->lowest().close(ec);
+  for (Outbound* o : {to_upstream_.get(), to_client_.get()}) {
+    o->chain.report();
+    o->timer.cancel();
+  }
+  client_->pause.cancel();
+  upstream_->pause.cancel();
+}
+
+}  // namespace faultline
