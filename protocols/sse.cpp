@@ -1,7 +1,5 @@
 #include "protocols/sse.hpp"
 
-#include <algorithm>
-
 namespace faultline::sse {
 
 namespace {
@@ -21,7 +19,8 @@ void append_capped(std::string& to, std::string_view s, std::size_t cap) {
 void Splitter::process_line() {
   const std::string_view line = line_;
   any_field_ = true;
-  if (!line.empty() && line.front() == ':') return;  // a comment
+  // A comment only makes the block count as a unit; it sets no field.
+  if (!line.empty() && line.front() == ':') return;
   const std::size_t colon = line.find(':');
   const std::string_view name = line.substr(0, colon);
   std::string_view value;

@@ -67,7 +67,7 @@ void check_every_split(std::string_view stream) {
 
 }  // namespace
 
-TEST_CASE("sse: events end after their blank line, with \\n line ends") {
+TEST_CASE("sse: events end after their blank line, with LF line ends") {
   const std::string s = "event: greet\ndata: hello\nid: 1\n\ndata: second\n\n";
   const auto r = whole(s);
   REQUIRE(r.events.size() == 2);
@@ -82,7 +82,7 @@ TEST_CASE("sse: events end after their blank line, with \\n line ends") {
   check_every_split(s);
 }
 
-TEST_CASE("sse: \\r\\n and bare \\r line ends, mixed") {
+TEST_CASE("sse: CRLF and bare CR line ends, mixed") {
   const std::string crlf = "data: a\r\ndata: b\r\n\r\nevent: x\r\ndata: c\r\n\r\n";
   const auto r = whole(crlf);
   REQUIRE(r.events.size() == 2);
@@ -109,7 +109,7 @@ TEST_CASE("sse: \\r\\n and bare \\r line ends, mixed") {
   check_every_split(mixed);
 }
 
-TEST_CASE("sse: a \\r\\n split across feeds is one line end") {
+TEST_CASE("sse: a CRLF split across feeds is one line end") {
   sse::Splitter s;
   std::vector<std::size_t> ends;
   std::vector<sse::Event> events;
