@@ -172,9 +172,8 @@ std::optional<std::string> configure_protocol(const ProxyFields& f, const std::s
     if (auto e = text(listen, "key", "tls.listen", options.key_file)) return e;
     if (auto e = flag(listen, "mint", "tls.listen", mint)) return e;
     if (mint == !options.cert_file.empty()) {
-      return std::string("field tls.listen needs either \"cert\" and \"key\", or \"mint\": true");
+      return std::string("field tls.listen needs either \"cert\" (and \"key\", unless the key is in the same file), or \"mint\": true");
     }
-    if (!mint && options.key_file.empty()) return std::string("field tls.listen.key is missing (tls.listen.cert needs it)");
     if (mint) options.ca_dir = ca_dir;
     std::string error;
     spec.listen_tls = tls::make_server_context(options, error);

@@ -348,17 +348,11 @@ std::shared_ptr<ssl::context> adopt(SslCtxPtr ctx) { return std::make_shared<ssl
 bool setup_minting(SSL_CTX* ctx, const std::string& dir, std::string& error) {
   const std::string cert_path = (std::filesystem::path(dir) / kCaCertFile).string();
   const std::string key_path = (std::filesystem::path(dir) / kCaKeyFile).string();
-  const std::string hint = " (create one with `faultline ca init`)";
+  // The caller knows which directory option to suggest to `faultline ca init`; no hint here.
   X509Ptr ca = read_cert(cert_path, "CA certificate", error);
-  if (!ca) {
-    error += hint;
-    return false;
-  }
+  if (!ca) return false;
   PkeyPtr ca_key = read_key(key_path, "CA key", error);
-  if (!ca_key) {
-    error += hint;
-    return false;
-  }
+  if (!ca_key) return false;
   if (X509_check_ca(ca.get()) < 1) {
     error = "CA certificate '" + cert_path + "' is not a CA certificate";
     return false;
