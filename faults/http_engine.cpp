@@ -178,6 +178,9 @@ class HttpEngine final : public EngineBase {
       if (!c->compiled) continue;
       if (c->compiled->match.needs_body()) return true;
       if (mcp_ && (c->type == "jsonrpc_error" || c->type == "jsonrpc_delay" || c->type == "jsonrpc_drop")) return true;
+      // mcp_session_kill spares the sessions created while it is active: it must see which
+      // requests are an `initialize` to spare the session id their answer carries.
+      if (mcp_ && c->type == "mcp_session_kill") return true;
     }
     return false;
   }
@@ -192,6 +195,12 @@ class HttpEngine final : public EngineBase {
       req_mode_ = ReqMode::holding;
       held_.clear();
       held_body_.clear();
+      // The client waits for a 100 before sending the body we must see; the upstream has
+      // not seen the request yet, so say it here (a second 100 from upstream is harmless).
+      auto expect = head_.field("expect");
+      if (expect && http::iequals(*expect, "100-continue") && exchanges_.empty()) {
+        send(out, Stream::downstream, "HTTP/1.1 100 Continue\r\n\r\n", now);
+      }
       return;
     }
     held_body_.clear();
@@ -242,6 +251,9 @@ class HttpEngine final : public EngineBase {
       if (!f->match.matches_head(head_) || !body_matches(f->match, rpc, have_body)) continue;
       if (type == "jsonrpc_error" || type == "jsonrpc_delay" || type == "jsonrpc_drop") {
         if (!rpc.valid || rpc.is_response || rpc.method.empty()) continue;  // only calls are failed
+        // A batch (2025-03-26) is described by its first message only: answering or dropping
+        // it for that one would lose the others, so batches go through untouched.
+        if (rpc.batch) continue;
       }
       if (type == "mcp_session_kill" && !kills_session(*config)) continue;
       if (type == "http_header_faults") {
@@ -279,7 +291,15 @@ class HttpEngine final : public EngineBase {
         report(out, *config, "failed " + rpc.method + (rpc.tool.empty() ? "" : " " + rpc.tool));
       } else if (type == "jsonrpc_drop") {
         Exchange a;
-        a.kind = Kind::never;
+        if (rpc.id) {
+          a.kind = Kind::never;
+        } else {
+          // A notification has no answer to withhold: it is lost, and its POST accepted as the
+          // server would (clients await that 202 without a timeout).
+          a.kind = Kind::local;
+          a.close_after = wants_close;
+          a.local = make_response(202, {}, "", "", a.close_after);
+        }
         local = std::move(a);
         report(out, *config, "dropped " + rpc.method + (rpc.tool.empty() ? "" : " " + rpc.tool));
       } else if (type == "mcp_session_kill") {

@@ -62,7 +62,8 @@ class RespEngine final : public EngineBase {
       const std::string_view chunk = view.substr(offset, s.consumed);
       offset += s.consumed;
       if (s.event == FrameEvent::head) command_head(now, out);
-      if (mode_ == Mode::forwarding) send(out, Stream::upstream, chunk, std::max(now, release_));
+      // Idle bytes (blank inline lines, `*0`) are Redis's to skip: they go through too.
+      if (mode_ != Mode::swallowing) send(out, Stream::upstream, chunk, std::max(now, release_));
       if (s.event == FrameEvent::end) command_end(now, out);
       if (passthrough_) {
         send(out, Stream::upstream, view.substr(offset), now);
@@ -114,8 +115,10 @@ class RespEngine final : public EngineBase {
         if (f->after_forward) {
           after_end_ = config.get();
         } else {
+          // Only the upstream side gets the end: it runs once the commands ahead of this one
+          // have been written whole, and closing there closes both sides. An end towards the
+          // client would close the session at once, cutting those commands mid-write.
           end(out, Stream::upstream, EndKind::close, std::max(now, release_));
-          end(out, Stream::downstream, EndKind::close, now);
           dead_ = true;
           return;
         }
@@ -124,18 +127,54 @@ class RespEngine final : public EngineBase {
     }
     release_ = std::max(release_, now + delay);
     if (name == "SUBSCRIBE" || name == "PSUBSCRIBE" || name == "SSUBSCRIBE" || name == "MONITOR" ||
-        (name == "CLIENT" && commands_.key().size() == 5 && (commands_.key() == "REPLY" || commands_.key() == "reply"))) {
+        (name == "CLIENT" && upper_ascii(commands_.key()) == "REPLY")) {
       pending_passthrough_ = true;  // after this command, replies no longer pair with commands
     }
+    track_transaction(now, out, x);
     exchanges_.push_back(std::move(x));
     emit_ready(now, out);
   }
 
+  // Inside MULTI, Redis flags the transaction when it refuses a command, and its EXEC then
+  // answers EXECABORT without running anything. A command answered here in Redis' place is
+  // such a refusal, so its transaction's EXEC becomes a DISCARD (nothing queued runs) whose
+  // reply is replaced by that EXECABORT: otherwise the queued rest would run, and EXEC's
+  // array would have fewer entries than the client queued commands.
+  void track_transaction(TimePoint now, EngineOutput& out, Exchange& x) {
+    const std::string& name = commands_.name();
+    if (mode_ != Mode::forwarding) {
+      if (in_multi_ && x.local) multi_failed_ = true;
+      return;
+    }
+    if (name == "MULTI") {
+      if (!in_multi_) multi_failed_ = false;
+      in_multi_ = true;
+    } else if (name == "DISCARD" || name == "RESET") {
+      in_multi_ = multi_failed_ = false;
+    } else if (name == "EXEC" && commands_.arity() == 1) {
+      if (in_multi_ && multi_failed_) {
+        mode_ = Mode::swallowing;  // the EXEC itself is not forwarded
+        send(out, Stream::upstream, "*1\r\n$7\r\nDISCARD\r\n", std::max(now, release_));
+        if (!x.replace_reply) x.answer = resp::error_reply("EXECABORT Transaction discarded because of previous errors.");
+        x.replace_reply = true;
+      }
+      in_multi_ = multi_failed_ = false;
+    }
+  }
+
+  static std::string upper_ascii(std::string_view s) {
+    std::string u(s);
+    for (char& c : u) {
+      if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+    }
+    return u;
+  }
+
   void command_end(TimePoint now, EngineOutput& out) {
     if (after_end_) {
-      // The command went out whole; the connection closes before its reply can come back.
+      // The connection closes once the command went out whole (upstream's end waits for its
+      // bytes; see resp_drop before), before its reply can come back.
       end(out, Stream::upstream, EndKind::close, std::max(now, release_));
-      end(out, Stream::downstream, EndKind::close, std::max(now, release_));
       dead_ = true;
       after_end_ = nullptr;
     }
@@ -206,6 +245,7 @@ class RespEngine final : public EngineBase {
   bool in_reply_ = false;
   bool replacing_ = false;
   bool passthrough_ = false, replies_passthrough_ = false, pending_passthrough_ = false;
+  bool in_multi_ = false, multi_failed_ = false;  // the server's MULTI state, as forwarded
   bool dead_ = false;
 };
 

@@ -1,6 +1,7 @@
-// Client -> server RESP (arrays and inline commands), plus glob_match on the same input.
-// Byte 0 is a split hint: the rest is fed in two parts, as a proxy would get it from two
-// reads, and must frame exactly as when fed whole.
+// Client -> server RESP (arrays and inline commands), and glob_match. Byte 0 chooses which
+// and where to split the rest: commands are fed in two parts, as a proxy would get them
+// from two reads, and must frame exactly as when fed whole; a glob input is split into
+// pattern and text and checked against a transcription of Redis' own matcher.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -223,13 +224,16 @@ void fuzz_glob(std::string_view pattern, std::string_view text) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
   const std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
-  const std::size_t split = input.empty() ? 0 : data[0] % (input.size() + 1);
-
+  // Bit 0 picks what is fuzzed, so glob inputs and command inputs each grow a corpus of
+  // their own; the other bits say where to split.
+  const std::size_t split = input.empty() ? 0 : (data[0] >> 1) % (input.size() + 1);
+  if (data[0] & 1) {
+    fuzz_glob(input.substr(0, split), input.substr(split));
+    return 0;
+  }
   const Run whole = frame(input, input.size());
   const Run parts = frame(input, split);
   CHECK(whole.failed == parts.failed);
   CHECK(whole.events == parts.events);
-
-  fuzz_glob(input.substr(0, split), input.substr(split));
   return 0;
 }

@@ -12,7 +12,7 @@ namespace faultline::jsonrpc {
 namespace {
 
 // The iterative parser keeps its stack on the heap, so a body of a million '[' cannot
-// overflow ours; full precision keeps numbers (ids above all) as sent.
+// overflow ours; full precision keeps numbers exact (ids beyond 64-bit integers: number_as_sent).
 constexpr unsigned kParseFlags = rapidjson::kParseIterativeFlag | rapidjson::kParseFullPrecisionFlag;
 // Writing a value back out recurses once per level; deeper values are refused.
 constexpr std::size_t kMaxWriteDepth = 256;
@@ -59,6 +59,23 @@ const rapidjson::Value* member(const rapidjson::Value& object, std::string_view 
   return it == object.MemberEnd() ? nullptr : &it->value;
 }
 
+// A number id that is not an integer of 64 bits (123456789012345678901234567890, 1.0, 1e2)
+// would be written back as a double, so a reply would name another id: its text as sent is
+// read from a second parse that keeps numbers as their text.
+std::optional<std::string> number_as_sent(std::string_view json, bool batch) {
+  rapidjson::Document doc;
+  doc.Parse<kParseFlags | rapidjson::kParseNumbersAsStringsFlag>(json.data(), json.size());
+  if (doc.HasParseError()) return std::nullopt;
+  const rapidjson::Value* v = &doc;
+  if (batch) {
+    if (!doc.IsArray() || doc.Empty()) return std::nullopt;
+    v = &doc[0];
+  }
+  const auto* id = member(*v, "id");
+  if (!id || !id->IsString()) return std::nullopt;
+  return std::string(id->GetString(), id->GetStringLength());
+}
+
 std::string envelope(std::string_view id_json) {
   std::string out = R"({"jsonrpc":"2.0","id":)";
   out += id_json.empty() ? std::string_view("null") : id_json;
@@ -90,7 +107,7 @@ Message describe(std::string_view json) {
     return msg;
   }
   if (const auto* id = member(*v, "id")) {
-    msg.id = to_json(*id);
+    msg.id = id->IsNumber() && !id->IsInt64() && !id->IsUint64() ? number_as_sent(json, msg.batch) : to_json(*id);
     if (!msg.id) {
       Message invalid;
       invalid.batch = msg.batch;
