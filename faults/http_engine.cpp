@@ -42,18 +42,25 @@ bool has_field(const std::vector<HeaderValue>& headers, std::string_view name) {
   return std::any_of(headers.begin(), headers.end(), [&](const HeaderValue& h) { return http::iequals(h.name, name); });
 }
 
-// A complete response made here, in the upstream's place.
+// Answers that never carry a body (RFC 9110 6.4.1): sending one would be read as the start
+// of the next answer on the connection.
+bool bodiless_status(int status) { return (status >= 100 && status < 200) || status == 204 || status == 304; }
+
+// A complete response made here, in the upstream's place. The answer to a HEAD request is
+// the head alone (its content-length still gives the body's size, as a GET would get it).
 std::string make_response(int status, const std::vector<HeaderValue>& headers, std::string_view body,
-                          std::string_view default_type, bool close) {
+                          std::string_view default_type, bool close, bool head_only = false) {
+  const bool bodiless = bodiless_status(status);
+  if (bodiless) body = {};
   http::Head h;
   h.request = false;
   h.status = status;
   h.reason = std::string(reason_phrase(status));
   if (!has_field(headers, "content-type") && !body.empty()) h.fields.push_back({"content-type", std::string(default_type)});
   for (const auto& f : headers) h.fields.push_back({f.name, f.value});
-  set_field(h, "content-length", std::to_string(body.size()));
+  if (!bodiless) set_field(h, "content-length", std::to_string(body.size()));
   if (close) set_field(h, "connection", "close");
-  return serialize_head(h) + std::string(body);
+  return head_only ? serialize_head(h) : serialize_head(h) + std::string(body);
 }
 
 bool looks_json(std::string_view body) {
@@ -268,7 +275,7 @@ class HttpEngine final : public EngineBase {
         a.close_after = wants_close || body_unread;
         a.local = make_response(f->status, f->headers, f->body.value_or(""),
                                 looks_json(f->body.value_or("")) ? "application/json" : "text/plain; charset=utf-8",
-                                a.close_after);
+                                a.close_after, head_.method == "HEAD");
         local = std::move(a);
         report(out, *config, "answered " + std::to_string(f->status) + " to " + head_.method + " " + head_.target);
       } else if (type == "http_delay" || type == "jsonrpc_delay") {
@@ -360,7 +367,7 @@ class HttpEngine final : public EngineBase {
         Exchange a;
         a.kind = Kind::local;
         a.close_after = close;
-        a.local = make_response(status, {}, "fault filter abort", "text/plain", close);
+        a.local = make_response(status, {}, "fault filter abort", "text/plain", close, head_.method == "HEAD");
         local = std::move(a);
         report(out, config, "header-requested abort " + std::to_string(status));
       }
@@ -437,11 +444,13 @@ class HttpEngine final : public EngineBase {
     // http_reset
     std::optional<std::int64_t> reset_left;
     EndKind reset_kind = EndKind::reset;
+    // A HEAD answer, a 204 or a 304: a head without a body, whatever its length fields say.
+    bool bodiless = false;
     // http_replace / http_patch with a body: the answer is rebuilt at its end
     bool rebuild = false;
     http::Head head;
     std::string body;
-    std::string raw;  // the original, should the body be too big to rebuild
+    std::string raw;  // http_patch: the original, should the body be too big to rebuild
     const ProtocolFault* replace = nullptr;
     const ProtocolFault* patch = nullptr;
     std::shared_ptr<const ToxicConfig> rebuild_config;
@@ -449,7 +458,11 @@ class HttpEngine final : public EngineBase {
     bool sse = false;
     sse::Splitter splitter;
     std::int64_t events = 0;
-    std::string hold;  // raw bytes of the event in progress
+    // Raw bytes (body framing included) from the end of the last event sent, and where in them
+    // the body payload lies ([begin, end) offsets), so a fault can tell the event's text from
+    // the chunk framing around and inside it.
+    std::string hold;
+    std::vector<std::pair<std::size_t, std::size_t>> payload;
     const ToxicConfig* cut = nullptr;
     const ToxicConfig* stall = nullptr;
     const ToxicConfig* delay = nullptr;
@@ -464,6 +477,7 @@ class HttpEngine final : public EngineBase {
     r_.floor = now;
     Exchange* x = r_.interim ? nullptr : answering();
     r_.exchange = x;
+    r_.bodiless = (x && x->method == "HEAD") || h.status == 204 || h.status == 304;
     if (x) {
       r_.floor = now + x->response_delay;
       if (mcp_ && x->rpc_method == "initialize") {
@@ -473,23 +487,29 @@ class HttpEngine final : public EngineBase {
     }
     if (r_.rebuild) {
       r_.head = h;
-      r_.raw.assign(head_bytes);
+      if (keeps_body()) r_.raw.assign(head_bytes);
       return;
     }
-    if (r_.replace && !r_.rebuild) {
+    std::string changed;
+    if (r_.replace) {
       // Status and headers only: the head is rewritten, the body streams through.
-      http::Head changed = h;
-      rewrite_head(changed, *r_.replace);
-      const std::string bytes = serialize_head(changed);
-      route_response(bytes, now, out);
+      http::Head rewritten = h;
+      rewrite_head(rewritten, *r_.replace);
+      changed = serialize_head(rewritten);
+      head_bytes = changed;
+    }
+    if (r_.sse) {
+      // The head goes at once (a client waits for it before reading the stream); the SSE
+      // faults act on the events that follow.
+      forward(head_bytes, now, out);
+      if (r_.cut && r_.cut->compiled->after_events == 0) cut_now(*r_.cut, now, out);
       return;
     }
     route_response(head_bytes, now, out);
-    if (r_.sse && r_.cut && r_.cut->compiled->after_events == 0) {
-      flush_response_hold(now, out);
-      cut_now(*r_.cut, now, out);
-    }
   }
+
+  // http_patch needs the upstream's body; a replaced body is dropped as it comes.
+  bool keeps_body() const { return r_.rebuild && !(r_.replace && r_.replace->body); }
 
   static void rewrite_head(http::Head& h, const ProtocolFault& f) {
     if (f.status != 0) {
@@ -512,13 +532,13 @@ class HttpEngine final : public EngineBase {
                                std::to_string(f.after_bytes) + " bytes");
     } else if (type == "http_replace") {
       r_.replace = &f;
-      if (f.body) {
+      if (f.body && !r_.bodiless) {  // an answer without a body keeps having none
         r_.rebuild = true;
         r_.rebuild_config = config;
       }
       report(out, *config, "replaced the response");
     } else if (type == "http_patch") {
-      if (encoded || event_stream) return;  // a compressed or streamed body is not patched
+      if (encoded || event_stream || r_.bodiless) return;  // a compressed, streamed or absent body is not patched
       r_.patch = &f;
       r_.rebuild = true;
       r_.rebuild_config = config;
@@ -543,18 +563,19 @@ class HttpEngine final : public EngineBase {
   void route_response(std::string_view chunk, TimePoint now, EngineOutput& out) {
     if (chunk.empty() || resp_dead_) return;
     if (r_.rebuild) {
+      if (!keeps_body()) return;  // replaced: the upstream's body is not needed
       r_.raw.append(chunk);
-      if (r_.raw.size() > kMaxHeldResponse) {  // too big to rebuild: the original goes through
+      if (r_.raw.size() > kMaxHeldResponse) {  // too big to patch: the original goes through
         r_.rebuild = false;
-        r_.replace = nullptr;
-        send(out, Stream::downstream, r_.raw, std::max(now, r_.floor));
+        r_.patch = nullptr;
+        r_.body.clear();
+        forward(r_.raw, now, out);
         r_.raw.clear();
       }
       return;
     }
     if (r_.sse) {
-      r_.hold.append(chunk);
-      if (r_.hold.size() > kMaxHeldEvent) forward(r_.hold, now, out), r_.hold.clear();
+      r_.hold.append(chunk);  // response_body sends it, event by event
       return;
     }
     forward(chunk, now, out);
@@ -578,27 +599,23 @@ class HttpEngine final : public EngineBase {
 
   void response_body(std::string_view chunk, std::string_view payload, TimePoint now, EngineOutput& out) {
     if (r_.rebuild) {
-      if (r_.body.size() + payload.size() <= kMaxHeldResponse) r_.body.append(payload);
+      if (keeps_body() && r_.body.size() + payload.size() <= kMaxHeldResponse) r_.body.append(payload);
       return;
     }
     if (!r_.sse || resp_dead_) return;
-    // The chunk was appended to hold already; map event ends in the payload to hold offsets.
+    // route_response appended the chunk to hold; the payload is a part of it.
     const std::size_t chunk_start = r_.hold.size() - chunk.size();
     const std::size_t payload_at = chunk_start + static_cast<std::size_t>(payload.data() - chunk.data());
+    r_.payload.emplace_back(payload_at, payload_at + payload.size());
     std::vector<std::size_t> ends;
     std::vector<sse::Event> events;
     r_.splitter.feed(payload, ends, events);
-    std::size_t sent = 0;  // bytes of hold already sent
-    std::size_t event_start = payload_at;
+    std::size_t sent = 0;  // bytes of hold already sent: the events before end there
     for (std::size_t i = 0; i < ends.size() && !resp_dead_; ++i) {
       const std::size_t event_end = payload_at + ends[i];
       ++r_.events;
       if (r_.corrupt && r_.events == r_.corrupt->compiled->after_events + 1) {
-        // Same length, so transfer framing stays valid; the event's JSON no longer parses.
-        const std::size_t from = event_start + (event_end - event_start) / 2;
-        for (std::size_t k = from; k + 2 < event_end; ++k) {
-          if (r_.hold[k] != '\n' && r_.hold[k] != '\r') r_.hold[k] = '~';
-        }
+        corrupt_event(sent, event_end);
         report(out, *r_.corrupt, "corrupted event " + std::to_string(r_.events));
       }
       TimePoint at = std::max(now, r_.floor);
@@ -609,7 +626,6 @@ class HttpEngine final : public EngineBase {
       }
       forward(std::string_view(r_.hold).substr(sent, event_end - sent), at, out);
       sent = event_end;
-      event_start = event_end;
       if (r_.cut && r_.events == r_.cut->compiled->after_events) cut_now(*r_.cut, at, out);
       if (r_.stall && r_.events == r_.stall->compiled->after_events) {
         const Duration d = r_.stall->compiled->stall;
@@ -617,7 +633,36 @@ class HttpEngine final : public EngineBase {
         report(out, *r_.stall, "stalled the stream after " + std::to_string(r_.events) + " events");
       }
     }
-    if (!resp_dead_) r_.hold.erase(0, sent);
+    if (resp_dead_) return;
+    drop_held(sent);
+    // An event too big to hold goes out as it comes (a fault then only sees its rest).
+    if (r_.hold.size() > kMaxHeldEvent) {
+      forward(r_.hold, now, out);
+      drop_held(r_.hold.size());
+    }
+  }
+
+  // Forgets the first `n` bytes of hold (they were sent), keeping the payload offsets right.
+  void drop_held(std::size_t n) {
+    r_.hold.erase(0, n);
+    std::vector<std::pair<std::size_t, std::size_t>> kept;
+    for (const auto& [b, e] : r_.payload) {
+      if (e > n) kept.emplace_back(std::max(b, n) - n, e - n);
+    }
+    r_.payload = std::move(kept);
+  }
+
+  // sse_corrupt: the second half of the event's text in hold[from, to) becomes '~', line ends
+  // and body framing kept, so the length and the transfer framing stay valid.
+  void corrupt_event(std::size_t from, std::size_t to) {
+    std::vector<std::size_t> at;  // offsets in hold of the event's text bytes
+    for (const auto& [b, e] : r_.payload) {
+      for (std::size_t k = std::max(b, from); k < std::min(e, to); ++k) at.push_back(k);
+    }
+    for (std::size_t i = at.size() / 2; i < at.size(); ++i) {
+      char& c = r_.hold[at[i]];
+      if (c != '\n' && c != '\r') c = '~';
+    }
   }
 
   void cut_now(const ToxicConfig& cut, TimePoint at, EngineOutput& out) {
@@ -630,6 +675,7 @@ class HttpEngine final : public EngineBase {
     if (resp_dead_) return;
     if (!r_.hold.empty()) forward(r_.hold, now, out);
     r_.hold.clear();
+    r_.payload.clear();
   }
 
   void response_end(TimePoint now, EngineOutput& out) {
@@ -647,7 +693,7 @@ class HttpEngine final : public EngineBase {
       remove_field(h, "transfer-encoding");
       set_field(h, "content-length", std::to_string(body.size()));
       r_.rebuild = false;
-      send(out, Stream::downstream, serialize_head(h) + body, std::max(now, r_.floor));
+      forward(serialize_head(h) + body, now, out);
     } else {
       flush_response_hold(now, out);
     }

@@ -39,6 +39,7 @@ class RespEngine final : public EngineBase {
     bool local = false;
     std::string answer;              // local answers, and replies replaced after forwarding
     bool replace_reply = false;      // resp_error when=after: the real reply is discarded
+    bool passthrough = false;        // SUBSCRIBE & co.: from its reply on, replies are bytes
     const ToxicConfig* replaced_by = nullptr;
   };
 
@@ -119,6 +120,7 @@ class RespEngine final : public EngineBase {
           // have been written whole, and closing there closes both sides. An end towards the
           // client would close the session at once, cutting those commands mid-write.
           end(out, Stream::upstream, EndKind::close, std::max(now, release_));
+          mode_ = Mode::swallowing;  // not even the bytes already here go out
           dead_ = true;
           return;
         }
@@ -126,9 +128,13 @@ class RespEngine final : public EngineBase {
       }
     }
     release_ = std::max(release_, now + delay);
-    if (name == "SUBSCRIBE" || name == "PSUBSCRIBE" || name == "SSUBSCRIBE" || name == "MONITOR" ||
-        (name == "CLIENT" && upper_ascii(commands_.key()) == "REPLY")) {
-      pending_passthrough_ = true;  // after this command, replies no longer pair with commands
+    if (mode_ == Mode::forwarding &&
+        (name == "SUBSCRIBE" || name == "PSUBSCRIBE" || name == "SSUBSCRIBE" || name == "MONITOR" ||
+         (name == "CLIENT" && upper_ascii(commands_.key()) == "REPLY"))) {
+      // After this command, replies no longer pair with commands: the commands after it
+      // pass as bytes, and so do the replies once the replies before its own have gone.
+      pending_passthrough_ = true;
+      x.passthrough = true;
     }
     track_transaction(now, out, x);
     exchanges_.push_back(std::move(x));
@@ -179,10 +185,7 @@ class RespEngine final : public EngineBase {
       after_end_ = nullptr;
     }
     mode_ = Mode::idle;
-    if (pending_passthrough_) {
-      passthrough_ = true;
-      replies_passthrough_ = true;
-    }
+    if (pending_passthrough_) passthrough_ = true;
   }
 
   void emit_ready(TimePoint now, EngineOutput& out) {
@@ -193,7 +196,7 @@ class RespEngine final : public EngineBase {
   }
 
   void on_server_bytes(std::string_view data, TimePoint now, EngineOutput& out) {
-    if (replies_passthrough_ && !replacing_) {
+    if (replies_passthrough_) {
       send(out, Stream::downstream, data, now);
       return;
     }
@@ -202,7 +205,16 @@ class RespEngine final : public EngineBase {
     std::size_t offset = 0;
     for (int guard = 0; guard < 1 << 20 && !dead_; ++guard) {
       if (!in_reply_) {
-        replacing_ = !exchanges_.empty() && exchanges_.front().replace_reply;
+        if (!exchanges_.empty() && exchanges_.front().passthrough) {
+          replies_passthrough_ = true;
+          exchanges_.clear();
+          send(out, Stream::downstream, view.substr(offset), now);
+          offset = view.size();
+          break;
+        }
+        // A RESP3 push ('>') answers no command: it is never the reply to replace.
+        replacing_ = !exchanges_.empty() && exchanges_.front().replace_reply &&
+                     offset < view.size() && view[offset] != '>';
       }
       const FrameStep s = replies_.step(view.substr(offset));
       if (s.event == FrameEvent::error) {
