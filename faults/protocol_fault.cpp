@@ -354,6 +354,7 @@ void register_protocol_faults(ToxicRegistry& r) {
                  {"message", AttributeKind::string, 0, {}, false, "Fault injected by faultline"},
                  {"as_result", AttributeKind::json, 0, {}, false, "false"}},
                 compiler([](const ToxicConfig& c, ProtocolFault& f, std::string& e) {
+                  if (auto err = check_range(c, "code", -2147483648.0, 2147483647.0)) return e = *err, false;
                   f.code = static_cast<int>(c.get_int("code"));
                   f.message = c.get_text("message");
                   const std::string& as_result = c.get_text("as_result");

@@ -7,6 +7,7 @@
 #include <rapidjson/writer.h>
 #include <spdlog/spdlog.h>
 
+#include "faults/protocol_fault.hpp"
 #include "proxy/address.hpp"
 #include "proxy/json_io.hpp"
 #include "proxy/server_context.hpp"
@@ -189,6 +190,15 @@ std::optional<std::string> configure_protocol(const ProxyFields& f, const std::s
 std::optional<std::string> check_layers(Protocol protocol, const std::vector<std::shared_ptr<const ToxicConfig>>& toxics) {
   for (const auto& t : toxics) {
     const ToxicType* type = ToxicRegistry::instance().find(t->type);
+    if (t->compiled && protocol != Protocol::mcp) {
+      const MessageMatch& m = t->compiled->match;
+      for (auto [field, value] : {std::pair{"rpc_method", &m.rpc_method}, std::pair{"tool", &m.tool}, std::pair{"session", &m.session}}) {
+        if (!value->empty()) {
+          return "toxic " + t->name + ": attribute match." + field + " needs a proxy with protocol mcp (this proxy's protocol is " +
+                 std::string(protocol_name(protocol)) + ")";
+        }
+      }
+    }
     if (!type || protocol_accepts(protocol, type->layer)) continue;
     const std::string_view needs = type->layer == Layer::http ? "http or mcp" : type->layer == Layer::resp ? "resp" : "mcp";
     return "toxic " + t->name + ": type " + t->type + " needs a proxy with protocol " + std::string(needs) +
