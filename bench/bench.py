@@ -7,12 +7,20 @@ Two more faultline targets measure what a toxic that does nothing costs: faultli
 server as the plain faultline target, run in the throughput and redis phases only, and are
 reported as ratios to plain faultline (the bar: a toxic that does nothing costs < 10 %).
 
+Two targets take part in the http phase only: faultline+http, a second proxy on the plain
+faultline target's server with "protocol": "http" (HTTP/1.1-aware), and haproxy+http, HAProxy in
+mode http. The http phase's upstream is HAProxy answering every request itself (200, 12-byte
+text/plain body, keep-alive). Reported: faultline+http / faultline (the bar: the HTTP decoder
+costs < 25 % of requests per second against the tcp proxy, i.e. a ratio >= 0.75),
+faultline+http / haproxy+http and haproxy+http / haproxy.
+
 Run it through bench/run.sh (or ./dev bench), which checks the tools, raises the fd limit and
 cleans up after a crash. Metrics (median of --runs runs each, runs interleaved across targets):
   throughput   iperf3, one connection, client -t SECONDS                      (Gbit/s)
   redis        redis-benchmark -c 50 -n 200000 -t get,set                     (requests/s)
                redis-benchmark -c 1 -n 20000 -t ping_mbulk latency            (us, avg and p99)
   connections  redis-benchmark -c 50 -n 50000 -t ping_mbulk -k 0              (new connections/s)
+  http         wrk -t1 -c50 -d SECONDS --latency, keep-alive GET /            (requests/s, p50, p99 us)
   memory       N idle connections through the proxy to an upstream that holds them:
                (RSS after - RSS before) / N                                   (KiB per connection)
 Writes bench/results/latest.json. Stdlib only; every wait is bounded.
@@ -29,6 +37,7 @@ import io
 import json
 import os
 import platform
+import re
 import resource
 import signal
 import socket
@@ -55,14 +64,27 @@ TOXIC_VARIANTS = {
          "attributes": {"rate": 100000000}}  # KB/s: 100 GB/s
         for stream in ("upstream", "downstream")],
 }
-FAULTLINE_KINDS = ["faultline"] + list(TOXIC_VARIANTS)
-ALL_TARGETS = ["direct", "haproxy", "socat"] + FAULTLINE_KINDS
-TARGET_SETS = {"toxics": FAULTLINE_KINDS, "all": ALL_TARGETS}
-ALL_PHASES = ["throughput", "redis", "connections", "memory"]
+# Targets of the http phase only: a second faultline proxy (on the plain faultline target's
+# server) that decodes HTTP/1.1, and HAProxy in mode http.
+FAULTLINE_PROTOCOL = {"faultline+http": "http"}
+HTTP_VARIANTS = ["faultline+http", "haproxy+http"]
+FAULTLINE_KINDS = ["faultline"] + list(TOXIC_VARIANTS) + list(FAULTLINE_PROTOCOL)
+ALL_TARGETS = ["direct", "haproxy", "haproxy+http", "socat"] + FAULTLINE_KINDS
+TARGET_SETS = {"toxics": ["faultline"] + list(TOXIC_VARIANTS), "all": ALL_TARGETS}
+ALL_PHASES = ["throughput", "redis", "connections", "http", "memory"]
 # Phases the toxic variants take part in (the others skip them, shown as n/a).
 VARIANT_PHASES = ["throughput", "redis"]
+# Targets that take part in some phases only; the others take part in all of them.
+TARGET_PHASES = {**{v: VARIANT_PHASES for v in TOXIC_VARIANTS}, **{v: ["http"] for v in HTTP_VARIANTS}}
 # A toxic that does nothing may cost less than this fraction of plain faultline's figure.
 TOXIC_OVERHEAD_BAR = 0.10
+# The http phase: wrk's threads and connections (keep-alive), and the bar for the HTTP decoder:
+# faultline+http's requests/s at least this fraction of the plain (tcp) faultline proxy's.
+WRK_THREADS = 1
+HTTP_CONNS = 50
+HTTP_DECODER_MIN_RATIO = 0.75
+# What the http phase's origin answers to every request.
+HTTP_BODY = b"hello world\n"
 
 
 class BenchError(Exception):
@@ -271,29 +293,40 @@ class Target:
         return self.proc.pid if self.proc else None
 
 
-def start_target(kind, upstream_port, ctx, tag):
-    procs, tmp = ctx.procs, ctx.tmp
-    if kind == "direct":
-        return Target(kind, upstream_port)
-    if kind == "haproxy":
-        port = free_port()
-        cfg = os.path.join(tmp, f"haproxy-{tag}.cfg")
-        with open(cfg, "w") as f:
-            f.write(f"""global
+def write_haproxy_cfg(ctx, name, mode, sections):
+    """Writes an HAProxy config (mode tcp or http, long client/server timeouts) with `sections`
+    (frontends and backends) after its global and defaults sections; returns its path."""
+    cfg = os.path.join(ctx.tmp, f"{name}.cfg")
+    with open(cfg, "w") as f:
+        f.write(f"""global
     maxconn {ctx.haproxy_maxconn}
 defaults
-    mode tcp
+    mode {mode}
     maxconn {ctx.haproxy_maxconn}
     timeout connect 5s
     timeout client 1h
     timeout server 1h
-frontend fe
+""" + sections)
+    return cfg
+
+
+def start_target(kind, upstream_port, ctx, tag):
+    procs = ctx.procs
+    if kind == "direct":
+        return Target(kind, upstream_port)
+    if kind in ("haproxy", "haproxy+http"):
+        # mode http: HAProxy parses every request and answer (keep-alive on both sides, idle
+        # server connections reused); mode tcp relays bytes.
+        mode = "http" if kind == "haproxy+http" else "tcp"
+        name = "haproxy-http" if mode == "http" else "haproxy"
+        port = free_port()
+        cfg = write_haproxy_cfg(ctx, f"{name}-{tag}", mode, f"""frontend fe
     bind {LOOPBACK}:{port}
     default_backend be
 backend be
     server upstream {LOOPBACK}:{upstream_port}
 """)
-        p = procs.start(["haproxy", "-db", "-f", cfg], f"haproxy-{tag}")
+        p = procs.start(["haproxy", "-db", "-f", cfg], f"{name}-{tag}")
         wait_listening(port, p)
         return Target(kind, port, p)
     if kind == "socat":
@@ -362,13 +395,17 @@ def faultline_api(api, method, path, body=None):
         raise BenchError(f"faultline {method} {path} failed: {e}")
 
 
-def add_faultline_proxy(ctx, proc, api, name, upstream_port, toxics):
-    """Creates a proxy, then its toxics one POST each; checks they are in place. Returns its port."""
-    status, reply = faultline_api(api, "POST", "/proxies",
-                                  {"name": name, "listen": f"{LOOPBACK}:0",
-                                   "upstream": f"{LOOPBACK}:{upstream_port}"})
+def add_faultline_proxy(ctx, proc, api, name, upstream_port, toxics, protocol=None):
+    """Creates a proxy (of `protocol`; None: the default, tcp), then its toxics one POST each;
+    checks they are in place. Returns its port."""
+    body = {"name": name, "listen": f"{LOOPBACK}:0", "upstream": f"{LOOPBACK}:{upstream_port}"}
+    if protocol is not None:
+        body["protocol"] = protocol
+    status, reply = faultline_api(api, "POST", "/proxies", body)
     if status != 201 or "listen" not in reply:
         raise BenchError(f"faultline POST /proxies: unexpected reply {status} {reply}")
+    if protocol is not None and reply.get("protocol") != protocol:
+        raise BenchError(f"faultline POST /proxies: asked for protocol {protocol}, got {reply}")
     port = int(reply["listen"].rsplit(":", 1)[1])
     for toxic in toxics:
         status, reply = faultline_api(api, "POST", f"/proxies/{name}/toxics", toxic)
@@ -385,7 +422,8 @@ def add_faultline_proxy(ctx, proc, api, name, upstream_port, toxics):
 
 def start_targets(kinds, upstream_port, ctx, tag):
     """Starts every target in `kinds`; returns {kind: Target} in the same order. All faultline
-    kinds are proxies on one shared faultline server (one process), each with its own toxics."""
+    kinds are proxies on one shared faultline server (one process), each with its own toxics
+    (or protocol)."""
     out = {}
     server = None
     try:
@@ -396,7 +434,8 @@ def start_targets(kinds, upstream_port, ctx, tag):
                 proc, api = server
                 suffix = "" if kind == "faultline" else "_" + kind.split("+", 1)[1]
                 name = f"bench_{tag}{suffix}"
-                port = add_faultline_proxy(ctx, proc, api, name, upstream_port, TOXIC_VARIANTS.get(kind, []))
+                port = add_faultline_proxy(ctx, proc, api, name, upstream_port, TOXIC_VARIANTS.get(kind, []),
+                                           FAULTLINE_PROTOCOL.get(kind))
                 out[kind] = Target(kind, port, proc, api, name)
             else:
                 out[kind] = start_target(kind, upstream_port, ctx, tag)
@@ -502,8 +541,9 @@ def revive(ctx, results, targets, kind, upstream_port, tag, phase):
 
 
 def phase_targets(ctx, phase):
-    """The selected targets that take part in `phase` (toxic variants only in VARIANT_PHASES)."""
-    return [k for k in ctx.targets if k not in TOXIC_VARIANTS or phase in VARIANT_PHASES]
+    """The selected targets that take part in `phase` (toxic variants only in VARIANT_PHASES,
+    the http variants only in the http phase)."""
+    return [k for k in ctx.targets if phase in TARGET_PHASES.get(k, ALL_PHASES)]
 
 
 # ----------------------------------------------------------------------------- phases
@@ -623,6 +663,151 @@ def phase_connections(ctx, results, redis_port):
                 time.sleep(1)  # let TIME_WAIT / forked children settle between runs
     finally:
         stop_targets(ctx, targets.values(), results, "connections")
+
+
+def haproxy_version(ctx):
+    """(major, minor) from `haproxy -v`, or None if it does not say."""
+    m = re.search(r"version (\d+)\.(\d+)", ctx.versions.get("haproxy") or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def start_http_origin(ctx):
+    """The http phase's upstream: HAProxy in mode http answering every request itself (200,
+    text/plain HTTP_BODY, keep-alive), fast enough not to be the bottleneck. Returns (port, proc)."""
+    v = haproxy_version(ctx)
+    if v is not None and v < (2, 2):
+        raise BenchError(f"the http phase needs HAProxy >= 2.2 (http-request return); found {ctx.versions['haproxy']}")
+    port = free_port()
+    body = HTTP_BODY.decode().replace("\n", "\\n")
+    cfg = write_haproxy_cfg(ctx, "http-origin", "http", f"""frontend origin
+    bind {LOOPBACK}:{port}
+    http-request return status 200 content-type text/plain string "{body}"
+""")
+    p = ctx.procs.start(["haproxy", "-db", "-f", cfg], "http-origin")
+    wait_listening(port, p)
+    return port, p
+
+
+def check_http_answer(port, what):
+    """One GET through the target (its own connection): the origin's answer must come back whole."""
+    try:
+        req = urllib.request.Request(f"http://{LOOPBACK}:{port}/", headers={"User-Agent": "faultline-bench"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            status, body = resp.status, resp.read()
+    except (OSError, ValueError) as e:  # urllib.error.URLError is an OSError
+        raise BenchError(f"GET / via {what} failed: {e}")
+    if status != 200 or body != HTTP_BODY:
+        raise BenchError(f"GET / via {what}: got {status} {body[:100]!r}, expected 200 {HTTP_BODY!r}")
+
+
+WRK_TIME_UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
+
+
+def parse_wrk(text):
+    """{"rps", "p50_us", "p99_us", "requests", "socket_errors", "non_2xx"} from wrk --latency's
+    report; raises BenchError if a figure is missing."""
+    def find(pattern):
+        m = re.search(pattern, text, re.MULTILINE)
+        if not m:
+            raise BenchError(f"wrk: no match for {pattern!r} in its output: {text[-400:]!r}")
+        return m
+
+    def latency(pct):
+        m = find(rf"^\s*{pct}(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$")
+        return float(m.group(1)) * WRK_TIME_UNITS[m.group(2)]
+
+    out = {"rps": float(find(r"^Requests/sec:\s+([\d.]+)").group(1)),
+           "p50_us": latency(50), "p99_us": latency(99),
+           "requests": int(find(r"^\s*(\d+) requests in ").group(1)),
+           "socket_errors": {}, "non_2xx": 0}
+    # Printed only when not zero.
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        out["socket_errors"] = {k: int(v) for k, v in zip(("connect", "read", "write", "timeout"), m.groups())
+                                if int(v)}
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if m:
+        out["non_2xx"] = int(m.group(1))
+    return out
+
+
+def note_http_decoded(results, targets):
+    """Notes, for each faultline proxy of the http phase, the requests and responses its server
+    decoded and the streams it could not decode, from /metrics: an http proxy that decoded
+    nothing (or passed the traffic through as bytes) would make its numbers meaningless. Never
+    fails the phase."""
+    per = {}
+    for kind, t in targets.items():
+        if kind not in FAULTLINE_KINDS or t.api is None:
+            continue
+        try:
+            req = urllib.request.Request(f"http://{t.api}/metrics", headers={"User-Agent": "faultline-bench"})
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                text = resp.read().decode(errors="replace")
+        except OSError as e:
+            log(f"could not read faultline /metrics after the http phase: {e}")
+            continue
+        counts = {}
+        for line in text.splitlines():
+            for metric, field in (("faultline_proxy_requests_total", "requests"),
+                                  ("faultline_proxy_responses_total", "responses"),
+                                  ("faultline_proxy_undecodable_streams_total", "undecodable_streams"),
+                                  ("faultline_proxy_connections_total", "connections")):
+                if line.startswith(metric + "{") and f'proxy="{t.proxy}"' in line:
+                    try:
+                        counts[field] = int(float(line.rsplit(" ", 1)[1]))
+                    except ValueError:
+                        pass
+        counts["protocol"] = FAULTLINE_PROTOCOL.get(kind, "tcp")
+        per[kind] = counts
+        if kind in FAULTLINE_PROTOCOL and not counts.get("requests"):
+            log(f"warning: {kind}: the proxy decoded no request in the http phase")
+        if counts.get("undecodable_streams"):
+            log(f"warning: {kind}: {counts['undecodable_streams']} streams did not decode as HTTP "
+                f"(passed through as bytes)")
+    if per:
+        results.note("http_decoded", per)
+
+
+def phase_http(ctx, results):
+    secs = ctx.http_seconds
+    origin_port, origin = start_http_origin(ctx)
+    try:
+        check_http_answer(origin_port, "the origin")
+        targets = start_targets(phase_targets(ctx, "http"), origin_port, ctx, "http")
+        try:
+            for run in range(ctx.runs):
+                for kind in list(targets):
+                    t = revive(ctx, results, targets, kind, origin_port, "http", "http")
+                    rps = p50 = p99 = None
+                    try:
+                        check_http_answer(t.port, kind)
+                        out = ctx.procs.run(["wrk", f"-t{WRK_THREADS}", f"-c{HTTP_CONNS}", f"-d{secs}s",
+                                             "--timeout", "5s", "--latency", f"http://{LOOPBACK}:{t.port}/"],
+                                            f"wrk via {kind}", timeout=secs + 30)
+                        w = parse_wrk(out)
+                        if w["non_2xx"]:
+                            raise BenchError(f"wrk via {kind}: {w['non_2xx']} of {w['requests']} answers "
+                                             f"were not 2xx/3xx")
+                        if not w["requests"]:
+                            raise BenchError(f"wrk via {kind}: no request completed")
+                        if w["socket_errors"]:
+                            log(f"warning: http run {run + 1} via {kind}: socket errors {w['socket_errors']}")
+                            results.notes.setdefault("http_socket_errors", {}).setdefault(kind, []).append(
+                                {"run": run + 1, **w["socket_errors"]})
+                        rps, p50, p99 = w["rps"], w["p50_us"], w["p99_us"]
+                    except (BenchError, KeyError, ValueError) as e:
+                        log(f"http run {run + 1} via {kind} failed: {e}")
+                    results.add("http_rps", kind, rps)
+                    results.add("http_p50", kind, p50)
+                    results.add("http_p99", kind, p99)
+                    log(f"http run {run + 1}/{ctx.runs} {kind}: {fmt(rps, 0)} req/s "
+                        f"p50 {fmt(p50, 1)} us p99 {fmt(p99, 1)} us")
+            note_http_decoded(results, targets)
+        finally:
+            stop_targets(ctx, targets.values(), results, "http")
+    finally:
+        ctx.procs.stop(origin)
 
 
 class Holder:
@@ -751,10 +936,14 @@ METRICS = [
     ("ping_avg", "redis PING latency avg, 1 conn", "us", "lower"),
     ("ping_p99", "redis PING latency p99, 1 conn", "us", "lower"),
     ("new_conns", "new connections (PING, -k 0)", "conn/s", "higher"),
+    ("http_rps", f"HTTP GET keep-alive, {HTTP_CONNS} conns (wrk)", "req/s", "higher"),
+    ("http_p50", f"HTTP latency p50, {HTTP_CONNS} conns", "us", "lower"),
+    ("http_p99", f"HTTP latency p99, {HTTP_CONNS} conns", "us", "lower"),
     ("idle_kib", "memory per idle connection", "KiB", "lower"),
 ]
 PHASE_OF = {"throughput": "throughput", "redis_set": "redis", "redis_get": "redis", "ping_avg": "redis",
-            "ping_p99": "redis", "new_conns": "connections", "idle_kib": "memory"}
+            "ping_p99": "redis", "new_conns": "connections", "http_rps": "http", "http_p50": "http",
+            "http_p99": "http", "idle_kib": "memory"}
 
 
 class Results:
@@ -784,7 +973,8 @@ DIGITS = {"Gbit/s": 2, "req/s": 0, "us": 1, "conn/s": 0, "KiB": 1}
 
 
 # Short column headers for the table (the JSON uses the target names).
-COLUMN = {"faultline+latency0": "fl+latency0", "faultline+bandwidth": "fl+bandwidth"}
+COLUMN = {"faultline+latency0": "fl+latency0", "faultline+bandwidth": "fl+bandwidth",
+          "faultline+http": "fl+http"}
 # Metrics with a pass/fail against TOXIC_OVERHEAD_BAR (the others' ratios are informational).
 OVERHEAD_GRADED = ["throughput", "redis_set", "redis_get"]
 
@@ -793,7 +983,7 @@ def measured(key, target):
     """Whether `target` takes part in the phase of metric `key`."""
     if key == "idle_kib" and target == "direct":
         return False
-    return target not in TOXIC_VARIANTS or PHASE_OF[key] in VARIANT_PHASES
+    return PHASE_OF[key] in TARGET_PHASES.get(target, ALL_PHASES)
 
 
 def ratio(a, b):
@@ -829,8 +1019,69 @@ def spread(values):
     return (max(vals) - min(vals)) / statistics.median(vals)
 
 
+# The http phase's ratios of medians: (numerator, denominator); the first is graded against
+# HTTP_DECODER_MIN_RATIO in requests/s, the others are informational.
+HTTP_PAIRS = [("faultline+http", "faultline"), ("faultline+http", "haproxy+http"), ("haproxy+http", "haproxy")]
+HTTP_GRADED = ("faultline+http", "faultline", "http_rps")
+HTTP_METRICS = ["http_rps", "http_p50", "http_p99"]
+
+
+def http_ratios(ctx, results):
+    """{"a/b": {metric: {"ratio", "per_run_ratios"[, "within_bar"]}}} for the pairs of HTTP_PAIRS
+    whose two targets both ran (per-run ratios pair the runs of the same round)."""
+    out = {}
+    for a, b in HTTP_PAIRS:
+        if a not in ctx.targets or b not in ctx.targets:
+            continue
+        per = {}
+        for key in HTTP_METRICS:
+            ra = results.runs.get(key, {}).get(a, [])
+            rb = results.runs.get(key, {}).get(b, [])
+            e = {"ratio": ratio(results.median(key, a), results.median(key, b)),
+                 "per_run_ratios": [ratio(x, y) for x, y in zip(ra, rb)]}
+            if (a, b, key) == HTTP_GRADED:
+                e["within_bar"] = None if e["ratio"] is None else e["ratio"] >= HTTP_DECODER_MIN_RATIO
+            per[key] = e
+        out[f"{a}/{b}"] = per
+    return out
+
+
+def print_http_ratios(ctx, results):
+    ratios = http_ratios(ctx, results)
+    if not ratios:
+        return
+    print()
+    print(f"HTTP: ratios of medians (bar: fl+http / faultline >= {HTTP_DECODER_MIN_RATIO:.2f} in req/s, "
+          f"i.e. the HTTP decoder costs < {1 - HTTP_DECODER_MIN_RATIO:.0%} of requests per second "
+          f"against the tcp proxy)")
+    names = ["/".join(COLUMN.get(x, x) for x in pair.split("/")) for pair in ratios]
+    widths = [max(18, len(n) + 2) for n in names]
+    header = f"{'metric':<36} {'unit':<7}" + "".join(f"{n:>{w}}" for n, w in zip(names, widths))
+    print(header)
+    print("-" * len(header))
+    for key, label, unit, _ in METRICS:
+        if key not in HTTP_METRICS:
+            continue
+        cells = []
+        for per, w in zip(ratios.values(), widths):
+            e = per[key]
+            text = "-" if e["ratio"] is None else f"{e['ratio']:.3f}x"
+            if "within_bar" in e and e["within_bar"] is not None:
+                text += "  ok" if e["within_bar"] else "  UNDER"
+            elif e["ratio"] is not None:
+                text += "  (i)"
+            cells.append(f"{text:>{w}}")
+        print(f"{label:<36} {unit:<7}" + "".join(cells))
+    spreads = [(c, spread(results.runs.get("http_rps", {}).get(c, []))) for c in phase_targets(ctx, "http")]
+    print("ok/UNDER: ratio at or above / below the bar; (i): informational; run spread ((max - min) / median "
+          "of each target's own req/s runs): "
+          + ", ".join(f"{COLUMN.get(c, c)} {'-' if sp is None else f'{sp:.0%}'}" for c, sp in spreads))
+
+
 def print_table(ctx, results):
-    cols = ctx.targets
+    # Targets that take part in at least one of the selected phases.
+    cols = [c for c in ctx.targets
+            if any(measured(k, c) for k, _, _, _ in METRICS if PHASE_OF[k] in ctx.phases)]
     widths = [max(12, len(COLUMN.get(c, c)) + 2) for c in cols]
     header = (f"{'metric':<36} {'unit':<7}" + "".join(f"{COLUMN.get(c, c):>{w}}" for c, w in zip(cols, widths))
               + f"{'fl/haproxy':>12}  better")
@@ -852,6 +1103,10 @@ def print_table(ctx, results):
     if "memory" in ctx.phases:
         print(f"memory: {ctx.idle_conns} idle connections; VmRSS delta of the proxy process "
               f"(socat: PSS summed over its per-connection processes)")
+    if "http" in ctx.phases:
+        print(f"HTTP: wrk -t{WRK_THREADS} -c{HTTP_CONNS} -d{ctx.http_seconds}s, keep-alive GET / to HAProxy answering "
+              f"200 with a {len(HTTP_BODY)}-byte body; haproxy: mode tcp; haproxy+http: mode http; "
+              f"fl+http: a second proxy on faultline's server with \"protocol\": \"http\"")
     variants = [v for v in cols if v in TOXIC_VARIANTS]
     rows = [m for m in METRICS if PHASE_OF[m[0]] in ctx.phases and PHASE_OF[m[0]] in VARIANT_PHASES]
     if variants:
@@ -884,6 +1139,8 @@ def print_table(ctx, results):
               "(i): informational, not graded;")
         print("fl run spread: (max - min) / median of plain faultline's own runs, the noise floor to read "
               "the ratios against")
+    if "http" in ctx.phases:
+        print_http_ratios(ctx, results)
     print()
 
 
@@ -917,7 +1174,8 @@ def write_json(ctx, results, path, started):
         "config": {"runs": ctx.runs, "targets": ctx.targets, "phases": ctx.phases,
                    "iperf_seconds": ctx.iperf_seconds, "redis_requests": ctx.redis_requests,
                    "ping_requests": ctx.ping_requests, "conn_requests": ctx.conn_requests,
-                   "idle_conns": ctx.idle_conns, "faultline_bin": ctx.faultline_bin,
+                   "idle_conns": ctx.idle_conns, "http_seconds": ctx.http_seconds,
+                   "http_conns": HTTP_CONNS, "faultline_bin": ctx.faultline_bin,
                    "faultline_args": ctx.faultline_args, "faultline_builds": ctx.faultline_builds},
         "notes": results.notes,
         "failed_runs": failed_runs(results),
@@ -948,6 +1206,24 @@ def write_json(ctx, results, path, started):
             "all_within_bar": all(e.get("within_bar") is True for per in over.values()
                                   for k, e in per.items() if k in OVERHEAD_GRADED) if over else None,
         }
+    if "http" in ctx.phases:
+        ratios = http_ratios(ctx, results)
+        graded = ratios.get("/".join(HTTP_GRADED[:2]), {}).get(HTTP_GRADED[2], {})
+        doc["http"] = {
+            "client": f"wrk -t{WRK_THREADS} -c{HTTP_CONNS} -d{ctx.http_seconds}s --timeout 5s --latency "
+                      f"(keep-alive GET /)",
+            "origin": f"HAProxy, mode http, answering every request itself: 200 text/plain {HTTP_BODY.decode()!r}",
+            "targets": {"haproxy": "HAProxy mode tcp", "haproxy+http": "HAProxy mode http",
+                        "faultline": "faultline proxy, protocol tcp",
+                        "faultline+http": "a second proxy on the same faultline server, protocol http"},
+            "bar": {"ratio": "/".join(HTTP_GRADED[:2]), "metric": HTTP_GRADED[2],
+                    "min_ratio": HTTP_DECODER_MIN_RATIO,
+                    "text": "the HTTP decoder costs < 25 % of requests per second against the tcp proxy"},
+            "within_bar": graded.get("within_bar"),
+            "ratios": ratios,
+            "run_spread": {k: {c: spread(results.runs.get(k, {}).get(c, [])) for c in phase_targets(ctx, "http")}
+                           for k in HTTP_METRICS},
+        }
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
         json.dump(doc, f, indent=2)
@@ -969,7 +1245,8 @@ def versions(ctx):
     v = {"haproxy": pick(output(["haproxy", "-v"])),
          "socat": pick(output(["socat", "-V"]), "socat version"),
          "iperf3": pick(output(["iperf3", "-v"])),
-         "redis-server": pick(output(["redis-server", "--version"]))}
+         "redis-server": pick(output(["redis-server", "--version"])),
+         "wrk": pick(output(["wrk", "-v"]), "wrk")}
     if any(t in FAULTLINE_KINDS for t in ctx.targets):
         v["faultline"] = pick(output([ctx.faultline_bin, "version"]))
     return v
@@ -986,6 +1263,7 @@ def main():
     ap.add_argument("--phases", default=",".join(ALL_PHASES), help="comma list of " + ",".join(ALL_PHASES))
     ap.add_argument("--quick", action="store_true", help="smaller sizes, for checking the script itself")
     ap.add_argument("--iperf-seconds", type=int, default=5)
+    ap.add_argument("--http-seconds", type=int, default=5, help="wrk -d per http run (default 5)")
     ap.add_argument("--idle-conns", type=int, default=5000)
     ap.add_argument("--output", default=os.path.join(HERE, "results", "latest.json"))
     args = ap.parse_args()
@@ -1009,6 +1287,7 @@ def main():
         if p not in ALL_PHASES:
             ap.error(f"unknown phase {p}")
     ctx.iperf_seconds = 1 if args.quick else args.iperf_seconds
+    ctx.http_seconds = 1 if args.quick else max(1, args.http_seconds)
     ctx.redis_requests = 20000 if args.quick else 200000
     ctx.ping_requests = 2000 if args.quick else 20000
     ctx.conn_requests = 5000 if args.quick else 50000
@@ -1030,6 +1309,8 @@ def main():
     ctx.loadavg_at_start = os.getloadavg()[0]
     if any(t in TOXIC_VARIANTS for t in ctx.targets) and "faultline" not in ctx.targets:
         log("note: toxic variants without plain faultline: no overhead ratios (add faultline, or use --targets toxics)")
+    if "http" in ctx.phases and "faultline+http" in ctx.targets and "faultline" not in ctx.targets:
+        log("note: faultline+http without plain faultline: no HTTP decoder ratio (add faultline)")
     if ctx.loadavg_at_start > 0.8:
         log(f"note: load average is {ctx.loadavg_at_start:.2f}; other work on this machine skews the numbers")
 
@@ -1057,6 +1338,8 @@ def main():
                     phase_connections(ctx, results, redis_port)
             finally:
                 ctx.procs.stop(redis_proc)
+        if "http" in ctx.phases:
+            phase_http(ctx, results)
         if "memory" in ctx.phases:
             phase_memory(ctx, results)
     except BenchError as e:

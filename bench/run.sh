@@ -1,22 +1,34 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of faultline against a direct connection, HAProxy (mode tcp) and socat,
-# all on 127.0.0.1: bulk throughput (iperf3), redis-benchmark requests/s and latency, new
-# connections per second, and memory per idle connection. Medians of 3 runs (--runs N).
+# all on 127.0.0.1, in phases:
+#   throughput   bulk throughput, one connection (iperf3)
+#   redis        redis-benchmark requests/s (50 connections) and PING latency (1 connection)
+#   connections  new connections per second (redis-benchmark -k 0)
+#   http         HTTP/1.1 keep-alive requests/s and p50/p99 latency (wrk -t1 -c50) against an
+#                HAProxy origin that answers every request itself (200, "hello world\n")
+#   memory       memory per idle connection
+# Medians of 3 runs (--runs N), runs interleaved across targets.
 # Two more targets measure what a toxic that does nothing costs, in the throughput and redis
 # phases: faultline+latency0 (latency 0, jitter 0 on both streams) and faultline+bandwidth
 # (rate 100,000,000 KB/s on both streams), extra proxies on the plain faultline target's server,
 # reported as ratios to plain faultline (bar: < 10 % cost).
+# Two targets take part in the http phase only: faultline+http (a second proxy on the plain
+# faultline target's server with "protocol": "http") and haproxy+http (HAProxy in mode http);
+# reported: faultline+http / faultline (bar: the HTTP decoder costs < 25 % of requests per
+# second against the tcp proxy, a ratio >= 0.75) and faultline+http / haproxy+http.
 # Prints a table and writes bench/results/latest.json.
 #
-#   bench/run.sh [--quick] [--runs N] [--phases throughput,redis,connections,memory]
-#                [--targets direct,haproxy,socat,faultline,faultline+latency0,faultline+bandwidth]
-#                [--idle-conns N] [--iperf-seconds S] [--output FILE]
+#   bench/run.sh [--quick] [--runs N] [--phases throughput,redis,connections,http,memory]
+#                [--targets direct,haproxy,haproxy+http,socat,faultline,faultline+latency0,
+#                           faultline+bandwidth,faultline+http]
+#                [--idle-conns N] [--iperf-seconds S] [--http-seconds S] [--output FILE]
 #
 # --targets also takes the shorthands `toxics` (faultline and its two toxic variants, for quick
 # iteration: bench/run.sh --targets toxics --phases throughput,redis) and `all` (the default).
 # FAULTLINE_BIN overrides build/faultline; BENCH_FAULTLINE_ARGS adds `faultline serve` flags
 # (e.g. --no-splice); BENCH_FAULTLINE_LOG_LEVEL sets its log level (default warn).
-# Takes about 8-10 minutes on a 2-core machine.
+# Takes about 10-12 minutes on a 2-core machine; the http phase alone (--phases http) about
+# 2 minutes (6 targets x 3 runs x 5 s of wrk), about 30 s with --quick.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,11 +36,11 @@ ROOT="$(dirname "$HERE")"
 cd "$ROOT"
 
 missing=()
-for tool in python3 iperf3 haproxy socat redis-server redis-benchmark; do
+for tool in python3 iperf3 haproxy socat redis-server redis-benchmark wrk; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [[ ${#missing[@]} -gt 0 ]]; then
-  echo "bench: missing ${missing[*]}: run ./dev setup (it installs iperf3 haproxy socat redis-server redis-tools)" >&2
+  echo "bench: missing ${missing[*]}: run ./dev setup (it installs iperf3 haproxy socat redis-server redis-tools wrk)" >&2
   exit 1
 fi
 export FAULTLINE_BIN="${FAULTLINE_BIN:-$ROOT/build/faultline}"
