@@ -3,7 +3,9 @@
 // pairs them. An answer made here waits its turn behind the replies still due. Pub/sub,
 // MONITOR and CLIENT REPLY break the one-reply-per-command rule: from there on the
 // connection passes through untouched.
+#include <algorithm>
 #include <deque>
+#include <utility>
 
 #include "faults/engine_common.hpp"
 #include "protocols/resp.hpp"
@@ -62,6 +64,9 @@ class RespEngine final : public EngineBase {
       }
       const std::string_view chunk = view.substr(offset, s.consumed);
       offset += s.consumed;
+      if (s.event == FrameEvent::none && mode_ == Mode::idle && !chunk.empty() && !idle_bytes(chunk)) {
+        spilled_ = true;  // a name + key over 64 KiB: its start goes out before its head
+      }
       if (s.event == FrameEvent::head) command_head(now, out);
       // Idle bytes (blank inline lines, `*0`) are Redis's to skip: they go through too.
       if (mode_ != Mode::swallowing) send(out, Stream::upstream, chunk, std::max(now, release_));
@@ -77,7 +82,22 @@ class RespEngine final : public EngineBase {
     cmd_pending_.erase(0, offset);
   }
 
+  // What the framer consumes between commands, alone: a blank inline line, or `*0`.
+  static bool idle_bytes(std::string_view chunk) {
+    if (chunk == "*0\r\n") return true;
+    return std::all_of(chunk.begin(), chunk.end(), [](char c) {
+      return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+    });
+  }
+
   bool matches(const MessageMatch& m) const {
+    // Every field given must match, and a Redis command has no method, path, header, body,
+    // JSON-RPC method, tool or session: a fault naming one never acts here (it is not a
+    // catch-all).
+    if (!m.method.empty() || !m.path.empty() || m.path_regex || !m.headers.empty() || !m.body.empty() ||
+        !m.rpc_method.empty() || !m.tool.empty() || !m.session.empty()) {
+      return false;
+    }
     if (!m.command.empty() && m.command != commands_.name()) return false;
     if (!m.key.empty() && (commands_.arity() < 2 || !resp::glob_match(m.key, commands_.key()))) return false;
     return true;
@@ -86,6 +106,7 @@ class RespEngine final : public EngineBase {
   void command_head(TimePoint now, EngineOutput& out) {
     ++counters_.requests;
     const std::string& name = commands_.name();
+    const bool spilled = std::exchange(spilled_, false);
     Exchange x;
     Duration delay{};
     mode_ = Mode::forwarding;
@@ -95,6 +116,9 @@ class RespEngine final : public EngineBase {
       if (!f || !config->active_at(now) || !matches(f->match)) continue;
       // Like Envoy's redis faults: with no command named, AUTH and PING are left alone.
       if (f->match.command.empty() && (name == "AUTH" || name == "PING" || name == "HELLO")) continue;
+      // A command whose start already went out can no longer be answered or dropped
+      // instead of being forwarded: Redis would wait for the rest of it.
+      if (spilled && !f->after_forward && (config->type == "resp_error" || config->type == "resp_drop")) continue;
       if (!roll(*config)) continue;
       const std::string what = name + (commands_.arity() > 1 ? " " + commands_.key() : "");
       if (config->type == "resp_delay") {
@@ -258,6 +282,7 @@ class RespEngine final : public EngineBase {
   bool replacing_ = false;
   bool passthrough_ = false, replies_passthrough_ = false, pending_passthrough_ = false;
   bool in_multi_ = false, multi_failed_ = false;  // the server's MULTI state, as forwarded
+  bool spilled_ = false;  // the command being framed went out in part before its head
   bool dead_ = false;
 };
 

@@ -190,12 +190,31 @@ std::optional<std::string> configure_protocol(const ProxyFields& f, const std::s
 std::optional<std::string> check_layers(Protocol protocol, const std::vector<std::shared_ptr<const ToxicConfig>>& toxics) {
   for (const auto& t : toxics) {
     const ToxicType* type = ToxicRegistry::instance().find(t->type);
-    if (t->compiled && protocol != Protocol::mcp) {
+    if (t->compiled) {
+      // A match field the proxy cannot see would silently match nothing (or everything).
       const MessageMatch& m = t->compiled->match;
-      for (auto [field, value] : {std::pair{"rpc_method", &m.rpc_method}, std::pair{"tool", &m.tool}, std::pair{"session", &m.session}}) {
-        if (!value->empty()) {
-          return "toxic " + t->name + ": attribute match." + field + " needs a proxy with protocol mcp (this proxy's protocol is " +
-                 std::string(protocol_name(protocol)) + ")";
+      const bool http = protocol == Protocol::http || protocol == Protocol::mcp;
+      const struct {
+        const char* field;
+        bool given;
+        bool seen;
+        const char* needs;
+      } fields[] = {
+          {"method", !m.method.empty(), http, "http or mcp"},
+          {"path", !m.path.empty(), http, "http or mcp"},
+          {"path_regex", m.path_regex.has_value(), http, "http or mcp"},
+          {"header", !m.headers.empty(), http, "http or mcp"},
+          {"body", !m.body.empty(), http, "http or mcp"},
+          {"rpc_method", !m.rpc_method.empty(), protocol == Protocol::mcp, "mcp"},
+          {"tool", !m.tool.empty(), protocol == Protocol::mcp, "mcp"},
+          {"session", !m.session.empty(), protocol == Protocol::mcp, "mcp"},
+          {"command", !m.command.empty(), protocol == Protocol::resp, "resp"},
+          {"key", !m.key.empty(), protocol == Protocol::resp, "resp"},
+      };
+      for (const auto& f : fields) {
+        if (f.given && !f.seen) {
+          return "toxic " + t->name + ": attribute match." + f.field + " needs a proxy with protocol " + f.needs +
+                 " (this proxy's protocol is " + std::string(protocol_name(protocol)) + ")";
         }
       }
     }

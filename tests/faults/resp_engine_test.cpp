@@ -165,7 +165,7 @@ TEST_CASE("resp_drop before: the connection closes at the dropped command") {
   CHECK(d.out.notes[0].what == "closed the connection before GET b");
 }
 
-TEST_CASE("resp_drop before: the dropped command is not forwarded", "[!mayfail]") {
+TEST_CASE("resp_drop before: the dropped command is not forwarded", "[resp]") {
   Driver d(Protocol::resp, 1, {fault("resp_drop", {{"match", jv(R"({"key":"b"})")}})});
   d.client(cmd({"GET", "a"}) + cmd({"GET", "b"}) + cmd({"GET", "c"}));
   CHECK(d.out.up() == cmd({"GET", "a"}));
@@ -277,7 +277,7 @@ TEST_CASE("resp engine: a RESP3 push reply does not consume an exchange") {
   }
 }
 
-TEST_CASE("resp_error after: a RESP3 push arriving before the replaced reply passes through", "[!mayfail]") {
+TEST_CASE("resp_error after: a RESP3 push arriving before the replaced reply passes through", "[resp]") {
   const std::string push = ">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n";
   Driver d(Protocol::resp, 1, {error_fault(R"({"command":"SET"})", "after")});
   d.client(cmd({"SET", "k", "v"}));
@@ -330,7 +330,7 @@ TEST_CASE("resp engine: MONITOR turns the connection into bytes") {
   CHECK(d.out.down() == "+OK\r\n+1700000000.1 [0 127.0.0.1:1] \"GET\" \"x\"\r\n");
 }
 
-TEST_CASE("resp engine: answers queued before a SUBSCRIBE still go out in order", "[!mayfail]") {
+TEST_CASE("resp engine: answers queued before a SUBSCRIBE still go out in order", "[resp]") {
   Driver d(Protocol::resp, 1, {error_fault(R"({"key":"b"})")});
   d.client(cmd({"GET", "a"}) + cmd({"GET", "b"}) + cmd({"SUBSCRIBE", "news"}));
   CHECK(d.out.up() == cmd({"GET", "a"}) + cmd({"SUBSCRIBE", "news"}));

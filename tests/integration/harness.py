@@ -203,6 +203,43 @@ class Serve(Faultline):
         self._start([BIN, "serve"] + list(args) + [port_file_flag, self.port_file], env)
 
 
+class RedisServer(ManagedProcess):
+    """redis-server on 127.0.0.1, a free port, no persistence, in a temp dir; `extra_args` are
+    more redis-server options (e.g. "--requirepass", "secret")."""
+
+    stop_timeout = 10
+
+    def __init__(self, *extra_args):
+        self.bin = need("redis-server", "redis-server (apt package redis-server)")
+        self.tmp = tempfile.mkdtemp(prefix="faultline-redis-")
+        self.log = open(os.path.join(self.tmp, "redis.log"), "w+")
+        last = None
+        for _ in range(3):  # a free port can be taken in between: retry a couple of times
+            self.port = free_port()
+            self.proc = subprocess.Popen(
+                [self.bin, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", self.tmp, "--daemonize", "no",
+                 "--protected-mode", "yes"] + list(extra_args),
+                stdout=self.log, stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                        s.sendall(b"PING\r\n")
+                        # +PONG, or -NOAUTH with requirepass: either way it is serving.
+                        if s.recv(100).startswith((b"+PONG", b"-NOAUTH")):
+                            return
+                except OSError as e:
+                    last = e
+                time.sleep(0.05)
+            self.stop()
+        raise RuntimeError(f"redis-server did not start ({last}): {self.logs()}")
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+
 def run_serve_expect_exit(args, config=None, timeout=10):
     """Runs `faultline serve --host 127.0.0.1 --port 0 --port-file F [--config C] ARGS`, expecting it
     to exit by itself. Returns (returncode or None on timeout, output, port_file_written, seconds)."""

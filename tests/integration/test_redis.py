@@ -4,47 +4,14 @@ Run standalone: python3 tests/integration/test_redis.py
 """
 import os
 import re
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Faultline, ManagedProcess, free_port, metric, metrics_text, need,  # noqa: E402
+from harness import (Faultline, RedisServer, metric, metrics_text, need,  # noqa: E402
                      split_hostport)
-
-
-class RedisServer(ManagedProcess):
-    """redis-server on 127.0.0.1, a free port, no persistence, in a temp dir."""
-
-    stop_timeout = 10
-
-    def __init__(self):
-        self.bin = need("redis-server", "redis-server (apt package redis-server)")
-        self.tmp = tempfile.mkdtemp(prefix="faultline-redis-")
-        self.log = open(os.path.join(self.tmp, "redis.log"), "w+")
-        last = None
-        for _ in range(3):  # a free port can be taken in between: retry a couple of times
-            self.port = free_port()
-            self.proc = subprocess.Popen(
-                [self.bin, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", self.tmp, "--daemonize", "no",
-                 "--protected-mode", "yes"],
-                stdout=self.log, stderr=subprocess.STDOUT)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                try:
-                    with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                        s.sendall(b"PING\r\n")
-                        if s.recv(100).startswith(b"+PONG"):
-                            return
-                except OSError as e:
-                    last = e
-                time.sleep(0.05)
-            self.stop()
-        raise RuntimeError(f"redis-server did not start ({last}): {self.logs()}")
 
 
 def run(args, timeout):

@@ -117,3 +117,56 @@ export function roundTrip(port, payload, timeoutMs = 5000, { shortOk = false } =
     });
   });
 }
+
+// A port that was free a moment ago.
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// Resolves true if "PING" gets "+PONG" (or "-NOAUTH": serving, with a password) from
+// 127.0.0.1:port within 1 s.
+function redisPing(port) {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host: "127.0.0.1", port });
+    const timer = setTimeout(() => { sock.destroy(); resolve(false); }, 1000);
+    sock.on("error", () => { clearTimeout(timer); resolve(false); });
+    sock.on("connect", () => sock.write("PING\r\n"));
+    sock.on("data", (d) => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(/^(\+PONG|-NOAUTH)/.test(d.toString()));
+    });
+  });
+}
+
+// redis-server on 127.0.0.1, a free port, no persistence, its files in `dir`; `extraArgs`
+// are more options. Resolves { proc, port, log() } once it answers PING. Fails (with the
+// install hint) when redis-server is missing.
+export async function startRedis(dir, extraArgs = []) {
+  let log = "";
+  for (let attempt = 0; attempt < 3; attempt++) {  // a free port can be taken in between
+    const port = await freePort();
+    const proc = spawn("redis-server", ["--port", String(port), "--save", "", "--appendonly", "no",
+                                        "--bind", "127.0.0.1", "--dir", dir, ...extraArgs],
+                       { stdio: ["ignore", "pipe", "pipe"] });
+    let exited = false;
+    proc.on("error", (e) => { log += `spawn error: ${e.message}\n`; exited = true; });
+    proc.on("exit", () => { exited = true; });
+    proc.stdout.on("data", (d) => { log += d; });
+    proc.stderr.on("data", (d) => { log += d; });
+    const deadline = Date.now() + 10000;
+    while (Date.now() < deadline && !exited) {
+      if (await redisPing(port)) return { proc, port, log: () => log };
+      await sleep(50);
+    }
+    if (!exited) proc.kill("SIGKILL");
+  }
+  throw new Error(`redis-server did not start (run ./dev setup; apt package redis-server): ${log}`);
+}

@@ -6,14 +6,12 @@
 // (FAULTLINE_BIN or build/faultline). Loopback only, port 0 everywhere.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { createRequire } from "node:module";
-import { nowMs, portOf, rawGet, roundTrip as echoRoundTrip, sleep, startEcho, startFaultline,
-         statusErrorMatcher, stopChild } from "./harness.mjs";
+import { nowMs, portOf, rawGet, roundTrip as echoRoundTrip, startEcho, startFaultline,
+         startRedis, statusErrorMatcher, stopChild } from "./harness.mjs";
 
 const require = createRequire(import.meta.url);
 
@@ -38,51 +36,7 @@ let echo;        // net.Server
 let echoAddr;
 let redis;       // redis-server child process
 let redisPort;
-let redisLog = "";
 let tmpDir;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-// Resolves true if "PING" gets "+PONG" from 127.0.0.1:port within 1 s.
-function redisPing(port) {
-  return new Promise((resolve) => {
-    const sock = net.connect({ host: "127.0.0.1", port });
-    const timer = setTimeout(() => { sock.destroy(); resolve(false); }, 1000);
-    sock.on("error", () => { clearTimeout(timer); resolve(false); });
-    sock.on("connect", () => sock.write("PING\r\n"));
-    sock.on("data", (d) => { clearTimeout(timer); sock.destroy(); resolve(d.toString().startsWith("+PONG")); });
-  });
-}
-
-async function startRedis() {
-  for (let attempt = 0; attempt < 3; attempt++) {  // a free port can be taken in between
-    const port = await freePort();
-    const proc = spawn("redis-server", ["--port", String(port), "--save", "", "--appendonly", "no",
-                                        "--bind", "127.0.0.1", "--dir", tmpDir],
-                       { stdio: ["ignore", "pipe", "pipe"] });
-    let exited = false;
-    proc.on("error", (e) => { redisLog += `spawn error: ${e.message}\n`; exited = true; });
-    proc.on("exit", () => { exited = true; });
-    proc.stdout.on("data", (d) => { redisLog += d; });
-    proc.stderr.on("data", (d) => { redisLog += d; });
-    const deadline = Date.now() + 10000;
-    while (Date.now() < deadline && !exited) {
-      if (await redisPing(port)) return { proc, port };
-      await sleep(50);
-    }
-    if (!exited) proc.kill("SIGKILL");
-  }
-  throw new Error(`redis-server did not start (apt package redis-server): ${redisLog}`);
-}
 
 before(async () => {
   tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), "faultline-node-toxics-"));
@@ -198,7 +152,7 @@ test("toxics added through the client act on traffic", async () => {
 });
 
 test("ioredis through faultline: latency delays a GET, reset_peer fails it, removal heals", async () => {
-  ({ proc: redis, port: redisPort } = await startRedis());
+  ({ proc: redis, port: redisPort } = await startRedis(tmpDir));
   const tp = new Toxiproxy(apiUrl);
   const p = await tp.createProxy({ name: "node_redis", listen: "127.0.0.1:0", upstream: `127.0.0.1:${redisPort}` });
   const opts = { host: "127.0.0.1", port: portOf(p.listen), maxRetriesPerRequest: 0,
