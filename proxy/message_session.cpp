@@ -76,6 +76,28 @@ struct MessageSession::Peer {
     if (tls) co_return co_await net::async_write(*tls, b, use_nothrow);
     co_return co_await net::async_write(*plain, b, use_nothrow);
   }
+  // Before a half-close towards a TLS peer: our close_notify, which RFC 8446 (6.1) wants
+  // before the write side closes; without it the peer sees a truncation. Asio's shutdown
+  // would also wait for the peer's close_notify, reading the stream that read_loop reads,
+  // so the peer's is marked as received just while SSL_shutdown runs (synchronously, as
+  // the operation starts); reading goes on afterwards.
+  awaitable<void> send_close_notify() {
+    if (!tls) co_return;
+    SSL* ssl = tls->native_handle();
+    const int state = SSL_get_shutdown(ssl);
+    if (state & SSL_SENT_SHUTDOWN) co_return;
+    auto sent = std::make_shared<bool>(false);
+    net::steady_timer wait(lowest().get_executor());
+    wait.expires_at(TimePoint::max());
+    SSL_set_shutdown(ssl, state | SSL_RECEIVED_SHUTDOWN);
+    tls->async_shutdown([sent, &wait](const boost::system::error_code&) {
+      *sent = true;
+      wait.cancel();
+    });
+    SSL_set_shutdown(ssl, (SSL_get_shutdown(ssl) & ~SSL_RECEIVED_SHUTDOWN) | (state & SSL_RECEIVED_SHUTDOWN));
+    while (!*sent) co_await wait.async_wait(use_nothrow);
+  }
+  bool truncated = false;  // its TLS ended with a bare FIN, no close_notify: relayed as such
 };
 
 // One direction's output: the byte faults' chain and the bytes waiting for their time.
@@ -422,6 +444,7 @@ awaitable<void> MessageSession::read_loop(Stream from) {
     if (ec) {
       if (closing_) co_return;
       if (ec == net::error::eof || ec == ssl::error::stream_truncated) {
+        if (ec == ssl::error::stream_truncated) peer.truncated = true;
         if (engine_) engine_->on_eof(from, now, *output_);
         else output_->end(from, EndKind::half_close, now);
         co_return;
@@ -436,6 +459,12 @@ awaitable<void> MessageSession::write_loop(Stream dir) {
   auto self = shared_from_this();
   Outbound& o = towards(dir);
   DirectionStats& stats = runtime_->stats.direction[dir == Stream::upstream ? 0 : 1];
+  // A half-close relays the end of the other side: to a TLS peer as close_notify when that
+  // end was clean, as a bare FIN (a truncation) when it was one.
+  auto end_tls = [this](Stream towards, EndKind kind) -> awaitable<void> {
+    if (kind != EndKind::half_close || closing_after_reply_ || source(towards).truncated) co_return;
+    co_await destination(towards).send_close_notify();
+  };
   while (!closing_ && !o.done) {
     const TimePoint now = Clock::now();
     TimePoint end_at = kNever;
@@ -455,6 +484,7 @@ awaitable<void> MessageSession::write_loop(Stream dir) {
           co_await o.timer.async_wait(use_nothrow);
           continue;
         }
+        co_await end_tls(dir, end_kind);
         execute_end(dir, end_kind);
         co_return;
       }
@@ -478,6 +508,7 @@ awaitable<void> MessageSession::write_loop(Stream dir) {
     }
     if (has_end) {
       if (end_at <= now) {
+        co_await end_tls(dir, end_kind);
         execute_end(dir, end_kind);
         co_return;
       }
