@@ -12,6 +12,8 @@ namespace faultline {
 namespace {
 
 constexpr std::size_t kReadSize = 16 * 1024;
+constexpr std::size_t kMaxBatchItems = 64;
+constexpr std::size_t kMaxBatchBytes = 256 * 1024;
 constexpr Duration kTimerSlack = std::chrono::microseconds(200);
 constexpr Duration kHandshakeTimeout = std::chrono::seconds(10);
 
@@ -72,7 +74,7 @@ struct MessageSession::Peer {
     if (tls) co_return co_await tls->async_read_some(b, use_nothrow);
     co_return co_await plain->async_read_some(b, use_nothrow);
   }
-  awaitable<std::tuple<boost::system::error_code, std::size_t>> write(net::const_buffer b) {
+  awaitable<std::tuple<boost::system::error_code, std::size_t>> write(const std::vector<net::const_buffer>& b) {
     if (tls) co_return co_await net::async_write(*tls, b, use_nothrow);
     co_return co_await net::async_write(*plain, b, use_nothrow);
   }
@@ -493,15 +495,28 @@ awaitable<void> MessageSession::write_loop(Stream dir) {
         co_await o.timer.async_wait(use_nothrow);
         continue;
       }
-      auto [ec, written] = co_await destination(dir).write(net::buffer(item.segment.data, item.segment.size));
+      // Everything already due goes in one gathered write: an answer's head and body, or
+      // pipelined answers, leave in one segment instead of one syscall each.
+      std::vector<net::const_buffer> batch;
+      std::size_t count = 0, bytes = 0;
+      for (const auto& next : o.items) {
+        if (count == kMaxBatchItems || bytes >= kMaxBatchBytes || next.segment.release > now + kTimerSlack ||
+            (has_end && end_at < next.segment.release)) {
+          break;
+        }
+        batch.emplace_back(next.segment.data, next.segment.size);
+        ++count;
+        bytes += next.segment.size;
+      }
+      auto [ec, written] = co_await destination(dir).write(batch);
       if (closing_) co_return;
       if (ec) {
         close(EndKind::reset);
         co_return;
       }
       stats.sent_bytes.fetch_add(written, std::memory_order_relaxed);
-      o.queued -= item.segment.size;
-      o.items.pop_front();
+      o.queued -= bytes;
+      for (std::size_t i = 0; i < count; ++i) o.items.pop_front();
       client_->pause.cancel();
       upstream_->pause.cancel();
       continue;
