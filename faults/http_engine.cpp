@@ -72,6 +72,17 @@ class HttpEngine final : public EngineBase {
  public:
   HttpEngine(Rng rng, bool mcp) : EngineBase(rng), mcp_(mcp) {}
 
+  void set_faults(ToxicList faults) override {
+    EngineBase::set_faults(std::move(faults));
+    // A stall (above all a "forever" one) ends when its fault is removed or changed, like
+    // every other fault; the session releases what it had queued for "never".
+    if (r_.stall && std::none_of(faults_.begin(), faults_.end(), [&](const auto& c) { return c.get() == r_.stall; })) {
+      r_.stall = nullptr;
+      r_.floor = TimePoint{};
+      if (last_release_[1] == kNever) last_release_[1] = TimePoint{};
+    }
+  }
+
   void on_bytes(Stream from, std::string_view data, TimePoint now, EngineOutput& out) override {
     if (from == Stream::upstream) on_client_bytes(data, now, out);
     else on_server_bytes(data, now, out);
@@ -444,15 +455,18 @@ class HttpEngine final : public EngineBase {
     // http_reset
     std::optional<std::int64_t> reset_left;
     EndKind reset_kind = EndKind::reset;
+    const ToxicConfig* reset_config = nullptr;
     // A HEAD answer, a 204 or a 304: a head without a body, whatever its length fields say.
     bool bodiless = false;
     // http_replace / http_patch with a body: the answer is rebuilt at its end
     bool rebuild = false;
     http::Head head;
     std::string body;
-    std::string raw;  // http_patch: the original, should the body be too big to rebuild
+    std::string raw;  // http_patch: the original, should the body be too big (or not JSON)
+    std::size_t raw_head = 0;  // the head's bytes at the start of raw
     const ProtocolFault* replace = nullptr;
     const ProtocolFault* patch = nullptr;
+    const ToxicConfig* patch_config = nullptr;
     std::shared_ptr<const ToxicConfig> rebuild_config;
     // SSE faults
     bool sse = false;
@@ -487,7 +501,10 @@ class HttpEngine final : public EngineBase {
     }
     if (r_.rebuild) {
       r_.head = h;
-      if (keeps_body()) r_.raw.assign(head_bytes);
+      if (keeps_body()) {
+        r_.raw.assign(head_bytes);
+        r_.raw_head = head_bytes.size();
+      }
       return;
     }
     std::string changed;
@@ -528,8 +545,7 @@ class HttpEngine final : public EngineBase {
     if (type == "http_reset") {
       r_.reset_left = f.after_bytes;
       r_.reset_kind = f.end;
-      report(out, *config, (f.end == EndKind::reset ? "reset" : "closed") + std::string(" the response after ") +
-                               std::to_string(f.after_bytes) + " bytes");
+      r_.reset_config = config.get();  // counted when it cuts: a shorter answer goes whole
     } else if (type == "http_replace") {
       r_.replace = &f;
       if (f.body && !r_.bodiless) {  // an answer without a body keeps having none
@@ -540,9 +556,9 @@ class HttpEngine final : public EngineBase {
     } else if (type == "http_patch") {
       if (encoded || event_stream || r_.bodiless) return;  // a compressed, streamed or absent body is not patched
       r_.patch = &f;
+      r_.patch_config = config.get();  // counted at the end, if the body was JSON
       r_.rebuild = true;
       r_.rebuild_config = config;
-      report(out, *config, "patched the response body");
     } else if (event_stream) {
       r_.sse = true;
       if (type == "sse_cut" && !r_.cut) r_.cut = config.get();
@@ -569,6 +585,11 @@ class HttpEngine final : public EngineBase {
         r_.rebuild = false;
         r_.patch = nullptr;
         r_.body.clear();
+        if (r_.replace) {  // a status / header replacement still applies
+          http::Head h = r_.head;
+          rewrite_head(h, *r_.replace);
+          r_.raw.replace(0, r_.raw_head, serialize_head(h));
+        }
         forward(r_.raw, now, out);
         r_.raw.clear();
       }
@@ -590,6 +611,9 @@ class HttpEngine final : public EngineBase {
         send(out, Stream::downstream, bytes.substr(0, left), at);
         end(out, Stream::downstream, r_.reset_kind, at);
         resp_dead_ = true;
+        report(out, *r_.reset_config, (r_.reset_kind == EndKind::reset ? "reset" : "closed") +
+                                          std::string(" the response after ") +
+                                          std::to_string(r_.reset_config->compiled->after_bytes) + " bytes");
         return;
       }
       *r_.reset_left -= static_cast<std::int64_t>(bytes.size());
@@ -683,17 +707,27 @@ class HttpEngine final : public EngineBase {
     if (r_.rebuild) {
       http::Head h = r_.head;
       std::string body = r_.body;
-      if (r_.replace) {
-        rewrite_head(h, *r_.replace);
+      bool as_it_came = false;
+      if (r_.replace) rewrite_head(h, *r_.replace);  // with or without a body of its own
+      if (r_.replace && r_.replace->body) {
         body = *r_.replace->body;
       } else if (r_.patch) {
-        if (auto patched = merge_patch(body, r_.patch->patch)) body = std::move(*patched);
-        for (const auto& field : r_.patch->headers) set_field(h, field.name, field.value);
+        if (auto patched = merge_patch(body, r_.patch->patch)) {
+          body = std::move(*patched);
+          for (const auto& field : r_.patch->headers) set_field(h, field.name, field.value);
+          report(out, *r_.patch_config, "patched the response body");
+        } else {
+          as_it_came = !r_.replace;  // not JSON: nothing to patch
+        }
       }
-      remove_field(h, "transfer-encoding");
-      set_field(h, "content-length", std::to_string(body.size()));
       r_.rebuild = false;
-      forward(serialize_head(h) + body, now, out);
+      if (as_it_came) {
+        forward(r_.raw, now, out);
+      } else {
+        remove_field(h, "transfer-encoding");
+        set_field(h, "content-length", std::to_string(body.size()));
+        forward(serialize_head(h) + body, now, out);
+      }
     } else {
       flush_response_hold(now, out);
     }

@@ -103,9 +103,9 @@ bool no_fill(const ToxicConfig&, ProtocolFault&, std::string&) { return true; }
 
 bool fill_answer(const ToxicConfig& c, ProtocolFault& f, std::string& error, bool replace) {
   const std::int64_t status = c.get_int("status");
-  if (!(replace && status == 0) && (status < 100 || status > 599)) {
-    error = replace ? "attribute status must be 0 (keep the upstream's) or between 100 and 599"
-                    : "attribute status must be between 100 and 599";
+  if (!(replace && status == 0) && (status < 200 || status > 599)) {
+    error = replace ? "attribute status must be 0 (keep the upstream's) or a final status between 200 and 599"
+                    : "attribute status must be a final status between 200 and 599 (a 1xx would leave the client waiting)";
     return false;
   }
   f.status = static_cast<int>(status);

@@ -123,12 +123,16 @@ struct Framer::Impl {
   // Head bytes the parser has taken while the head was incomplete. They are reported as
   // consumed only with `head`, so the caller presents them again; this skips them.
   std::size_t head_fed = 0;
+  // The CRLF that ends a chunk's data was taken (and passed on) before Beast saw it; it is
+  // put back in front of what Beast is given next.
+  bool crlf_taken = false;
   std::string next_method = "GET";  // for the next final response
   std::string method = "GET";       // the one the current response answers
 
   void start(bool is_request) {
     sink = Sink{};
     head_fed = 0;
+    crlf_taken = false;
     if (is_request) {
       request.emplace(sink);
     } else {
@@ -254,20 +258,46 @@ FrameStep Framer::step(std::string_view data) {
     }
     case Impl::Phase::body: {
       if (data.empty()) return {};
+      // Beast takes a chunk's closing CRLF only together with the next chunk's size line.
+      // Holding those two bytes back until then would hold the chunk itself back from
+      // clients that read chunk by chunk (an SSE event would arrive one event late), so
+      // they are taken at once and replayed to Beast in front of the next bytes.
+      if (m.sink.between_chunks && !m.crlf_taken && data.size() >= 2 && data[0] == '\r' && data[1] == '\n') {
+        m.crlf_taken = true;
+        return {2, FrameEvent::none, {}};
+      }
+      std::string joined;
+      std::string_view feed = data;
+      std::size_t lead = 0;
+      if (m.crlf_taken) {
+        constexpr std::size_t kReplay = 4096;  // enough for a size line; the rest goes unjoined
+        joined.reserve(2 + std::min(data.size(), kReplay));
+        joined.append("\r\n").append(data.substr(0, std::min(data.size(), kReplay)));
+        feed = joined;
+        lead = 2;
+      }
       // Beast asserts that it is given at least 5 bytes once it has seen the last chunk's
       // line ("0\r\n"), which a body whose only chunk is the last one breaks when the
       // bytes come in pieces. Every chunked body still has at least "0\r\n\r\n" to go
       // between chunks, so waiting for 5 bytes there never stalls a complete message.
-      if (m.sink.between_chunks && data.size() < 5) return {};
+      if (m.sink.between_chunks && feed.size() < 5) return {};
       m.sink.piece = {};
       m.set_eager(true);
       boost::beast::error_code ec;
-      const std::size_t n = m.put(data, ec);
+      const std::size_t fed = m.put(feed, ec);
       if (ec && !is_need_more(ec)) return fail(ec.message());
+      if (fed < lead) return {};  // Beast wants more than the replayed CRLF and what followed
+      const std::size_t n = fed - lead;
+      m.crlf_taken = false;
+      std::string_view piece = m.sink.piece;
+      if (lead && !piece.empty()) {
+        // The piece lies in `joined`: point it at the same bytes of the caller's data.
+        piece = data.substr(static_cast<std::size_t>(piece.data() - joined.data()) - lead, piece.size());
+      }
       const bool complete = m.done();
-      if (!m.sink.piece.empty()) {
+      if (!piece.empty()) {
         if (complete) m.phase = Impl::Phase::end_pending;
-        return {n, FrameEvent::body, m.sink.piece};
+        return {n, FrameEvent::body, piece};
       }
       if (complete) return end_message(n);
       return {n, FrameEvent::none, {}};

@@ -374,7 +374,27 @@ void MessageSession::refresh(bool force) {
       }
     }
   }
-  if (engine_) engine_->set_faults(protocol_faults);
+  if (engine_) {
+    engine_->set_faults(protocol_faults);
+    // Bytes a protocol fault held "forever" (sse_stall with duration 0) go once it is gone.
+    std::vector<const ToxicConfig*> stalls;
+    for (const auto& f : protocol_faults) {
+      if (f->type == "sse_stall") stalls.push_back(f.get());
+    }
+    const bool stall_gone = std::any_of(stalls_.begin(), stalls_.end(), [&](const ToxicConfig* s) {
+      return std::find(stalls.begin(), stalls.end(), s) == stalls.end();
+    });
+    stalls_ = std::move(stalls);
+    for (Outbound* o : {to_upstream_.get(), to_client_.get()}) {
+      if (!stall_gone) break;
+      bool released = false;
+      for (auto& item : o->items) {
+        if (item.segment.release == kNever) item.segment.release = now, released = true;
+      }
+      if (o->last_release == kNever) o->last_release = now;
+      if (released) wake(*o);
+    }
+  }
   std::vector<std::string> names[2];
   for (Outbound* o : {to_upstream_.get(), to_client_.get()}) {
     const ToxicList& all = o->stream == Stream::upstream ? snapshot_->upstream_toxics : snapshot_->downstream_toxics;

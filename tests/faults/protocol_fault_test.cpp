@@ -222,7 +222,9 @@ TEST_CASE("compile reads the attributes") {
 }
 
 TEST_CASE("compile errors name the attribute") {
-  CHECK_THAT(compile_error("http_abort", {{"status", iv(99)}}), Contains("status") && Contains("between 100 and 599"));
+  CHECK_THAT(compile_error("http_abort", {{"status", iv(99)}}), Contains("status") && Contains("between 200 and 599"));
+  CHECK_THAT(compile_error("http_abort", {{"status", iv(100)}}), Contains("between 200 and 599"));
+  CHECK_THAT(compile_error("http_replace", {{"status", iv(101)}}), Contains("between 200 and 599"));
   CHECK_THAT(compile_error("http_abort", {{"status", iv(600)}}), Contains("status"));
   CHECK_THAT(compile_error("http_abort", {{"status", iv(0)}}), Contains("status"));
   CHECK_THAT(compile_error("http_replace", {{"status", iv(99)}}), Contains("status"));
