@@ -661,11 +661,13 @@ class RespProxyTest(unittest.TestCase):
                                    ("tool", "resp_error", {"tool": "x"})):
             status, body, _ = self.fl.request("POST", "/proxies/foreign_match/toxics",
                                               {"name": name, "type": type_, "attributes": {"match": match}})
-            self.assertIn(status, (200, 400), body)
+            self.assertEqual(status, 400, body)
+            self.assertIn(f"match.{name} needs a proxy with protocol", body["error"])
         with RespConn(address) as c:
             self.assertEqual(c.call("SET", "fm", "1"), b"+OK\r\n")
             self.assertEqual(c.call("GET", "fm"), b"$1\r\n1\r\n")
-        self.assertEqual(metric(self.fl, "faultline_toxic_messages_total", proxy="foreign_match"), 0)
+        # Refused, so no fault exists that could have acted.
+        self.assertIsNone(metric(self.fl, "faultline_toxic_messages_total", proxy="foreign_match"))
 
     def test_metrics_and_debug_log_count_commands_replies_and_faults(self):
         address = self.resp_proxy("metrics")
