@@ -13,6 +13,8 @@
 #include <spdlog/spdlog.h>
 
 #include "app/ctl.hpp"
+#include "app/drill_cmd.hpp"
+#include "app/export_cmd.hpp"
 #include "proxy/server.hpp"
 #include "proxy/tls.hpp"
 
@@ -26,6 +28,10 @@ commands:
   serve     run the proxy server and its control API (toxiproxy-server's flags work too)
   ctl       talk to a running server (toxiproxy-cli's commands)
   ca        create the local CA that TLS listeners mint certificates with (`ca init`)
+  drill     run a drill file: faults, loads, steady-state checks and V.1-V.8 verdicts
+            (`drill FILE [--report-json F] [--junit F]`; exit 0 pass, 1 fail, 2 could not run)
+  export    turn a recording into HAR, pcapng (Wireshark) or a text timeline
+            (`export FORMAT RECORDING [-o OUT]`)
   version   print the version
 
 Run `faultline COMMAND --help` for a command's options.
@@ -85,6 +91,9 @@ int serve(int argc, char** argv) {
     ("no-splice", "relay bulk data through user-space buffers instead of splice(2) (for comparison)")
     ("ca-dir", "the CA that mints certificates for proxies with tls.listen.mint (default: faultline ca path)",
      cxxopts::value<std::string>())
+    ("record", "record every proxy's traffic into this directory (a journal; see docs/journal.md)",
+     cxxopts::value<std::string>())
+    ("no-redact", "record secrets (Authorization, API keys, passwords) as they are: recordings are NOT safe to share")
     ("log-level", "trace, debug, info, warn, error (default: $LOG_LEVEL or info)", cxxopts::value<std::string>()->default_value(""))
     ("proxy-metrics", "accepted for toxiproxy-server compatibility; /metrics is always on")
     ("runtime-metrics", "accepted for toxiproxy-server compatibility; process metrics are always on")
@@ -125,6 +134,8 @@ int serve(int argc, char** argv) {
   o.workers = r["workers"].as<std::size_t>();
   o.splice = r.count("no-splice") == 0;
   if (r.count("ca-dir")) o.ca_dir = r["ca-dir"].as<std::string>();
+  if (r.count("record")) o.record_dir = r["record"].as<std::string>();
+  o.no_redact = r.count("no-redact") > 0;
   o.runtime_metrics = r.count("runtime-metrics") > 0;
   if (o.max_queued_bytes < 64 * 1024) {
     std::cerr << "faultline serve: --max-queued-bytes must be at least 65536\n";
@@ -228,6 +239,8 @@ int main(int argc, char** argv) {
     if (command == "serve") return serve(argc - 1, argv + 1);
     if (command == "ctl") return faultline::run_ctl(argc - 2, argv + 2);
     if (command == "ca") return ca(argc - 1, argv + 1);
+    if (command == "drill") return faultline::run_drill_command(argc - 1, argv + 1);
+    if (command == "export") return faultline::run_export(argc - 1, argv + 1);
     if (command == "version" || command == "--version" || command == "-version") {
       std::cout << "faultline " << FAULTLINE_VERSION << " (toxiproxy-compatible API 2.12.0)\n";
       return 0;

@@ -284,6 +284,10 @@ ApiResponse ControlPlane::route(const ApiRequest& req, const std::vector<std::st
     if (browser()) return browser_refused();
     return populate_route(req.body);
   }
+  if (!seg.empty() && seg[0] == "recordings") {
+    if (browser()) return browser_refused();
+    return recordings_route(req, seg);
+  }
   if (seg.empty() || seg[0] != "proxies") return not_found();
   if (seg.size() == 1) {
     if (m != "GET" && m != "POST") return bad_method();
@@ -723,6 +727,29 @@ std::string ControlPlane::metrics_text(bool runtime_metrics) const {
       }
     }
   }
+  family("faultline_recording_events_total", "counter", "Journal lines a recording wrote.");
+  for (const auto& [id, r] : recordings_) {
+    const auto s = r->status();
+    out.append("faultline_recording_events_total{recording=\"").append(prom_escape(id)).append("\"} ");
+    out.append(std::to_string(s.events)).append("\n");
+  }
+  family("faultline_recording_bytes_total", "counter", "Payload bytes a recording captured.");
+  for (const auto& [id, r] : recordings_) {
+    out.append("faultline_recording_bytes_total{recording=\"").append(prom_escape(id)).append("\"} ");
+    out.append(std::to_string(r->status().bytes)).append("\n");
+  }
+  family("faultline_recording_dropped_events_total", "counter",
+         "Events a recording did not write: its writer fell behind (gaps) or it had failed.");
+  for (const auto& [id, r] : recordings_) {
+    const auto s = r->status();
+    out.append("faultline_recording_dropped_events_total{recording=\"").append(prom_escape(id)).append("\"} ");
+    out.append(std::to_string(s.gap_events + s.lost_events)).append("\n");
+  }
+  family("faultline_recording_failed", "gauge", "1 when a recording stopped on an error (see GET /recordings/{id}).");
+  for (const auto& [id, r] : recordings_) {
+    out.append("faultline_recording_failed{recording=\"").append(prom_escape(id)).append("\"} ");
+    out.append(r->status().state == rec::RecordingState::failed ? "1\n" : "0\n");
+  }
   if (runtime_metrics) {
     std::ifstream status("/proc/self/status");
     std::string line;
@@ -742,6 +769,7 @@ void ControlPlane::stop_accepting() {
 
 void ControlPlane::stop_all() {
   for (auto& [name, proxy] : proxies_) proxy->stop();
+  stop_recordings();
 }
 
 std::uint64_t ControlPlane::active_connections() const {

@@ -12,6 +12,7 @@
 #include <rapidjson/document.h>
 
 #include "proxy/proxy.hpp"
+#include "recorder/recording.hpp"
 
 namespace faultline {
 
@@ -43,6 +44,9 @@ struct ApiError {
   std::string message;
 };
 
+// Reads a POST /recordings body (also a profile's "recording" object) into options.
+std::optional<std::string> parse_recording_options(const rapidjson::Value& body, rec::RecordingOptions& options);
+
 class ControlPlane {
  public:
   ControlPlane(ServerContext& context, ApiSecurity security);
@@ -66,6 +70,11 @@ class ControlPlane {
   void stop_all();
   std::uint64_t active_connections() const;
 
+  // Recordings (proxy/recordings_api.cpp). `start_recording` is also how `serve --record`
+  // and profiles start theirs; `stop_recordings` finalizes every one (shutdown).
+  std::optional<ApiError> start_recording(std::string id, rec::RecordingOptions options);
+  void stop_recordings();
+
  private:
   ApiResponse route(const ApiRequest& request, const std::vector<std::string>& segments);
   ApiResponse list_proxies();
@@ -80,6 +89,9 @@ class ControlPlane {
   ApiResponse delete_toxic(Proxy& proxy, const std::string& toxic);
   ApiResponse reset();
 
+  ApiResponse recordings_route(const ApiRequest& request, const std::vector<std::string>& segments);
+  std::string recording_json(const rec::Recording& recording) const;
+  void publish_all();
   std::string proxy_json(const Proxy& proxy) const;
   static std::string toxics_json(const Proxy& proxy);
   std::optional<ApiError> build_toxics(const rapidjson::Value& list, const std::string& where,
@@ -89,6 +101,8 @@ class ControlPlane {
   ApiSecurity security_;
   std::map<std::string, std::unique_ptr<Proxy>> proxies_;
   std::uint64_t toxic_revision_ = 0;
+  std::map<std::string, std::shared_ptr<rec::Recording>> recordings_;  // started ones, stopped ones too
+  std::uint64_t recording_counter_ = 0;
 };
 
 }  // namespace faultline

@@ -154,6 +154,7 @@ class MessageSession::Output final : public EngineOutput {
   }
   void applied(const ToxicConfig& fault, std::string_view what) override {
     spdlog::debug("proxy {}: {} {}: {}", s_.runtime_->name(), fault.type, fault.name, what);
+    if (!s_.taps_.empty()) s_.taps_.fault(fault.name, fault.type, what, Clock::now());
   }
 
  private:
@@ -363,6 +364,14 @@ void MessageSession::refresh(bool force) {
   seen_version_ = version;
   snapshot_ = runtime_->snapshot();
   const TimePoint now = Clock::now();
+  if (info_ && (!snapshot_->recordings.empty() || !taps_.empty())) {
+    rec::ConnectionMeta meta;
+    meta.proxy = runtime_->name();
+    meta.protocol = snapshot_->protocol;
+    meta.client = info_->client;
+    meta.upstream = snapshot_->upstream;
+    taps_.follow(*snapshot_, meta, now);
+  }
   ToxicList protocol_faults;
   for (const ToxicList* list : {&snapshot_->upstream_toxics, &snapshot_->downstream_toxics}) {
     for (const auto& t : *list) {
@@ -525,6 +534,7 @@ awaitable<void> MessageSession::write_loop(Stream dir) {
           break;
         }
         batch.emplace_back(next.segment.data, next.segment.size);
+        if (!taps_.empty()) taps_.data(dir, next.segment.data, next.segment.size, now);
         ++count;
         bytes += next.segment.size;
       }
@@ -559,6 +569,7 @@ awaitable<void> MessageSession::write_loop(Stream dir) {
 void MessageSession::execute_end(Stream dir, EndKind kind) {
   if (closing_) return;
   Outbound& o = towards(dir);
+  if (!taps_.empty()) taps_.end(dir, kind, Clock::now());
   if (kind == EndKind::half_close && !closing_after_reply_) {
     boost::system::error_code ec;
     destination(dir).lowest().shutdown(tcp::socket::shutdown_send, ec);
@@ -572,6 +583,14 @@ void MessageSession::execute_end(Stream dir, EndKind kind) {
 void MessageSession::close(EndKind how) {
   if (closing_) return;
   closing_ = true;
+  if (!taps_.empty()) {
+    const TimePoint now = Clock::now();
+    if (how == EndKind::reset) {
+      taps_.end(Stream::upstream, how, now);
+      taps_.end(Stream::downstream, how, now);
+    }
+    taps_.close(now);
+  }
   boost::system::error_code ec;
   if (how == EndKind::reset) {
     client_->lowest().set_option(net::socket_base::linger(true, 0), ec);

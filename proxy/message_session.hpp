@@ -8,6 +8,7 @@
 
 #include "proxy/asio.hpp"
 #include "proxy/connection.hpp"
+#include "proxy/recording_taps.hpp"
 #include "proxy/runtime.hpp"
 #include "proxy/session.hpp"
 
@@ -62,6 +63,7 @@ class MessageSession final : public Connection, public std::enable_shared_from_t
   bool closing_ = false;
   bool closing_after_reply_ = false;  // the upstream failed: the 502 goes out, then we close
   std::shared_ptr<ConnectionInfo> info_;
+  RecordingTaps taps_;
   std::unique_ptr<Peer> client_;
   std::unique_ptr<Peer> upstream_;
   std::unique_ptr<Outbound> to_upstream_;

@@ -3,6 +3,7 @@
 #pragma once
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <rapidjson/document.h>
 
@@ -12,6 +13,8 @@ struct Profile {
   rapidjson::Document document;
   const rapidjson::Value* proxies = nullptr;  // the array of proxy entries
   std::optional<std::uint64_t> seed;
+  const rapidjson::Value* recording = nullptr;  // "recording": options for the proxies with "record": true
+  std::vector<std::string> recorded_proxies;    // names of the proxies with "record": true
 };
 
 // Reads and checks the file's shape; errors name the file, the JSON path and the reason.

@@ -8,6 +8,7 @@
 #include "proxy/server_context.hpp"
 #include "proxy/message_session.hpp"
 #include "proxy/session.hpp"
+#include "recorder/recording.hpp"
 
 namespace faultline {
 namespace {
@@ -337,6 +338,9 @@ void Proxy::publish() {
   snapshot->upstream_verify = spec_.upstream_verify;
   snapshot->upstream_server_name = spec_.upstream_server_name;
   snapshot->listen_tls = spec_.listen_tls;
+  for (const auto& r : context_.recordings) {
+    if (r->covers(spec_.name)) snapshot->recordings.push_back(r);
+  }
   for (const auto& t : toxics_) {
     if (applies_to(t->stream, Stream::upstream)) snapshot->upstream_toxics.push_back(t);
     if (applies_to(t->stream, Stream::downstream)) snapshot->downstream_toxics.push_back(t);

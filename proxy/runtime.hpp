@@ -16,6 +16,9 @@
 namespace boost::asio::ssl {
 class context;
 }
+namespace faultline::rec {
+class Recording;
+}
 
 namespace faultline {
 
@@ -28,6 +31,7 @@ struct ProxySnapshot {
   bool upstream_verify = true;
   std::string upstream_server_name;  // SNI and the name verified; the upstream host when empty
   std::shared_ptr<boost::asio::ssl::context> listen_tls;
+  std::vector<std::shared_ptr<rec::Recording>> recordings;  // recordings covering this proxy
   ToxicList upstream_toxics;
   ToxicList downstream_toxics;
   std::uint64_t version = 0;

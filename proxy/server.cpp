@@ -16,6 +16,7 @@
 #include "proxy/http_server.hpp"
 #include "proxy/profile.hpp"
 #include "proxy/server_context.hpp"
+#include "recorder/recording.hpp"
 
 namespace faultline {
 namespace {
@@ -110,6 +111,30 @@ int run_server(const ServeOptions& options) {
         return 2;
       }
       spdlog::info("config: {} proxies from {}", result.proxies.size(), *options.config_path);
+    }
+    if (options.record_dir || !profile.recorded_proxies.empty()) {
+      rec::RecordingOptions recording;
+      if (profile.recording) {
+        if (auto e = parse_recording_options(*profile.recording, recording)) {
+          spdlog::error("config: {}: $.recording: {}", *options.config_path, *e);
+          control_plane.stop_all();
+          workers.stop();
+          return 2;
+        }
+      }
+      if (options.record_dir) {
+        recording.dir = *options.record_dir;
+        recording.proxies.clear();  // --record: every proxy, including ones created later
+      } else {
+        recording.proxies = profile.recorded_proxies;
+      }
+      if (options.no_redact) recording.redact = false;
+      if (auto e = control_plane.start_recording("serve", std::move(recording))) {
+        spdlog::error("{}: {}", options.record_dir ? "--record" : "config", e->message);
+        control_plane.stop_all();
+        workers.stop();
+        return 2;
+      }
     }
 
     tcp::acceptor api(control);

@@ -23,6 +23,8 @@ struct ServeOptions {
   std::size_t workers = 0;  // 0 = one per core
   bool splice = true;
   std::string ca_dir;  // empty: tls::default_ca_dir()
+  std::optional<std::string> record_dir;  // --record DIR: record every proxy from the start
+  bool no_redact = false;
 };
 
 // Runs until SIGINT/SIGTERM. Returns the process exit code (2: could not start).

@@ -2,13 +2,18 @@
 // API live there), the worker pool (connections live there) and the server's limits.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "faults/time.hpp"
 #include "proxy/asio.hpp"
 #include "proxy/workers.hpp"
 
 namespace faultline {
+namespace rec {
+class Recording;
+}
 
 class ServerContext {
  public:
@@ -22,6 +27,8 @@ class ServerContext {
   bool splice = true;
   Duration upstream_probe_interval = std::chrono::milliseconds(500);
   std::string ca_dir;  // where `tls.listen.mint` finds the CA (`faultline ca init`)
+  // Recordings in progress; each proxy's snapshot carries those that cover it.
+  std::vector<std::shared_ptr<rec::Recording>> recordings;
 };
 
 }  // namespace faultline

@@ -326,6 +326,7 @@ void Session::refresh(Pipe& p, bool force) {
   if (!force && version == p.seen_version && now < p.next_boundary) return;
   p.seen_version = version;
   auto snapshot = runtime_->snapshot();
+  if (info_ && (!snapshot->recordings.empty() || !taps_.empty())) taps_.follow(*snapshot, recording_meta(), now);
   const ToxicList& toxics = p.stream == Stream::upstream ? snapshot->upstream_toxics : snapshot->downstream_toxics;
   p.next_boundary = next_schedule_change(toxics, now);
   std::vector<std::pair<std::string, std::uint64_t>> wanted;
@@ -348,8 +349,16 @@ void Session::refresh(Pipe& p, bool force) {
   if (p.eof_in_chain) p.chain.end(EndKind::half_close, p.eof_at, p.sink);
   p.writer_timer.cancel();
   if (info_) {
+    auto names = p.chain.active_names();
+    if (!taps_.empty()) {
+      for (const auto& t : toxics) {
+        if (std::find(names.begin(), names.end(), t->name) == names.end()) continue;
+        taps_.fault(t->name, t->type, std::string("active on the ") + (p.stream == Stream::upstream ? "upstream" : "downstream") +
+                                         " direction", now);
+      }
+    }
     std::lock_guard lock(info_->mutex);
-    info_->toxics[static_cast<int>(p.stream)] = p.chain.active_names();
+    info_->toxics[static_cast<int>(p.stream)] = std::move(names);
   }
   if (!fast_path(p)) ensure_writer(p);
 }
@@ -387,7 +396,7 @@ awaitable<void> Session::read_loop(Pipe& p) {
   while (!closing_ && !p.eof_seen) {
     if (p.bulk) {
       refresh(p, false);
-      if (fast_path(p)) {
+      if (fast_path(p) && taps_.empty()) {
         const SpliceOutcome outcome = co_await splice_burst(p);
         if (outcome == SpliceOutcome::done) co_return;
         if (outcome == SpliceOutcome::drained) {
@@ -445,7 +454,9 @@ awaitable<void> Session::read_loop(Pipe& p) {
       info_->bytes[static_cast<int>(p.stream)].fetch_add(n, std::memory_order_relaxed);
       refresh(p, false);
       if (fast_path(p)) {
-        p.bulk = settings_.splice && n >= 64 * 1024;  // a large read: bulk transfer under way
+        // A large read: bulk transfer under way (splice(2) bypasses user space: not while recording).
+        p.bulk = settings_.splice && n >= 64 * 1024 && taps_.empty();
+        if (!taps_.empty()) taps_.data(p.stream, block.data(), n, Clock::now());
         p.writing = true;
         auto [wec, written] = co_await net::async_write(p.to, net::buffer(block.data(), n), use_nothrow);
         p.writing = false;
@@ -470,6 +481,7 @@ awaitable<void> Session::read_loop(Pipe& p) {
         while (!p.scheduled.empty() && p.scheduled.front().release <= now + kTimerSlack &&
                !end_due_before(p, p.scheduled.front().release)) {
           const Segment s = p.scheduled.front();
+          if (!taps_.empty()) taps_.data(p.stream, s.data, s.size, Clock::now());
           p.writing = true;
           auto [wec, written] = co_await net::async_write(p.to, net::buffer(s.data, s.size), use_nothrow);
           p.writing = false;
@@ -555,6 +567,7 @@ awaitable<void> Session::write_loop(Pipe& p) {
         co_await wait_until(p, s.release);
         continue;
       }
+      if (!taps_.empty()) taps_.data(p.stream, s.data, s.size, Clock::now());
       p.writing = true;
       auto [ec, written] = co_await net::async_write(p.to, net::buffer(s.data, s.size), use_nothrow);
       p.writing = false;
@@ -602,6 +615,7 @@ awaitable<void> Session::write_loop(Pipe& p) {
 void Session::execute_end(Pipe& p, EndKind kind) {
   if (closing_) return;
   report_dropped(p);
+  if (!taps_.empty()) taps_.end(p.stream, kind, Clock::now());
   if (kind == EndKind::half_close) {
     boost::system::error_code ec;
     p.to.shutdown(tcp::socket::shutdown_send, ec);
@@ -611,6 +625,15 @@ void Session::execute_end(Pipe& p, EndKind kind) {
     return;
   }
   close(kind);
+}
+
+rec::ConnectionMeta Session::recording_meta() const {
+  rec::ConnectionMeta meta;
+  meta.proxy = runtime_->name();
+  meta.protocol = Protocol::tcp;
+  meta.client = info_ ? info_->client : "?";
+  meta.upstream = runtime_->snapshot()->upstream;
+  return meta;
 }
 
 void Session::report_dropped(Pipe& p) {
@@ -638,6 +661,14 @@ void Session::on_write_error(const boost::system::error_code& ec) {
 void Session::close(EndKind how) {
   if (closing_) return;
   closing_ = true;
+  if (!taps_.empty()) {
+    const TimePoint now = Clock::now();
+    if (how == EndKind::reset) {
+      taps_.end(Stream::upstream, how, now);
+      taps_.end(Stream::downstream, how, now);
+    }
+    taps_.close(now);
+  }
   boost::system::error_code ec;
   if (how == EndKind::reset) {
     client_.set_option(net::socket_base::linger(true, 0), ec);

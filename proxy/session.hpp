@@ -12,6 +12,7 @@
 #include "proxy/asio.hpp"
 #include "proxy/buffer_pool.hpp"
 #include "proxy/connection.hpp"
+#include "proxy/recording_taps.hpp"
 #include "proxy/runtime.hpp"
 
 namespace faultline {
@@ -74,6 +75,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   bool fast_path(const Pipe& p) const;
   bool inline_path(const Pipe& p) const;
   bool end_due_before(const Pipe& p, TimePoint t) const;
+  rec::ConnectionMeta recording_meta() const;
 
   Worker& worker_;
   std::shared_ptr<ProxyRuntime> runtime_;
@@ -84,6 +86,7 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   std::uint64_t index_;
   bool closing_ = false;
   std::shared_ptr<ConnectionInfo> info_;  // what GET /proxies/{p}/connections shows
+  RecordingTaps taps_;
   std::unique_ptr<Pipe> up_;
   std::unique_ptr<Pipe> down_;
 };

@@ -1,0 +1,729 @@
+#include "recorder/journal.hpp"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <rapidjson/document.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+
+namespace faultline::rec {
+
+namespace {
+
+constexpr char kHex[] = "0123456789abcdef";
+constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+// Length of the valid UTF-8 sequence at s[i], or 0 when it is not one (overlongs,
+// surrogates and code points above U+10FFFF are not valid).
+std::size_t utf8_length(std::string_view s, std::size_t i) {
+  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
+  const unsigned char c = b(0);
+  const std::size_t left = s.size() - i;
+  const auto cont = [&](std::size_t k) { return k < left && (b(k) & 0xC0) == 0x80; };
+  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    if (!cont(1) || !cont(2)) return 0;
+    if (c == 0xE0 && b(1) < 0xA0) return 0;   // overlong
+    if (c == 0xED && b(1) >= 0xA0) return 0;  // surrogate
+    return 3;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    if (!cont(1) || !cont(2) || !cont(3)) return 0;
+    if (c == 0xF0 && b(1) < 0x90) return 0;
+    if (c == 0xF4 && b(1) >= 0x90) return 0;
+    return 4;
+  }
+  return 0;
+}
+
+void append_u(std::string& out, unsigned v) {
+  out += "\\u00";
+  out += kHex[(v >> 4) & 0xF];
+  out += kHex[v & 0xF];
+}
+
+void append_uint(std::string& out, std::uint64_t v) {
+  char buf[24];
+  char* p = buf + sizeof buf;
+  do {
+    *--p = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v);
+  out.append(p, static_cast<std::size_t>(buf + sizeof buf - p));
+}
+
+void append_int(std::string& out, std::int64_t v) {
+  if (v < 0) {
+    out += '-';
+    append_uint(out, static_cast<std::uint64_t>(-(v + 1)) + 1);
+  } else {
+    append_uint(out, static_cast<std::uint64_t>(v));
+  }
+}
+
+// The members every event line starts with, in one order so lines are easy to grep.
+void begin(std::string& out, std::string_view type, std::int64_t t) {
+  out += "{\"type\":\"";
+  out += type;
+  out += "\",\"t\":";
+  append_int(out, t);
+}
+
+void member_uint(std::string& out, std::string_view name, std::uint64_t v) {
+  out += ",\"";
+  out += name;
+  out += "\":";
+  append_uint(out, v);
+}
+
+void member_string(std::string& out, std::string_view name, std::string_view v) {
+  out += ",\"";
+  out += name;
+  out += "\":";
+  append_json_string(out, v);
+}
+
+void conn_dir_span(std::string& out, std::uint64_t conn, Stream dir, std::uint64_t off, std::uint64_t len) {
+  member_uint(out, "conn", conn);
+  out += ",\"dir\":\"";
+  out += dir_name(dir);
+  out += '"';
+  member_uint(out, "off", off);
+  member_uint(out, "len", len);
+}
+
+int b64_value(char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return -1;
+}
+
+std::string errno_text(int e) { return std::strerror(e); }
+
+// ---- reading helpers ----
+
+using Value = rapidjson::Value;
+
+const Value* get(const Value& o, const char* name) {
+  const auto it = o.FindMember(name);
+  return it == o.MemberEnd() ? nullptr : &it->value;
+}
+
+bool get_string(const Value& o, const char* name, std::string& out) {
+  const Value* v = get(o, name);
+  if (!v || !v->IsString()) return false;
+  out.assign(v->GetString(), v->GetStringLength());
+  return true;
+}
+
+bool get_uint(const Value& o, const char* name, std::uint64_t& out) {
+  const Value* v = get(o, name);
+  if (!v || !v->IsUint64()) return false;
+  out = v->GetUint64();
+  return true;
+}
+
+bool get_int(const Value& o, const char* name, std::int64_t& out) {
+  const Value* v = get(o, name);
+  if (!v || !v->IsInt64()) return false;
+  out = v->GetInt64();
+  return true;
+}
+
+std::string version_message(std::string_view what, std::int64_t version, int known) {
+  return std::string(what) + " version " + std::to_string(version) + " is newer than this faultline understands (" +
+         std::to_string(known) + ")";
+}
+
+bool read_file(const std::string& path, std::string& out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  out.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  return !in.bad();
+}
+
+}  // namespace
+
+// ---- encoders ----
+
+void append_json_string(std::string& out, std::string_view s) {
+  out += '"';
+  std::size_t i = 0;
+  while (i < s.size()) {
+    // Runs of plain printable ASCII are copied at once: most fields are nothing else.
+    std::size_t j = i;
+    while (j < s.size()) {
+      const auto c = static_cast<unsigned char>(s[j]);
+      if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') break;
+      ++j;
+    }
+    out.append(s.data() + i, j - i);
+    i = j;
+    if (i >= s.size()) break;
+    const auto c = static_cast<unsigned char>(s[i]);
+    switch (c) {
+      case '"': out += "\\\""; ++i; continue;
+      case '\\': out += "\\\\"; ++i; continue;
+      case '\n': out += "\\n"; ++i; continue;
+      case '\r': out += "\\r"; ++i; continue;
+      case '\t': out += "\\t"; ++i; continue;
+      default: break;
+    }
+    if (c < 0x20) {
+      append_u(out, c);
+      ++i;
+      continue;
+    }
+    if (const std::size_t n = utf8_length(s, i)) {
+      out.append(s.data() + i, n);
+      i += n;
+    } else {
+      append_u(out, c);
+      ++i;
+    }
+  }
+  out += '"';
+}
+
+std::string json_string(std::string_view s) {
+  std::string out;
+  append_json_string(out, s);
+  return out;
+}
+
+std::string base64_encode(std::string_view bytes) {
+  std::string out;
+  out.resize((bytes.size() + 2) / 3 * 4);
+  const auto* in = reinterpret_cast<const unsigned char*>(bytes.data());
+  char* o = out.data();
+  std::size_t i = 0;
+  for (; i + 3 <= bytes.size(); i += 3) {
+    const std::uint32_t v = (std::uint32_t{in[i]} << 16) | (std::uint32_t{in[i + 1]} << 8) | in[i + 2];
+    *o++ = kB64[v >> 18];
+    *o++ = kB64[(v >> 12) & 63];
+    *o++ = kB64[(v >> 6) & 63];
+    *o++ = kB64[v & 63];
+  }
+  const std::size_t rest = bytes.size() - i;
+  if (rest) {
+    std::uint32_t v = std::uint32_t{in[i]} << 16;
+    if (rest == 2) v |= std::uint32_t{in[i + 1]} << 8;
+    *o++ = kB64[v >> 18];
+    *o++ = kB64[(v >> 12) & 63];
+    *o++ = rest == 2 ? kB64[(v >> 6) & 63] : '=';
+    *o++ = '=';
+  }
+  return out;
+}
+
+bool base64_decode(std::string_view text, std::string& out) {
+  out.clear();
+  if (text.size() % 4 != 0) return false;
+  out.reserve(text.size() / 4 * 3);
+  for (std::size_t i = 0; i < text.size(); i += 4) {
+    const bool last = i + 4 == text.size();
+    int v[4];
+    int pad = 0;
+    for (int k = 0; k < 4; ++k) {
+      const char c = text[i + static_cast<std::size_t>(k)];
+      if (c == '=' && last && k >= 2) {
+        v[k] = 0;
+        ++pad;
+        continue;
+      }
+      if (pad) return false;  // data after padding
+      v[k] = b64_value(c);
+      if (v[k] < 0) return false;
+    }
+    const std::uint32_t w = (static_cast<std::uint32_t>(v[0]) << 18) | (static_cast<std::uint32_t>(v[1]) << 12) |
+                            (static_cast<std::uint32_t>(v[2]) << 6) | static_cast<std::uint32_t>(v[3]);
+    out += static_cast<char>(w >> 16);
+    if (pad < 2) out += static_cast<char>((w >> 8) & 0xFF);
+    if (pad < 1) out += static_cast<char>(w & 0xFF);
+  }
+  return true;
+}
+
+std::string sha256_hex(std::string_view bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(bytes.data(), bytes.size(), digest, &n, EVP_sha256(), nullptr);
+  std::string out;
+  out.reserve(n * 2);
+  for (unsigned i = 0; i < n; ++i) {
+    out += kHex[digest[i] >> 4];
+    out += kHex[digest[i] & 0xF];
+  }
+  return out;
+}
+
+std::string rfc3339_ns(std::chrono::system_clock::time_point at) {
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(at.time_since_epoch()).count();
+  std::int64_t secs = ns / 1'000'000'000;
+  std::int64_t frac = ns % 1'000'000'000;
+  if (frac < 0) {
+    frac += 1'000'000'000;
+    --secs;
+  }
+  const auto tt = static_cast<std::time_t>(secs);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<long long>(frac));
+  return buf;
+}
+
+std::string_view dir_name(Stream towards) { return towards == Stream::downstream ? "down" : "up"; }
+
+std::string_view end_name(EndKind how) {
+  switch (how) {
+    case EndKind::half_close: return "half_close";
+    case EndKind::reset: return "reset";
+    default: return "close";
+  }
+}
+
+std::string journal_file_name(std::uint64_t n) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "journal-%06llu.jsonl", static_cast<unsigned long long>(n));
+  return buf;
+}
+
+// ---- line builders ----
+
+namespace line {
+
+void header(std::string& out, std::string_view recording, std::uint64_t file, std::string_view started_wall,
+            std::int64_t started_mono_ns, bool redacted) {
+  out += "{\"type\":\"journal\",\"version\":";
+  append_int(out, kJournalVersion);
+  member_string(out, "recording", recording);
+  member_uint(out, "file", file);
+  member_string(out, "started_wall", started_wall);
+  out += ",\"started_mono_ns\":";
+  append_int(out, started_mono_ns);
+  out += redacted ? ",\"redacted\":true}\n" : ",\"redacted\":false}\n";
+}
+
+void open(std::string& out, std::int64_t t, std::uint64_t conn, std::string_view proxy, std::string_view protocol,
+          std::string_view client, std::string_view upstream) {
+  begin(out, "open", t);
+  member_uint(out, "conn", conn);
+  member_string(out, "proxy", proxy);
+  member_string(out, "protocol", protocol);
+  member_string(out, "client", client);
+  member_string(out, "upstream", upstream);
+  out += "}\n";
+}
+
+void data(std::string& out, std::int64_t t, std::uint64_t conn, Stream dir, std::uint64_t off, std::uint64_t len,
+          std::string_view inline_bytes, std::string_view blob) {
+  begin(out, "data", t);
+  conn_dir_span(out, conn, dir, off, len);
+  if (!blob.empty()) {
+    out += ",\"blob\":\"";
+    out += blob;
+    out += "\"}\n";
+    return;
+  }
+  out += ",\"b64\":\"";
+  out += base64_encode(inline_bytes);
+  out += "\"}\n";
+}
+
+void msg(std::string& out, std::int64_t t, std::uint64_t conn, Stream dir, std::uint64_t off, std::uint64_t len,
+         std::string_view fields) {
+  begin(out, "msg", t);
+  conn_dir_span(out, conn, dir, off, len);
+  if (!fields.empty()) {
+    out += ',';
+    out += fields;
+  }
+  out += "}\n";
+}
+
+void redaction(std::string& out, std::int64_t t, std::uint64_t conn, Stream dir, std::uint64_t off,
+               std::uint64_t len, std::string_view fields) {
+  begin(out, "redaction", t);
+  conn_dir_span(out, conn, dir, off, len);
+  if (!fields.empty()) {
+    out += ',';
+    out += fields;
+  }
+  out += "}\n";
+}
+
+void end(std::string& out, std::int64_t t, std::uint64_t conn, Stream dir, EndKind how) {
+  begin(out, "end", t);
+  member_uint(out, "conn", conn);
+  out += ",\"dir\":\"";
+  out += dir_name(dir);
+  out += "\",\"how\":\"";
+  out += end_name(how);
+  out += "\"}\n";
+}
+
+void fault(std::string& out, std::int64_t t, std::uint64_t conn, std::string_view toxic, std::string_view type,
+           std::string_view what) {
+  begin(out, "fault", t);
+  member_uint(out, "conn", conn);
+  member_string(out, "toxic", toxic);
+  member_string(out, "fault", type);
+  member_string(out, "what", what);
+  out += "}\n";
+}
+
+void close(std::string& out, std::int64_t t, std::uint64_t conn) {
+  begin(out, "close", t);
+  member_uint(out, "conn", conn);
+  out += "}\n";
+}
+
+void gap(std::string& out, std::int64_t t, std::uint64_t events, std::uint64_t bytes, std::int64_t since,
+         std::int64_t until) {
+  begin(out, "gap", t);
+  member_uint(out, "events", events);
+  member_uint(out, "bytes", bytes);
+  out += ",\"since\":";
+  append_int(out, since);
+  out += ",\"until\":";
+  append_int(out, until);
+  out += "}\n";
+}
+
+}  // namespace line
+
+// ---- index.json ----
+
+std::string format_index(const IndexFile& index) {
+  std::string out = "{\"version\":";
+  append_int(out, index.version);
+  member_string(out, "id", index.id);
+  out += ",\"journals\":[";
+  for (std::size_t i = 0; i < index.journals.size(); ++i) {
+    if (i) out += ',';
+    append_json_string(out, index.journals[i]);
+  }
+  out += ']';
+  member_string(out, "state", index.state);
+  member_string(out, "started_wall", index.started_wall);
+  if (index.stopped_wall) member_string(out, "stopped_wall", *index.stopped_wall);
+  out += index.redacted ? ",\"redacted\":true" : ",\"redacted\":false";
+  if (!index.error.empty()) member_string(out, "error", index.error);
+  out += "}\n";
+  return out;
+}
+
+bool write_index(const std::string& dir, const IndexFile& index, std::string& error) {
+  const std::string path = dir + "/" + std::string(kIndexFile);
+  const std::string tmp = path + ".tmp";
+  const std::string text = format_index(index);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    error = tmp + ": " + errno_text(errno);
+    return false;
+  }
+  std::size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      error = tmp + ": " + errno_text(n < 0 ? errno : EIO);
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return false;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::close(fd) != 0) {
+    error = tmp + ": " + errno_text(errno);
+    ::unlink(tmp.c_str());
+    return false;
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    error = path + ": " + errno_text(errno);
+    ::unlink(tmp.c_str());
+    return false;
+  }
+  return true;
+}
+
+bool read_index(const std::string& dir, IndexFile& out, std::string& error) {
+  const std::string path = dir + "/" + std::string(kIndexFile);
+  std::string text;
+  if (!read_file(path, text)) {
+    error = path + ": " + errno_text(errno ? errno : ENOENT);
+    return false;
+  }
+  rapidjson::Document doc;
+  doc.Parse(text.data(), text.size());
+  if (doc.HasParseError() || !doc.IsObject()) {
+    error = path + ": not a recording index (not a JSON object)";
+    return false;
+  }
+  std::int64_t version = 0;
+  if (!get_int(doc, "version", version) || version < 1) {
+    error = path + ": not a recording index (no version)";
+    return false;
+  }
+  if (version > kIndexVersion) {
+    error = path + ": " + version_message("recording index", version, kIndexVersion);
+    return false;
+  }
+  out = IndexFile{};
+  out.version = static_cast<int>(version);
+  get_string(doc, "id", out.id);
+  get_string(doc, "state", out.state);
+  get_string(doc, "started_wall", out.started_wall);
+  get_string(doc, "error", out.error);
+  std::string stopped;
+  if (get_string(doc, "stopped_wall", stopped)) out.stopped_wall = stopped;
+  if (const Value* r = get(doc, "redacted"); r && r->IsBool()) out.redacted = r->GetBool();
+  const Value* journals = get(doc, "journals");
+  if (!journals || !journals->IsArray()) {
+    error = path + ": no journals list";
+    return false;
+  }
+  for (const auto& j : journals->GetArray()) {
+    if (!j.IsString()) continue;
+    std::string name(j.GetString(), j.GetStringLength());
+    // Names only: an index must not point a reader outside its directory.
+    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
+      error = path + ": bad journal name " + json_string(name);
+      return false;
+    }
+    out.journals.push_back(std::move(name));
+  }
+  return true;
+}
+
+// ---- reader ----
+
+JournalReader::JournalReader() = default;
+JournalReader::~JournalReader() = default;
+
+bool JournalReader::open(const std::string& path, std::string& error) {
+  // A reader may be reopened: forget everything about the previous journal.
+  in_.close();
+  in_.clear();
+  in_open_ = false;
+  dir_.clear();
+  files_.clear();
+  current_ = 0;
+  line_no_ = 0;
+  offset_ = 0;
+  saw_header_ = false;
+  error_.clear();
+  truncations_.clear();
+  index_.reset();
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    IndexFile index;
+    if (!read_index(path, index, error)) return false;
+    dir_ = path;
+    for (const auto& j : index.journals) files_.push_back(path + "/" + j);
+    index_ = std::move(index);
+  } else {
+    if (!std::filesystem::exists(path, ec)) {
+      error = path + ": " + errno_text(ENOENT);
+      return false;
+    }
+    dir_ = std::filesystem::path(path).parent_path().string();
+    if (dir_.empty()) dir_ = ".";
+    files_.push_back(path);
+  }
+  if (!files_.empty() && !open_file(0)) {
+    error = error_;
+    return false;
+  }
+  return true;
+}
+
+bool JournalReader::open_file(std::size_t i) {
+  current_ = i;
+  in_.close();
+  in_.clear();
+  in_.open(files_[i], std::ios::binary);
+  line_no_ = 0;
+  offset_ = 0;
+  saw_header_ = false;
+  in_open_ = static_cast<bool>(in_);
+  if (!in_open_) {
+    error_ = files_[i] + ": " + errno_text(errno ? errno : ENOENT);
+    return false;
+  }
+  return true;
+}
+
+bool JournalReader::next(JournalEvent& event) {
+  if (!error_.empty()) return false;
+  while (current_ < files_.size()) {
+    if (!in_open_) {
+      if (!open_file(current_)) return false;
+    }
+    std::string text;
+    const std::uint64_t start = offset_;
+    if (!std::getline(in_, text)) {
+      // The end of this file: go on with the next one.
+      in_open_ = false;
+      in_.close();
+      ++current_;
+      continue;
+    }
+    ++line_no_;
+    const bool newline = !in_.eof();
+    offset_ += text.size() + (newline ? 1 : 0);
+    const std::string& file = files_[current_];
+    if (!newline) {
+      truncations_.push_back({file, line_no_, start, "no trailing newline (a partial last line)"});
+      in_open_ = false;
+      in_.close();
+      ++current_;
+      continue;
+    }
+    std::string why;
+    event = JournalEvent{};
+    event.file = file;
+    event.line = line_no_;
+    if (!parse_line(text, event, why)) {
+      if (!error_.empty()) return false;  // a version or header problem: stop
+      // Broken but terminated: only forgivable as the file's last line (a batch cut off by
+      // a full disk and never followed by anything).
+      if (in_.peek() == std::char_traits<char>::eof()) {
+        truncations_.push_back({file, line_no_, start, why});
+        in_open_ = false;
+        in_.close();
+        ++current_;
+        continue;
+      }
+      error_ = file + ":" + std::to_string(line_no_) + " (byte " + std::to_string(start) + "): " + why;
+      return false;
+    }
+    return true;
+  }
+  return false;
+}
+
+bool JournalReader::parse_line(std::string_view text, JournalEvent& event, std::string& why) {
+  rapidjson::Document doc;
+  doc.Parse(text.data(), text.size());
+  if (doc.HasParseError() || !doc.IsObject()) {
+    why = "not JSON";
+    return false;
+  }
+  if (!get_string(doc, "type", event.type_name)) {
+    why = "no \"type\"";
+    return false;
+  }
+  event.raw.assign(text);
+  const std::string& file = files_[current_];
+  if (event.type_name == "journal") {
+    event.type = EventType::header;
+    std::int64_t version = 0;
+    if (!get_int(doc, "version", version) || version < 1) {
+      error_ = file + ": not a faultline journal (its header has no version)";
+      return false;
+    }
+    if (version > kJournalVersion) {
+      error_ = file + ": " + version_message("journal", version, kJournalVersion);
+      return false;
+    }
+    event.version = static_cast<int>(version);
+    get_string(doc, "recording", event.recording);
+    get_uint(doc, "file", event.file_no);
+    get_string(doc, "started_wall", event.started_wall);
+    get_int(doc, "started_mono_ns", event.started_mono_ns);
+    if (const Value* r = get(doc, "redacted"); r && r->IsBool()) event.redacted = r->GetBool();
+    saw_header_ = true;
+    return true;
+  }
+  if (!saw_header_) {
+    error_ = file + ": not a faultline journal (the first line is not a journal header)";
+    return false;
+  }
+  get_int(doc, "t", event.t);
+  get_uint(doc, "conn", event.conn);
+  std::string dir;
+  if (get_string(doc, "dir", dir)) event.dir = dir == "down" ? Stream::downstream : Stream::upstream;
+  get_uint(doc, "off", event.off);
+  get_uint(doc, "len", event.len);
+  const std::string& type = event.type_name;
+  if (type == "open") {
+    event.type = EventType::open;
+    get_string(doc, "proxy", event.proxy);
+    get_string(doc, "protocol", event.protocol);
+    get_string(doc, "client", event.client);
+    get_string(doc, "upstream", event.upstream);
+  } else if (type == "data") {
+    event.type = EventType::data;
+    std::string b64;
+    if (get_string(doc, "b64", b64)) {
+      if (!base64_decode(b64, event.bytes)) {
+        why = "bad base64";
+        return false;
+      }
+    } else if (get_string(doc, "blob", event.blob)) {
+      if (event.blob.size() != 64 || event.blob.find_first_not_of(kHex) != std::string::npos) {
+        why = "bad blob name";
+        return false;
+      }
+      if (!read_file(dir_ + "/" + std::string(kBlobDir) + "/" + event.blob, event.bytes)) event.blob_missing = true;
+    } else {
+      why = "data without b64 or blob";
+      return false;
+    }
+    if (!event.blob_missing && event.bytes.size() != event.len) {
+      why = "data length " + std::to_string(event.bytes.size()) + " differs from len " + std::to_string(event.len);
+      return false;
+    }
+  } else if (type == "msg") {
+    event.type = EventType::msg;
+    get_string(doc, "kind", event.kind);
+  } else if (type == "redaction") {
+    event.type = EventType::redaction;
+    get_string(doc, "rule", event.rule);
+  } else if (type == "end") {
+    event.type = EventType::end;
+    std::string how;
+    get_string(doc, "how", how);
+    event.how = how == "half_close" ? EndKind::half_close : how == "reset" ? EndKind::reset : EndKind::close;
+  } else if (type == "fault") {
+    event.type = EventType::fault;
+    get_string(doc, "toxic", event.toxic);
+    get_string(doc, "fault", event.fault);
+    get_string(doc, "what", event.what);
+  } else if (type == "close") {
+    event.type = EventType::close;
+  } else if (type == "gap") {
+    event.type = EventType::gap;
+    get_uint(doc, "events", event.gap_events);
+    get_uint(doc, "bytes", event.gap_bytes);
+  } else {
+    event.type = EventType::unknown;  // a newer writer's line type: passed on, not understood
+  }
+  return true;
+}
+
+JournalContents read_journal(const std::string& path) {
+  JournalContents out;
+  JournalReader reader;
+  if (!reader.open(path, out.error)) return out;
+  JournalEvent event;
+  while (reader.next(event)) out.events.push_back(std::move(event));
+  out.error = reader.error();
+  out.truncations = reader.truncations();
+  return out;
+}
+
+}  // namespace faultline::rec

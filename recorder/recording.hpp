@@ -1,0 +1,96 @@
+// One recording: what the proxies it covers carried, written as a JSON Lines journal
+// (docs/journal.md) into a directory. The data path only copies bytes into a bounded
+// queue; a writer thread of the recording's own decodes, redacts, formats and writes in
+// batches, so a slow disk never stalls traffic. Crash-safe: lines are written whole,
+// a batch at most every few milliseconds; a kill -9 loses at most the queued events.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "faults/protocol_engine.hpp"
+#include "faults/stage.hpp"
+#include "faults/time.hpp"
+#include "faults/toxic.hpp"
+#include "recorder/redaction.hpp"
+
+namespace faultline::rec {
+
+struct RecordingOptions {
+  std::string dir;                   // created if missing; must be empty or hold no index.json
+  std::vector<std::string> proxies;  // empty: every proxy
+  bool redact = true;                // `--no-redact` turns it off (loudly)
+  RedactionRules rules;              // added to the built-in rules
+  std::uint64_t rotate_bytes = 64ull << 20;  // a new journal file after this many bytes…
+  Duration rotate_every = std::chrono::hours(1);  // …or this long
+  std::uint64_t max_queue_bytes = 64ull << 20;    // queued but unwritten; beyond: a gap
+  std::uint64_t blob_threshold = 64 << 10;        // data chunks above this go to blobs/<sha256>
+  Duration flush_every = std::chrono::milliseconds(5);
+};
+
+enum class RecordingState : std::uint8_t { recording, stopped, failed };
+
+struct RecordingStatus {
+  std::string id;
+  std::string dir;
+  RecordingState state = RecordingState::recording;
+  std::string error;  // why it failed (disk full, unwritable directory, …)
+  std::uint64_t connections = 0;
+  std::uint64_t events = 0;        // journal lines written
+  std::uint64_t bytes = 0;         // payload bytes recorded
+  std::uint64_t journal_bytes = 0; // bytes of journal files (and blobs) written
+  std::uint64_t gaps = 0;          // gap markers written
+  std::uint64_t gap_events = 0;    // events dropped because the writer fell behind
+  std::uint64_t gap_bytes = 0;
+  std::uint64_t lost_events = 0;   // not recorded because the recording had failed
+  std::uint64_t lost_bytes = 0;
+  std::vector<std::string> journals;  // file names, in order
+  TimePoint started{};
+  std::optional<TimePoint> stopped;
+};
+
+// What the recorder is told about a connection when it opens.
+struct ConnectionMeta {
+  std::string proxy;
+  Protocol protocol = Protocol::tcp;
+  std::string client;    // host:port
+  std::string upstream;  // as configured
+};
+
+class Recording {
+ public:
+  // Creates the directory, writes index.json and the first journal's header, starts the
+  // writer thread. nullptr + `error` (naming the path and the reason) on failure.
+  static std::shared_ptr<Recording> start(std::string id, RecordingOptions options, std::string& error);
+  ~Recording();  // stops (as stop()) if still recording
+
+  const std::string& id() const;
+  const RecordingOptions& options() const;
+  bool covers(std::string_view proxy) const;  // options().proxies empty or containing it
+
+  // ---- data path: any thread, never blocks on I/O, copies what it keeps ----
+  // Returns the recording-wide connection id to pass to the calls below.
+  std::uint64_t open_connection(const ConnectionMeta& meta, TimePoint at);
+  // Bytes delivered towards `towards` (upstream: to the server) at `at`.
+  void data(std::uint64_t connection, Stream towards, const void* bytes, std::size_t size, TimePoint at);
+  void end(std::uint64_t connection, Stream towards, EndKind how, TimePoint at);
+  void fault(std::uint64_t connection, std::string_view toxic, std::string_view type, std::string_view what,
+             TimePoint at);
+  void close_connection(std::uint64_t connection, TimePoint at);
+
+  // ---- control ----
+  // Drains the queue, writes the last lines and the final index; idempotent.
+  void stop();
+  RecordingStatus status() const;
+
+ private:
+  struct Impl;
+  explicit Recording(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace faultline::rec

@@ -1,0 +1,245 @@
+// A drill file, parsed and checked: Chaos Toolkit's experiment vocabulary (title,
+// description, configuration, steady-state-hypothesis, method, rollbacks, runtime) with
+// faultline's providers (toxics, proxies, loads, RESP/TCP/metric probes) and `verdicts`
+// for the V.1-V.8 criteria. Everything a run needs is resolved here — `${var}`
+// substitution, env overrides, defaults, references between activities — so the runner
+// never meets an invalid drill. Errors carry the JSON path: `$.method[2].provider.url:
+// expected a string`. Pure: no I/O except reading the file in load_drill().
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "replay/observation.hpp"
+#include "replay/tolerance.hpp"
+
+namespace faultline::drill {
+
+using Labels = std::map<std::string, std::string>;
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+// ---- providers: what an activity does ----------------------------------------------------
+
+struct HttpSpec {
+  std::string url;  // http://host[:port]/path (https is not supported yet)
+  std::string method = "GET";
+  Headers headers;
+  std::optional<std::string> body;
+  double connect_timeout = 5;  // seconds
+  double timeout = 5;          // seconds, the whole exchange
+};
+
+struct RespSpec {
+  std::string address;               // host:port
+  std::vector<std::string> command;  // ["GET", "key"]
+  double timeout = 5;
+};
+
+struct TcpSpec {
+  std::string address;
+  double timeout = 5;
+  std::string send;    // written after connecting (may be empty)
+  std::string expect;  // when set: read until the received bytes contain it
+};
+
+struct MetricSpec {
+  std::string faultline;  // API base URL
+  std::string name;
+  Labels labels;
+  double window = 0;  // > 0: the value is the increase over this many seconds
+};
+
+struct CommandSpec {
+  std::string path;
+  std::vector<std::string> arguments;
+  Headers env;  // added to the drill's environment
+  double timeout = 60;
+};
+
+// toxic.add / toxic.update / toxic.remove
+struct ToxicSpec {
+  std::string faultline;
+  std::string proxy;
+  std::string toxic;      // name (toxic.add: from the body, or "<type>_<stream>")
+  std::string body;       // JSON sent as is (add: the toxic; update: the changes)
+  bool missing_ok = true; // remove: a toxic that is already gone counts as removed
+  double duration = 0;    // add: > 0 removes it again after this many seconds
+};
+
+// proxy.disable / proxy.enable / faultline.reset
+struct ProxySpec {
+  std::string faultline;
+  std::string proxy;  // empty for faultline.reset
+};
+
+struct WaitSpec {
+  double seconds = 0;
+};
+
+// Drives traffic and records every call. `{i}` in the request template is the call index.
+struct LoadSpec {
+  ProbeKind target = ProbeKind::http;  // http, resp or tcp
+  HttpSpec http;
+  RespSpec resp;
+  TcpSpec tcp;
+  std::optional<std::uint64_t> requests;  // stop after this many calls
+  double duration = 0;                    // or after this many seconds (0: no limit)
+  unsigned concurrency = 1;
+  double rate = 0;  // calls per second over all workers, 0: as fast as answers come
+  std::optional<Tolerance> success;  // per call; default as for a probe of the kind
+  // resp only: after the load, read back every acknowledged write ("no acknowledged write lost").
+  struct Verify {
+    std::string address;               // default: the load's address
+    std::vector<std::string> command;  // e.g. ["GET", "drill:{i}"]
+    std::string expect;                // rendered reply, e.g. "v{i}"
+  };
+  std::optional<Verify> verify;
+};
+
+struct ReplaySpec {
+  std::string raw;  // the provider as written, kept for the replay part to interpret
+};
+
+enum class Provider {
+  http, resp, tcp, metric, command,          // probe providers (also usable as actions)
+  toxic_add, toxic_update, toxic_remove,
+  proxy_disable, proxy_enable, faultline_reset,
+  wait, load, replay_start, replay_stop,     // action-only providers
+};
+const char* to_string(Provider p);
+bool is_probe_provider(Provider p);
+ProbeKind probe_kind(Provider p);  // for probe providers
+
+using ProviderSpec = std::variant<HttpSpec, RespSpec, TcpSpec, MetricSpec, CommandSpec, ToxicSpec, ProxySpec, WaitSpec,
+                                  LoadSpec, ReplaySpec>;
+
+// ---- activities ----------------------------------------------------------------------------
+
+struct Activity {
+  std::string name;
+  bool probe = false;  // "type": "probe" (else "action")
+  Provider provider = Provider::wait;
+  ProviderSpec spec;
+  std::optional<Tolerance> tolerance;  // probes (and probe providers used as actions)
+  double pause_before = 0, pause_after = 0;
+  bool background = false;
+  bool critical = false;  // no_critical_errors counts this probe's failures
+  // What a failure does to the method: actions abort it by default (a fault that did not
+  // go in makes every verdict meaningless), probes only record it.
+  bool abort_on_failure = true;
+  std::string path;  // where it is declared, e.g. "$.method[2]"
+};
+
+// ---- runtime --------------------------------------------------------------------------------
+
+enum class HypothesisStrategy { default_, before_method_only, after_method_only, during_method_only, continuously };
+enum class RollbackStrategy { default_, always, never, deviated };
+const char* to_string(HypothesisStrategy s);
+const char* to_string(RollbackStrategy s);
+
+struct Runtime {
+  HypothesisStrategy hypothesis = HypothesisStrategy::default_;
+  double frequency = 1;    // seconds between continuous hypothesis runs
+  bool fail_fast = false;  // a failed continuous hypothesis stops the method
+  RollbackStrategy rollbacks = RollbackStrategy::default_;
+  double metrics_interval = 0.1;  // seconds between /metrics polls (failover verdicts)
+};
+
+// ---- verdicts -------------------------------------------------------------------------------
+
+enum class VerdictType { success_rate, error_recovery, latency, failover, no_critical_errors, aggregate };
+const char* to_string(VerdictType t);
+
+// A proxy on a faultline instance.
+struct ProxyRef {
+  std::string faultline;
+  std::string proxy;
+};
+
+struct VerdictSpec {
+  VerdictType type = VerdictType::success_rate;
+  std::string name;
+  std::string criterion;  // free text, e.g. "V.2"
+  std::string path;       // "$.verdicts[3]"
+
+  // Series the verdict reads: names of load or probe activities (success_rate, latency,
+  // error_recovery) and an optional time window (event keys, see RunRecord::events).
+  std::vector<std::string> sources;
+  std::string from, until;
+
+  double threshold = 0.95;        // success_rate
+  std::uint64_t min_samples = 1;  // success_rate, latency
+
+  // error_recovery
+  std::string after;            // event key: the fault's removal (or its injection)
+  double within = 1;            // seconds to the first success after `after`
+  double later_success_rate = 1;
+  bool require_failure = true;  // a fault that never bit proves nothing
+  struct Retries {
+    ProxyRef proxy;
+    std::string metric = "faultline_proxy_requests_total";
+    double max = 0;
+  };
+  std::optional<Retries> retries;
+
+  // latency (milliseconds)
+  std::optional<double> avg, p50, p95, p99, max;
+  bool ok_only = false;
+
+  // failover
+  ProxyRef primary, backup;
+  std::string metric = "toxiproxy_proxy_received_bytes_total";
+  Labels labels{{"direction", "upstream"}};
+  double min_delta = 1;
+  double primary_max_delta = 0;
+  struct Health {
+    std::vector<std::string> sources;
+    double min = 0.75;
+  };
+  std::optional<Health> health;
+  std::string writes;  // a resp load with `verify`
+
+  // no_critical_errors
+  std::vector<std::string> no_5xx;
+  std::uint64_t max_errors = 0;
+
+  // aggregate
+  std::vector<std::string> of;  // empty: every other verdict
+  double min_ratio = 1;
+};
+
+// ---- the drill --------------------------------------------------------------------------------
+
+struct Drill {
+  std::string file;
+  std::string title, description;
+  std::vector<std::pair<std::string, std::string>> configuration;  // name -> value as JSON text
+  std::string faultline_url;  // default API for actions, metric probes and verdicts
+  std::optional<std::uint64_t> seed;
+  std::string hypothesis_title;
+  std::vector<Activity> hypothesis, method, rollbacks;
+  Runtime runtime;
+  std::vector<VerdictSpec> verdicts;
+
+  // Every faultline API the drill talks to (checked before anything runs).
+  std::vector<std::string> faultline_urls() const;
+  // Every (faultline, proxy) an action names (checked to exist before anything runs).
+  std::vector<std::pair<std::string, ProxyRef>> proxies_used() const;  // (json path, proxy)
+};
+
+struct ParseOptions {
+  // Looks up an environment variable; defaults to std::getenv.
+  std::function<std::optional<std::string>(const std::string&)> getenv;
+  std::vector<std::pair<std::string, std::string>> vars;  // --var name=value overrides
+  std::optional<std::uint64_t> seed;                      // --seed; also ${seed}
+};
+
+// On error returns "$.path: why" (load_drill prefixes the file name).
+std::optional<std::string> parse_drill(std::string_view text, const ParseOptions& options, Drill& out);
+std::optional<std::string> load_drill(const std::string& path, const ParseOptions& options, Drill& out);
+
+}  // namespace faultline::drill

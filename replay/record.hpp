@@ -1,0 +1,87 @@
+// Everything a drill run observed, in the form verdicts and reports read: activity results
+// (probes with their observations, actions with their output), every load call, the
+// faultline /metrics samples taken while the method ran, and when each activity started
+// and ended. Times are seconds since the run started (steady clock). Pure data.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "replay/drill.hpp"
+#include "replay/prometheus.hpp"
+
+namespace faultline::drill {
+
+enum class Phase { before, during, after, method, rollback };
+const char* to_string(Phase p);
+
+struct ActivityRecord {
+  std::string name;
+  Provider provider = Provider::wait;
+  bool probe = false;
+  bool background = false;
+  bool critical = false;
+  Phase phase = Phase::method;
+  double start = 0, end = 0;  // seconds since the run started
+  bool ok = false;
+  bool skipped = false;  // not run (the method stopped first)
+  std::string observed;  // a short line: what the probe saw or what the action did
+  std::string why;       // when !ok: the tolerance failure or the error
+  int http_status = 0;   // http probes: the status code (0: none)
+  double latency_ms = 0;
+};
+
+struct LoadCall {
+  double start = 0;  // seconds since the run started
+  double latency_ms = 0;
+  bool ok = false;
+  int status = 0;      // http status code, else 0
+  std::string detail;  // why it failed (empty when ok)
+};
+
+struct WriteCheck {
+  bool ran = false;
+  std::uint64_t acknowledged = 0;  // calls that passed their success tolerance
+  std::uint64_t verified = 0;      // of those, read back with the expected value
+  std::uint64_t lost = 0;
+  std::vector<std::string> examples;  // first few lost keys or errors
+  std::string error;                  // verification could not run
+};
+
+struct LoadRecord {
+  std::string name;
+  ProbeKind target = ProbeKind::http;
+  std::vector<LoadCall> calls;
+  std::optional<WriteCheck> writes;
+};
+
+struct MetricPoll {
+  double t = 0;
+  std::vector<PromSample> samples;  // only the series some verdict reads
+};
+
+struct HypothesisRun {
+  Phase phase = Phase::before;
+  double start = 0;
+  bool met = false;
+  std::vector<ActivityRecord> probes;
+};
+
+struct RunRecord {
+  std::vector<HypothesisRun> hypothesis;
+  std::vector<ActivityRecord> method;
+  std::vector<ActivityRecord> rollbacks;
+  std::map<std::string, LoadRecord> loads;
+  std::map<std::string, std::vector<MetricPoll>> metrics;  // per faultline API URL, in time order
+  std::map<std::string, std::string> metric_errors;        // per URL: why polling failed (last error)
+  // "NAME.start", "NAME.end", "NAME.removed", "method.start", "method.end" -> seconds
+  std::map<std::string, double> events;
+
+  // Every run of a probe (any phase) with that name, in time order.
+  std::vector<const ActivityRecord*> probe_runs(const std::string& name) const;
+  std::optional<double> event(const std::string& key) const;
+};
+
+}  // namespace faultline::drill

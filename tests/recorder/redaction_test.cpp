@@ -1,0 +1,135 @@
+// Redaction tokens and the payload scans (user regexes, remembered secrets), without streams.
+#include <catch2/catch.hpp>
+
+#include <set>
+
+#include "tests/recorder/support.hpp"
+
+using namespace faultline;
+using namespace faultline::test;
+
+TEST_CASE("redaction: tokens have the secret's length at every length") {
+  auto r = redactor();
+  for (std::size_t n = 0; n <= 300; ++n) {
+    const std::string secret(n, 'x');
+    INFO("length " << n);
+    CHECK(r->token(secret).size() == n);
+    CHECK(r->token(secret, n + 7).size() == n + 7);
+  }
+}
+
+TEST_CASE("redaction: tokens are deterministic per key and differ between keys") {
+  auto a = redactor("key-a");
+  auto a2 = redactor("key-a");
+  auto b = redactor("key-b");
+  const std::string secret = "sk-live-0123456789abcdef";
+  CHECK(a->token(secret) == a->token(secret));
+  CHECK(a->token(secret) == a2->token(secret));
+  CHECK(a->token(secret) != b->token(secret));
+  CHECK(a->token(secret).rfind("REDACTED-", 0) == 0);
+  CHECK(a->token(secret) != secret);
+  CHECK(a->token("sk-live-0123456789abcdeg") != a->token(secret));
+}
+
+TEST_CASE("redaction: secrets under 10 bytes get the bare digest, still distinct") {
+  auto r = redactor();
+  std::set<std::string> seen;
+  for (const char* s : {"a", "ab", "pw1", "pw2", "hunter2", "letmein!", "123456789"}) {
+    const std::string tok = r->token(s);
+    INFO(s << " -> " << tok);
+    CHECK(tok.size() == std::string(s).size());
+    CHECK(tok.find_first_not_of("0123456789abcdef") == std::string::npos);
+    seen.insert(tok);
+  }
+  CHECK(seen.size() == 7);
+  CHECK(r->token("0123456789").rfind("REDACTED-", 0) == 0);
+}
+
+TEST_CASE("redaction: long secrets are padded deterministically past the first digest") {
+  auto r = redactor();
+  const std::string secret(500, 's');
+  const std::string tok = r->token(secret);
+  CHECK(tok.size() == 500);
+  CHECK(tok == r->token(secret));
+  CHECK(tok.rfind("REDACTED-", 0) == 0);
+  CHECK(tok.find_first_not_of("0123456789abcdef", 9) == std::string::npos);
+}
+
+TEST_CASE("redaction: an invalid user regex is refused with its pattern named") {
+  std::string error;
+  rec::RedactionRules rules;
+  rules.regexes = {"sk-[a-z"};
+  CHECK(rec::Redactor::make("k", rules, error) == nullptr);
+  CHECK(error.find("sk-[a-z") != std::string::npos);
+}
+
+TEST_CASE("redaction: header and key rules are case-insensitive and include user names") {
+  rec::RedactionRules rules;
+  rules.headers = {"X-Session"};
+  rules.json_keys = {"PIN_Code"};
+  auto r = redactor("k", rules);
+  using HR = rec::Redactor::HeaderRule;
+  CHECK(r->header_rule("AUTHORIZATION") == HR::credential);
+  CHECK(r->header_rule("proxy-authorization") == HR::credential);
+  CHECK(r->header_rule("Cookie") == HR::cookie);
+  CHECK(r->header_rule("set-cookie") == HR::set_cookie);
+  CHECK(r->header_rule("X-API-Key") == HR::value);
+  CHECK(r->header_rule("api-key") == HR::value);
+  CHECK(r->header_rule("x-session") == HR::value);
+  CHECK(r->header_rule("content-type") == HR::none);
+  for (const char* k : {"api_key", "APIKEY", "password", "passwd", "token", "access_token", "refresh_token",
+                        "id_token", "secret", "client_secret", "Authorization", "pin_code"}) {
+    INFO(k);
+    CHECK(r->secret_key(k));
+  }
+  CHECK_FALSE(r->secret_key("user"));
+  CHECK_FALSE(r->secret_key("key"));
+}
+
+TEST_CASE("redaction: scan replaces user regex matches and remembered secrets, same length") {
+  rec::RedactionRules rules;
+  rules.regexes = {"sk-[A-Za-z0-9]{8,}"};
+  auto r = redactor("k", rules);
+  r->remember("hunter2hunter2");
+  r->remember("abc");  // too short to scan for
+  std::string text = "key=sk-ABCDEFGH12 echo=hunter2hunter2 short=abc again hunter2hunter2";
+  const std::string before = text;
+  std::vector<rec::Redactor::Match> found;
+  r->scan(std::span<char>(text.data(), text.size()), found);
+  CHECK(text.size() == before.size());
+  CHECK(text.find("sk-ABCDEFGH12") == std::string::npos);
+  CHECK(text.find("hunter2hunter2") == std::string::npos);
+  CHECK(text.find("short=abc") != std::string::npos);
+  CHECK(text.find(r->token("sk-ABCDEFGH12")) != std::string::npos);
+  CHECK(text.find(r->token("hunter2hunter2")) != std::string::npos);
+  REQUIRE(found.size() == 3);
+  CHECK(found[0].rule == "regex:sk-[A-Za-z0-9]{8,}");
+  CHECK(found[1].rule == "echo");
+  CHECK(before.substr(found[1].offset, found[1].length) == "hunter2hunter2");
+}
+
+TEST_CASE("redaction: remembered secrets are bounded, the oldest go first") {
+  auto r = redactor();
+  for (std::size_t i = 0; i < rec::Redactor::kMaxRemembered + 5; ++i) r->remember("secret-number-" + std::to_string(i));
+  std::string first = "secret-number-0";
+  std::string last = "secret-number-" + std::to_string(rec::Redactor::kMaxRemembered + 4);
+  r->scrub(first);
+  r->scrub(last);
+  CHECK(first == "secret-number-0");
+  CHECK(last != "secret-number-" + std::to_string(rec::Redactor::kMaxRemembered + 4));
+}
+
+TEST_CASE("redaction: a tail that starts a remembered secret is held, a contradicted one is not") {
+  auto r = redactor();
+  r->remember("sk-supersecret");
+  CHECK(r->hold_tail("hello sk-sup", "") == 6);
+  CHECK(r->hold_tail("hello sk-sup", "ersec") == 6);
+  CHECK(r->hold_tail("hello sk-sup", "erX") == 0);
+  CHECK(r->hold_tail("hello s", "") == 0);  // under 3 bytes: continuation() covers it
+  CHECK(r->hold_tail("hello world", "") == 0);
+  std::string rest = "k-supersecret and more";
+  std::vector<rec::Redactor::Match> found;
+  r->continuation("xx s", std::span<char>(rest.data(), rest.size()), found);
+  REQUIRE(found.size() == 1);
+  CHECK(rest == r->token("sk-supersecret").substr(1) + " and more");
+}
