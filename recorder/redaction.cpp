@@ -1242,6 +1242,17 @@ struct StreamAnnotator::Impl {
     if (upto > from) mask(from, upto - from, "resp:partial");
   }
 
+  // A command cut off (or unparsable) before its head: AUTH's password may be in it.
+  void mask_unheaded_command() {
+    if (!red || end() <= decoded) return;
+    const std::string_view rest = view(decoded, end() - decoded);
+    const std::vector<RespArg> args = resp_args(rest);
+    if (!args.empty() && resp_sensitive(uppered(rest.substr(args[0].pos, args[0].len)))) {
+      unit_start = decoded;
+      mask_resp_unit(end());
+    }
+  }
+
   void step_commands() {
     for (int guard = 0; guard < (1 << 20); ++guard) {
       const std::string_view data(at(decoded), static_cast<std::size_t>(end() - decoded));
@@ -1316,7 +1327,10 @@ struct StreamAnnotator::Impl {
       if (body == BodyKind::scan && red) body_keys.finish(*this);
       body = BodyKind::none;
     }
-    if ((mode == Mode::commands) && in_unit && sensitive && !unit_masking) mask_resp_unit(end());
+    if (mode == Mode::commands) {
+      if (in_unit && sensitive && !unit_masking) mask_resp_unit(end());
+      else if (!in_unit) mask_unheaded_command();
+    }
     in_unit = false;
     mode = Mode::raw;
     // HTTP that stopped parsing may still carry header lines and JSON: keep looking.
@@ -1409,15 +1423,7 @@ struct StreamAnnotator::Impl {
         break;
       case Mode::commands:
         if (in_unit && sensitive && !unit_masking) mask_resp_unit(end());
-        else if (!in_unit && end() > decoded && red) {
-          // A command cut off before its head: AUTH's password may be in it.
-          const std::string_view rest = view(decoded, end() - decoded);
-          const std::vector<RespArg> args = resp_args(rest);
-          if (!args.empty() && resp_sensitive(uppered(rest.substr(args[0].pos, args[0].len)))) {
-            unit_start = decoded;
-            mask_resp_unit(end());
-          }
-        }
+        else if (!in_unit) mask_unheaded_command();
         break;
       default: break;
     }

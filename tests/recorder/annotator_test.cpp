@@ -327,6 +327,13 @@ TEST_CASE("annotator: an AUTH cut off by the end of the stream is masked") {
   CHECK(out.written.rfind("*2\r\n$4\r\nAUTH", 0) == 0);
 }
 
+TEST_CASE("annotator: an AUTH the RESP decoder cannot parse is masked before going raw") {
+  auto r = redactor();
+  const auto out = annotate(Protocol::resp, Stream::upstream, r, {"AUTH \"unbalanced-s3cret\r\nPING\r\n"});
+  CHECK(out.written.find("unbalanced-s3cret") == npos);
+  CHECK(out.messages("undecodable").size() == 1);
+}
+
 TEST_CASE("annotator: CONFIG SET requirepass and ACL SETUSER passwords are redacted") {
   auto r = redactor();
   const std::string stream = cmd({"CONFIG", "SET", "requirepass", "new-pass-123", "maxmemory", "1gb"}) +
