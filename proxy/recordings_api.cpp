@@ -2,6 +2,7 @@
 // read one's status, stop (finalize) one. A recording reaches live connections through
 // the proxies' snapshots, so connections already open are recorded from then on.
 #include <chrono>
+#include <csignal>
 #include <ctime>
 
 #include <spdlog/spdlog.h>
@@ -93,12 +94,16 @@ std::optional<std::string> parse_recording_options(const rapidjson::Value& v, re
       o.rotate_every = std::chrono::seconds(s);
     } else if (key == "max_queue_bytes") {
       e = whole(o.max_queue_bytes, 65536);
+    } else if (key == "overflow") {
+      const std::string value = f.IsString() ? f.GetString() : "";
+      if (value != "gap" && value != "backpressure") e = "field overflow must be \"gap\" (the default) or \"backpressure\"";
+      else o.backpressure = value == "backpressure";
     } else if (key == "blob_threshold") {
       e = whole(o.blob_threshold, 1024);
     } else if (key != "id") {
       e = "field " + key +
           " is unknown (expected proxies, dir, redact, redact_rules, rotate_bytes, rotate_seconds, max_queue_bytes, "
-          "blob_threshold)";
+          "overflow, blob_threshold)";
     }
     if (e) return e;
   }
@@ -122,7 +127,8 @@ std::string ControlPlane::recording_json(const rec::Recording& r) const {
   out += ",\"connections\":" + std::to_string(s.connections) + ",\"events\":" + std::to_string(s.events) +
          ",\"bytes\":" + std::to_string(s.bytes) + ",\"journal_bytes\":" + std::to_string(s.journal_bytes) +
          ",\"gaps\":{\"markers\":" + std::to_string(s.gaps) + ",\"events\":" + std::to_string(s.gap_events) +
-         ",\"bytes\":" + std::to_string(s.gap_bytes) + "},\"journals\":[";
+         ",\"bytes\":" + std::to_string(s.gap_bytes) + "},\"lost_events\":" + std::to_string(s.lost_events) +
+         ",\"lost_bytes\":" + std::to_string(s.lost_bytes) + ",\"journals\":[";
   for (std::size_t i = 0; i < s.journals.size(); ++i) out += (i ? "," : "") + json_escape(s.journals[i]);
   out += "],\"started\":\"" + wall_text(s.started) + "\"";
   if (s.stopped) out += ",\"stopped\":\"" + wall_text(*s.stopped) + "\"";
@@ -147,11 +153,10 @@ std::optional<ApiError> ControlPlane::start_recording(std::string id, rec::Recor
     std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
     options.dir = "recordings/" + id + "-" + stamp;
   }
-  if (!options.redact) {
-    spdlog::warn("recording {}: REDACTION IS OFF: secrets (Authorization headers, API keys, passwords) are written "
-                 "to {} as they are",
-                 id, options.dir);
-  }
+  // Without redaction, Recording::start warns (once) that secrets are written as sent.
+  // A file size limit (RLIMIT_FSIZE, ulimit -f) reached by a journal must fail the recording
+  // (write(2) returns EFBIG), not kill the process with SIGXFSZ's default action.
+  std::signal(SIGXFSZ, SIG_IGN);
   std::string error;
   auto recording = rec::Recording::start(id, std::move(options), error);
   if (!recording) return ApiError{400, "cannot record: " + error};

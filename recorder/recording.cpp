@@ -96,6 +96,7 @@ struct Recording::Impl {
   // ---- the queue (guarded by mu) ----
   mutable std::mutex mu;
   std::condition_variable cv;
+  std::condition_variable space_cv;  // backpressure: producers wait here for room
   std::vector<Event> queue;
   std::uint64_t queued_bytes = 0;
   std::uint64_t wake_bytes = 1;
@@ -146,8 +147,22 @@ struct Recording::Impl {
     const std::uint64_t cost = payload + kEventOverhead + e.a.size() + e.b.size() + e.c.size();
     bool notify = false;
     {
-      std::lock_guard lock(mu);
+      std::unique_lock lock(mu);
       if (stopping) return;
+      if (options.backpressure && queued_bytes + cost > options.max_queue_bytes && queued_bytes > 0) {
+        // The user chose to slow traffic rather than lose events: this connection's thread
+        // waits for the writer (TCP then pushes back on the peers). A failed or stopping
+        // recording never holds anyone.
+        if (writer_idle) {
+          writer_idle = false;
+          cv.notify_one();
+        }
+        space_cv.wait(lock, [&] {
+          return stopping || failed_flag.load(std::memory_order_relaxed) || queued_bytes + cost <= options.max_queue_bytes ||
+                 queued_bytes == 0;
+        });
+        if (stopping || failed_flag.load(std::memory_order_relaxed)) return;
+      }
       if (queued_bytes + cost > options.max_queue_bytes) {
         // The writer is behind: drop and count, never grow.
         if (drop_events == 0) first_drop = e.at;
@@ -199,6 +214,10 @@ struct Recording::Impl {
     failed = true;
     failed_flag.store(true, std::memory_order_relaxed);
     accepting.store(false, std::memory_order_relaxed);
+    {
+      std::lock_guard lock(mu);  // a producer waiting for room must see the failure
+    }
+    space_cv.notify_all();
     spdlog::error("recording {}: stopped recording: {}", id, error);
     {
       std::lock_guard lock(status_mu);
@@ -624,6 +643,7 @@ struct Recording::Impl {
         }
         batch.swap(queue);
         queued_bytes = 0;
+        space_cv.notify_all();
         big_notified = false;
         dropped = drop_events;
         dropped_bytes = drop_bytes;
@@ -817,6 +837,7 @@ void Recording::stop() {
     m.stopping = true;
   }
   m.cv.notify_one();
+  m.space_cv.notify_all();
   if (m.writer.joinable()) m.writer.join();
   m.accepting.store(false, std::memory_order_relaxed);
   const auto stopped_wall = rfc3339_ns(std::chrono::system_clock::now());

@@ -27,7 +27,8 @@ struct RecordingOptions {
   RedactionRules rules;              // added to the built-in rules
   std::uint64_t rotate_bytes = 64ull << 20;  // a new journal file after this many bytes…
   Duration rotate_every = std::chrono::hours(1);  // …or this long
-  std::uint64_t max_queue_bytes = 64ull << 20;    // queued but unwritten; beyond: a gap
+  std::uint64_t max_queue_bytes = 64ull << 20;    // queued but unwritten; beyond: a gap…
+  bool backpressure = false;  // …or, when true, the connection waits for the writer instead
   std::uint64_t blob_threshold = 64 << 10;        // data chunks above this go to blobs/<sha256>
   Duration flush_every = std::chrono::milliseconds(5);
 };

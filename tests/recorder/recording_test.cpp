@@ -235,6 +235,34 @@ TEST_CASE("recording: when the queue is full events are dropped, counted and mar
   CHECK(recorded + status.gap_bytes == kChunks * 1000 + 5);
 }
 
+TEST_CASE("recording: with backpressure a full queue makes the producer wait, and nothing is lost") {
+  TempDir dir;
+  auto o = options_for(dir.sub("r"));
+  o.max_queue_bytes = 16 * 1024;
+  o.flush_every = std::chrono::milliseconds(300);  // as in the gap test above, which loses events
+  o.backpressure = true;
+  auto rec = start(o);
+  const auto conn = rec->open_connection({"p", Protocol::tcp, "c:1", "u:2"}, Clock::now());
+  constexpr std::uint64_t kChunks = 2000;
+  const std::string chunk(1000, 'z');
+  for (std::uint64_t i = 0; i < kChunks; ++i) rec->data(conn, Stream::upstream, chunk.data(), chunk.size(), Clock::now());
+  rec->stop();
+  const auto status = rec->status();
+  CHECK(status.gap_events == 0);
+  CHECK(status.gaps == 0);
+  CHECK(status.bytes == kChunks * 1000);
+  const auto got = rec::read_journal(dir.sub("r"));
+  REQUIRE(got.error.empty());
+  std::uint64_t recorded = 0, next_off = 0;
+  for (const auto& e : got.events) {
+    if (e.type != rec::EventType::data) continue;
+    CHECK(e.off == next_off);
+    next_off += e.len;
+    recorded += e.len;
+  }
+  CHECK(recorded == kChunks * 1000);
+}
+
 TEST_CASE("recording: chunks above the blob threshold go to content-addressed side files") {
   TempDir dir;
   auto o = options_for(dir.sub("r"));
