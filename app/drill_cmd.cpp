@@ -29,6 +29,7 @@ int run_drill_command(int argc, char** argv) {
     ("progress", "print a line per step (default: when stdout is a terminal)")
     ("no-progress", "no per-step lines")
     ("quiet", "no table at the end (reports and exit code only)")
+    ("check", "only parse and check the file (exit 0 if it is valid, 2 if not); run nothing")
     ("help", "show this help");
   // clang-format on
   options.parse_positional({"file"});
@@ -68,6 +69,7 @@ int run_drill_command(int argc, char** argv) {
   }
   o.progress = r.count("progress") ? true : r.count("no-progress") ? false : ::isatty(STDOUT_FILENO) == 1;
   o.quiet = r.count("quiet") > 0;
+  o.check_only = r.count("check") > 0;
   return drill::run_drill(o);
 }
 

@@ -15,6 +15,7 @@
 #include "app/ctl.hpp"
 #include "app/drill_cmd.hpp"
 #include "app/export_cmd.hpp"
+#include "app/replay_cmd.hpp"
 #include "proxy/server.hpp"
 #include "proxy/tls.hpp"
 
@@ -32,6 +33,8 @@ commands:
             (`drill FILE [--report-json F] [--junit F]`; exit 0 pass, 1 fail, 2 could not run)
   export    turn a recording into HAR, pcapng (Wireshark) or a text timeline
             (`export FORMAT RECORDING [-o OUT]`)
+  replay    replay a recording: `replay server` stands in for an upstream with recorded
+            responses, `replay client` re-drives a server and compares (see docs/replay.md)
   version   print the version
 
 Run `faultline COMMAND --help` for a command's options.
@@ -241,6 +244,7 @@ int main(int argc, char** argv) {
     if (command == "ca") return ca(argc - 1, argv + 1);
     if (command == "drill") return faultline::run_drill_command(argc - 1, argv + 1);
     if (command == "export") return faultline::run_export(argc - 1, argv + 1);
+    if (command == "replay") return faultline::run_replay_command(argc - 1, argv + 1);
     if (command == "version" || command == "--version" || command == "-version") {
       std::cout << "faultline " << FAULTLINE_VERSION << " (toxiproxy-compatible API 2.12.0)\n";
       return 0;

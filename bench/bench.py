@@ -7,6 +7,14 @@ Two more faultline targets measure what a toxic that does nothing costs: faultli
 server as the plain faultline target, run in the throughput and redis phases only, and are
 reported as ratios to plain faultline (the bar: a toxic that does nothing costs < 10 %).
 
+faultline+record measures what recording costs (docs/journal.md): another tcp proxy on the same
+faultline server, recorded through the API (POST /recordings {"proxies": [that proxy], "dir": ...},
+defaults: redaction on, 64 MiB queue, gap markers when the writer falls behind). Each of its runs
+gets a fresh recording, stopped (DELETE) and deleted after the run, so disk use stays bounded; what
+the recording wrote (payload bytes, journal bytes, gaps) is noted per run. It takes part in the
+throughput and redis phases and is reported as ratios to plain faultline with the recorder's bars:
+recording costs < 30 % of bulk throughput and < 20 % of the redis-benchmark request rate.
+
 Two targets take part in the http phase only: faultline+http, a second proxy on the plain
 faultline target's server with "protocol": "http" (HTTP/1.1-aware), and haproxy+http, HAProxy in
 mode http. The http phase's upstream is HAProxy answering every request itself (200, 12-byte
@@ -26,8 +34,9 @@ cleans up after a crash. Metrics (median of --runs runs each, runs interleaved a
 Writes bench/results/latest.json. Stdlib only; every wait is bounded.
 
 --targets takes target names and these shorthands (mixable, duplicates dropped):
-  toxics  faultline,faultline+latency0,faultline+bandwidth   (quick iteration on toxic overhead)
-  all     every target
+  toxics     faultline,faultline+latency0,faultline+bandwidth   (quick iteration on toxic overhead)
+  recording  faultline,faultline+record                         (what recording costs)
+  all        every target
 """
 import argparse
 import csv
@@ -39,6 +48,7 @@ import os
 import platform
 import re
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -68,16 +78,24 @@ TOXIC_VARIANTS = {
 # server) that decodes HTTP/1.1, and HAProxy in mode http.
 FAULTLINE_PROTOCOL = {"faultline+http": "http"}
 HTTP_VARIANTS = ["faultline+http", "haproxy+http"]
-FAULTLINE_KINDS = ["faultline"] + list(TOXIC_VARIANTS) + list(FAULTLINE_PROTOCOL)
+# Faultline proxies whose traffic is recorded (docs/journal.md): a tcp proxy on the plain faultline
+# target's server, with a recording covering only it, started through the API before each run
+# (these options) and stopped and deleted after it.
+RECORD_VARIANTS = {"faultline+record": {}}
+FAULTLINE_KINDS = ["faultline"] + list(TOXIC_VARIANTS) + list(RECORD_VARIANTS) + list(FAULTLINE_PROTOCOL)
 ALL_TARGETS = ["direct", "haproxy", "haproxy+http", "socat"] + FAULTLINE_KINDS
-TARGET_SETS = {"toxics": ["faultline"] + list(TOXIC_VARIANTS), "all": ALL_TARGETS}
+TARGET_SETS = {"toxics": ["faultline"] + list(TOXIC_VARIANTS), "recording": ["faultline"] + list(RECORD_VARIANTS),
+               "all": ALL_TARGETS}
 ALL_PHASES = ["throughput", "redis", "connections", "http", "memory"]
-# Phases the toxic variants take part in (the others skip them, shown as n/a).
+# Phases the toxic and recording variants take part in (the others skip them, shown as n/a).
 VARIANT_PHASES = ["throughput", "redis"]
 # Targets that take part in some phases only; the others take part in all of them.
-TARGET_PHASES = {**{v: VARIANT_PHASES for v in TOXIC_VARIANTS}, **{v: ["http"] for v in HTTP_VARIANTS}}
+TARGET_PHASES = {**{v: VARIANT_PHASES for v in TOXIC_VARIANTS}, **{v: VARIANT_PHASES for v in RECORD_VARIANTS},
+                 **{v: ["http"] for v in HTTP_VARIANTS}}
 # A toxic that does nothing may cost less than this fraction of plain faultline's figure.
 TOXIC_OVERHEAD_BAR = 0.10
+# What recording may cost, per graded metric (fraction of plain faultline's figure).
+RECORD_OVERHEAD_BARS = {"throughput": 0.30, "redis_set": 0.20, "redis_get": 0.20}
 # The http phase: wrk's threads and connections (keep-alive), and the bar for the HTTP decoder:
 # faultline+http's requests/s at least this fraction of the plain (tcp) faultline proxy's.
 WRK_THREADS = 1
@@ -480,6 +498,53 @@ def note_toxics_applied(results, targets, phase):
         results.note(f"toxics_applied_{phase}", per)
 
 
+class RecordingRun:
+    """Around one run of a RECORD_VARIANTS target: starts a fresh recording of its proxy
+    (POST /recordings), and afterwards stops it (DELETE), notes what it wrote and deletes its
+    directory. Does nothing for other targets. A recording that cannot start fails the run."""
+
+    def __init__(self, ctx, results, target, phase, run):
+        self.ctx, self.results, self.t, self.phase, self.run = ctx, results, target, phase, run
+        self.id = self.dir = None
+
+    def __enter__(self):
+        if self.t.kind not in RECORD_VARIANTS:
+            return self
+        self.id = f"{self.t.proxy}-{self.phase}-{self.run + 1}"
+        self.dir = os.path.join(self.ctx.tmp, "recordings", self.id)
+        body = {"id": self.id, "proxies": [self.t.proxy], "dir": self.dir, **RECORD_VARIANTS[self.t.kind]}
+        status, reply = faultline_api(self.t.api, "POST", "/recordings", body)
+        if status != 201 or reply.get("state") != "recording":
+            raise BenchError(f"faultline POST /recordings: unexpected reply {status} {reply}")
+        return self
+
+    def __exit__(self, *exc):
+        if self.id is None:
+            return False
+        try:
+            if self.t.proc.poll() is None:
+                _, st = faultline_api(self.t.api, "DELETE", f"/recordings/{self.id}")
+                entry = {"run": self.run + 1, "state": st.get("state"), "connections": st.get("connections"),
+                         "bytes_recorded": st.get("bytes"), "journal_bytes": st.get("journal_bytes"),
+                         "events": st.get("events"), "journals": len(st.get("journals", [])),
+                         "gap_markers": st.get("gaps", {}).get("markers"),
+                         "gap_events": st.get("gaps", {}).get("events"),
+                         "gap_bytes": st.get("gaps", {}).get("bytes")}
+                if st.get("error"):
+                    entry["error"] = st["error"]
+                self.results.notes.setdefault(f"recording_{self.phase}", {}).setdefault(self.t.kind, []).append(entry)
+                log(f"{self.phase} run {self.run + 1} {self.t.kind}: recorded {fmt(entry['bytes_recorded'], 0)} B "
+                    f"({fmt(entry['journal_bytes'], 0)} B of journal, {entry['journals']} files), "
+                    f"gaps {entry['gap_markers']} ({fmt(entry['gap_bytes'], 0)} B dropped), state {entry['state']}")
+                if entry["state"] != "stopped":
+                    log(f"warning: recording {self.id} ended {entry['state']}: {st.get('error')}")
+        except BenchError as e:
+            log(f"could not stop recording {self.id}: {e}")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return False
+
+
 def stop_targets(ctx, targets, results=None, phase=None):
     """Stops each target's process once (faultline kinds share theirs). With `results`, first
     reports any that had already died."""
@@ -561,8 +626,9 @@ def phase_throughput(ctx, results):
                 value = None
                 try:
                     wait_listening(up, srv)
-                    out = ctx.procs.run(["iperf3", "-c", LOOPBACK, "-p", str(t.port), "-t", str(secs), "-J"],
-                                        f"iperf3 client via {kind}", timeout=secs + 30)
+                    with RecordingRun(ctx, results, t, "throughput", run):
+                        out = ctx.procs.run(["iperf3", "-c", LOOPBACK, "-p", str(t.port), "-t", str(secs), "-J"],
+                                            f"iperf3 client via {kind}", timeout=secs + 30)
                     data = json.loads(out)
                     if "error" in data:
                         raise BenchError(f"iperf3 via {kind}: {data['error']}")
@@ -618,16 +684,18 @@ def phase_redis(ctx, results, redis_port):
                 t = revive(ctx, results, targets, kind, redis_port, "redis", "redis")
                 set_rps = get_rps = avg_us = p99_us = None
                 try:
-                    rows = redis_bench(ctx, t.port, ["-c", "50", "-n", str(n), "-t", "get,set", "-q"],
-                                       f"redis-benchmark get,set via {kind}", timeout=180)
+                    with RecordingRun(ctx, results, t, "redis", run):
+                        rows = redis_bench(ctx, t.port, ["-c", "50", "-n", str(n), "-t", "get,set", "-q"],
+                                           f"redis-benchmark get,set via {kind}", timeout=180)
                     set_rps = float(rows["SET"]["rps"])
                     get_rps = float(rows["GET"]["rps"])
                 except (BenchError, KeyError, ValueError) as e:
                     log(f"redis get/set run {run + 1} via {kind} failed: {e}")
                 try:
                     require_alive(t)
-                    rows = redis_bench(ctx, t.port, ["-c", "1", "-n", str(pings), "-t", "ping_mbulk"],
-                                       f"redis-benchmark ping via {kind}", timeout=120)
+                    with RecordingRun(ctx, results, t, "redis_ping", run):
+                        rows = redis_bench(ctx, t.port, ["-c", "1", "-n", str(pings), "-t", "ping_mbulk"],
+                                           f"redis-benchmark ping via {kind}", timeout=120)
                     row = rows["PING_MBULK"]
                     avg_us = float(row["avg_latency_ms"]) * 1000
                     p99_us = float(row["p99_latency_ms"]) * 1000
@@ -974,7 +1042,7 @@ DIGITS = {"Gbit/s": 2, "req/s": 0, "us": 1, "conn/s": 0, "KiB": 1}
 
 # Short column headers for the table (the JSON uses the target names).
 COLUMN = {"faultline+latency0": "fl+latency0", "faultline+bandwidth": "fl+bandwidth",
-          "faultline+http": "fl+http"}
+          "faultline+http": "fl+http", "faultline+record": "fl+record"}
 # Metrics with a pass/fail against TOXIC_OVERHEAD_BAR (the others' ratios are informational).
 OVERHEAD_GRADED = ["throughput", "redis_set", "redis_get"]
 
@@ -990,25 +1058,83 @@ def ratio(a, b):
     return a / b if a is not None and b not in (None, 0) else None
 
 
-def overhead(key, ctx, results):
+def overhead(key, ctx, results, variants=None):
     """{variant: {...}} for metric `key`: ratio of medians to plain faultline, cost (the fraction
     worse: 1 - ratio for higher-is-better, ratio - 1 for lower-is-better), and the per-run
-    ratios to the plain faultline run of the same round (runs are interleaved)."""
+    ratios to the plain faultline run of the same round (runs are interleaved). `variants`:
+    TOXIC_VARIANTS (the default) or RECORD_VARIANTS."""
+    variants = TOXIC_VARIANTS if variants is None else variants
     better = next(m[3] for m in METRICS if m[0] == key)
     base_runs = results.runs.get(key, {}).get("faultline", [])
     out = {}
     for v in ctx.targets:
-        if v not in TOXIC_VARIANTS or not measured(key, v):
+        if v not in variants or not measured(key, v):
             continue
         r = ratio(results.median(key, v), results.median(key, "faultline"))
         cost = None if r is None else (1 - r if better == "higher" else r - 1)
         runs = results.runs.get(key, {}).get(v, [])
         entry = {"ratio": r, "cost": cost,
                  "per_run_ratios": [ratio(a, b) for a, b in zip(runs, base_runs)]}
-        if key in OVERHEAD_GRADED:
+        if variants is TOXIC_VARIANTS and key in OVERHEAD_GRADED:
             entry["within_bar"] = None if cost is None else cost < TOXIC_OVERHEAD_BAR
+        elif variants is RECORD_VARIANTS and key in RECORD_OVERHEAD_BARS:
+            entry["bar"] = RECORD_OVERHEAD_BARS[key]
+            entry["within_bar"] = None if cost is None else cost < RECORD_OVERHEAD_BARS[key]
         out[v] = entry
     return out
+
+
+def recorded_summary(results, phase, kind):
+    """Totals over a record variant's runs in `phase`: what its recordings wrote and dropped."""
+    runs = results.notes.get(f"recording_{phase}", {}).get(kind, [])
+    if not runs:
+        return None
+    total = {k: sum(r.get(k) or 0 for r in runs) for k in ("bytes_recorded", "journal_bytes", "gap_bytes", "gap_events")}
+    total["runs"] = len(runs)
+    total["states"] = sorted({r.get("state") for r in runs})
+    seen = total["bytes_recorded"] + total["gap_bytes"]
+    total["fraction_recorded"] = total["bytes_recorded"] / seen if seen else None
+    return total
+
+
+def print_record_overhead(ctx, results, cols):
+    variants = [v for v in cols if v in RECORD_VARIANTS]
+    rows = [m for m in METRICS if PHASE_OF[m[0]] in ctx.phases and PHASE_OF[m[0]] in VARIANT_PHASES]
+    if not variants or not rows:
+        return
+    print()
+    print("recording overhead: variant median / plain faultline median (bars: recording costs < "
+          + ", ".join(f"{RECORD_OVERHEAD_BARS[k]:.0%} of {k}" for k in RECORD_OVERHEAD_BARS) + ")")
+    vw = [max(16, len(COLUMN.get(v, v)) + 2) for v in variants]
+    header = (f"{'metric':<36} {'unit':<7}" + "".join(f"{COLUMN.get(v, v):>{w}}" for v, w in zip(variants, vw))
+              + f"{'fl run spread':>15}")
+    print(header)
+    print("-" * len(header))
+    for key, label, unit, better in rows:
+        ov = overhead(key, ctx, results, RECORD_VARIANTS)
+        cells = []
+        for v, w in zip(variants, vw):
+            e = ov.get(v, {})
+            text = "-" if e.get("ratio") is None else f"{e['ratio']:.3f}x"
+            if e.get("within_bar") is not None:
+                text += "  ok" if e["within_bar"] else "  OVER"
+            elif key not in RECORD_OVERHEAD_BARS:
+                text += "  (i)"
+            cells.append(f"{text:>{w}}")
+        sp = spread(results.runs.get(key, {}).get("faultline", []))
+        print(f"{label:<36} {unit:<7}" + "".join(cells) + f"{('-' if sp is None else f'{sp:.0%}'):>15}")
+    for v in variants:
+        for phase in ("throughput", "redis", "redis_ping"):
+            s = recorded_summary(results, phase, v)
+            if s is None:
+                continue
+            frac = "-" if s["fraction_recorded"] is None else f"{s['fraction_recorded']:.1%}"
+            print(f"{COLUMN.get(v, v)} {phase}: {s['runs']} recordings, {fmt(s['bytes_recorded'] / 1e6, 1)} MB of "
+                  f"payload recorded ({frac} of what went through), {fmt(s['journal_bytes'] / 1e6, 1)} MB written, "
+                  f"{fmt(s['gap_bytes'] / 1e6, 1)} MB dropped in gaps; states {', '.join(map(str, s['states']))}")
+    print("fl+record: a tcp proxy on the same server, recorded through POST /recordings (redaction on, gap markers "
+          "when the writer falls behind);")
+    print("  a fresh recording per run, deleted after it; ok/OVER: cost below/above the bar; (i): informational")
 
 
 def spread(values):
@@ -1139,6 +1265,7 @@ def print_table(ctx, results):
               "(i): informational, not graded;")
         print("fl run spread: (max - min) / median of plain faultline's own runs, the noise floor to read "
               "the ratios against")
+    print_record_overhead(ctx, results, cols)
     if "http" in ctx.phases:
         print_http_ratios(ctx, results)
     print()
@@ -1162,7 +1289,7 @@ def write_json(ctx, results, path, started):
             "runs": results.runs.get(key, {}),
             "faultline_vs_haproxy": ratio(med.get("faultline"), med.get("haproxy")),
         }
-        ov = overhead(key, ctx, results)
+        ov = {**overhead(key, ctx, results), **overhead(key, ctx, results, RECORD_VARIANTS)}
         if ov:
             metrics[key]["vs_faultline"] = {v: e["ratio"] for v, e in ov.items()}
     doc = {
@@ -1205,6 +1332,30 @@ def write_json(ctx, results, path, started):
             "variants": over,
             "all_within_bar": all(e.get("within_bar") is True for per in over.values()
                                   for k, e in per.items() if k in OVERHEAD_GRADED) if over else None,
+        }
+    recorded = [v for v in ctx.targets if v in RECORD_VARIANTS]
+    if recorded:
+        over = {}
+        for key, _, _, _ in METRICS:
+            if PHASE_OF[key] not in ctx.phases:
+                continue
+            for v, e in overhead(key, ctx, results, RECORD_VARIANTS).items():
+                over.setdefault(v, {})[key] = e
+        doc["recording_overhead"] = {
+            "bars": RECORD_OVERHEAD_BARS,
+            "definition": "ratio = variant median / plain faultline median; cost = 1 - ratio "
+                          "(higher is better) or ratio - 1 (lower is better); within_bar = cost < bar",
+            "setup": "a tcp proxy on the same faultline server as plain faultline, recorded through "
+                     "POST /recordings (only that proxy; redaction on; default queue, blob threshold and "
+                     "rotation); a fresh recording per run, stopped and deleted after it",
+            "options": {v: RECORD_VARIANTS[v] for v in recorded},
+            "faultline_run_spread": {k: spread(results.runs.get(k, {}).get("faultline", []))
+                                     for k in metrics if PHASE_OF[k] in VARIANT_PHASES},
+            "variants": over,
+            "recorded": {v: {p: recorded_summary(results, p, v) for p in ("throughput", "redis", "redis_ping")
+                             if recorded_summary(results, p, v)} for v in recorded},
+            "all_within_bar": all(e.get("within_bar") is True for per in over.values()
+                                  for k, e in per.items() if k in RECORD_OVERHEAD_BARS) if over else None,
         }
     if "http" in ctx.phases:
         ratios = http_ratios(ctx, results)
@@ -1309,6 +1460,9 @@ def main():
     ctx.loadavg_at_start = os.getloadavg()[0]
     if any(t in TOXIC_VARIANTS for t in ctx.targets) and "faultline" not in ctx.targets:
         log("note: toxic variants without plain faultline: no overhead ratios (add faultline, or use --targets toxics)")
+    if any(t in RECORD_VARIANTS for t in ctx.targets) and "faultline" not in ctx.targets:
+        log("note: faultline+record without plain faultline: no recording ratios (add faultline, or use "
+            "--targets recording)")
     if "http" in ctx.phases and "faultline+http" in ctx.targets and "faultline" not in ctx.targets:
         log("note: faultline+http without plain faultline: no HTTP decoder ratio (add faultline)")
     if ctx.loadavg_at_start > 0.8:

@@ -12,6 +12,10 @@
 # phases: faultline+latency0 (latency 0, jitter 0 on both streams) and faultline+bandwidth
 # (rate 100,000,000 KB/s on both streams), extra proxies on the plain faultline target's server,
 # reported as ratios to plain faultline (bar: < 10 % cost).
+# faultline+record measures what recording costs: another tcp proxy on the same server, recorded
+# through POST /recordings (a fresh recording per run, deleted after it), in the throughput and
+# redis phases, reported as ratios to plain faultline (bars: recording costs < 30 % of bulk
+# throughput and < 20 % of the redis-benchmark request rate), with what each recording wrote.
 # Two targets take part in the http phase only: faultline+http (a second proxy on the plain
 # faultline target's server with "protocol": "http") and haproxy+http (HAProxy in mode http);
 # reported: faultline+http / faultline (bar: the HTTP decoder costs < 25 % of requests per
@@ -20,11 +24,13 @@
 #
 #   bench/run.sh [--quick] [--runs N] [--phases throughput,redis,connections,http,memory]
 #                [--targets direct,haproxy,haproxy+http,socat,faultline,faultline+latency0,
-#                           faultline+bandwidth,faultline+http]
+#                           faultline+bandwidth,faultline+record,faultline+http]
 #                [--idle-conns N] [--iperf-seconds S] [--http-seconds S] [--output FILE]
 #
 # --targets also takes the shorthands `toxics` (faultline and its two toxic variants, for quick
-# iteration: bench/run.sh --targets toxics --phases throughput,redis) and `all` (the default).
+# iteration: bench/run.sh --targets toxics --phases throughput,redis), `recording` (faultline and
+# faultline+record: bench/run.sh --targets recording --phases throughput,redis, about 2 minutes)
+# and `all` (the default).
 # FAULTLINE_BIN overrides build/faultline; BENCH_FAULTLINE_ARGS adds `faultline serve` flags
 # (e.g. --no-splice); BENCH_FAULTLINE_LOG_LEVEL sets its log level (default warn).
 # Takes about 10-12 minutes on a 2-core machine; the http phase alone (--phases http) about

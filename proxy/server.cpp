@@ -62,6 +62,8 @@ int run_server(const ServeOptions& options) {
   // splice(2) into a socket whose peer has gone raises SIGPIPE (it has no MSG_NOSIGNAL);
   // the error code is what we want, not the signal's default of killing the process.
   std::signal(SIGPIPE, SIG_IGN);
+  // A recording that reaches RLIMIT_FSIZE must fail (write(2) returns EFBIG), not kill faultline.
+  std::signal(SIGXFSZ, SIG_IGN);
   raise_descriptor_limit();
   ApiSecurity security;
   if (options.token_file) {

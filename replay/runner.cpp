@@ -817,6 +817,11 @@ int run_drill(const RunOptions& options) {
     std::cerr << "faultline drill: " << *error << "\n";
     return 2;
   }
+  if (options.check_only) {
+    std::cout << options.drill_path << ": ok (" << drill.hypothesis.size() << " hypothesis probes, " << drill.method.size()
+              << " method steps, " << drill.rollbacks.size() << " rollbacks, " << drill.verdicts.size() << " verdicts)\n";
+    return 0;
+  }
   RunReport report;
   report.drill = &drill;
   report.version = FAULTLINE_VERSION;

@@ -16,6 +16,7 @@ struct RunOptions {
   std::string junit;        // --junit FILE
   bool progress = false;    // a line per step (on a terminal)
   bool quiet = false;       // no table at the end
+  bool check_only = false;  // --check: parse and check the file, run nothing
 };
 
 int run_drill(const RunOptions& options);

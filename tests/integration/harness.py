@@ -371,6 +371,13 @@ class ThreadedServer:
 
     def close(self):
         self._stop = True
+        # shutdown() wakes the accept() blocked in _serve; close() alone does not, and that
+        # thread would later accept (and handle as this server) a connection meant for the
+        # next server given the same descriptor number.
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         try:
             self.sock.close()
         except OSError:

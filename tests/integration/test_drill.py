@@ -432,6 +432,14 @@ class DrillCannotRunTest(unittest.TestCase):
             self.assertIn("broken.json: line 2, column 13: not valid JSON", run.out)
             run = run_drill(tmp, {"title": "x", "method": []}, args=["--bogus"])
             self.assertEqual(run.rc, 2, run.out)
+            # --check validates without running (nothing here could run: no faultline).
+            run = run_drill(tmp, drill, args=["--check"], reports=False)
+            self.assertEqual(run.rc, 2, run.out)
+            self.assertIn("$.method[2].provider.url", run.out)
+            drill["method"].pop()
+            run = run_drill(tmp, drill, args=["--check"], reports=False)
+            self.assertEqual((run.rc, run.out.strip()), (0, os.path.join(tmp, "drill.json") +
+                                                         ": ok (0 hypothesis probes, 2 method steps, 0 rollbacks, 0 verdicts)"))
 
     def test_unreachable_faultline_and_missing_proxy_exit_2(self):
         with TempDir() as tmp:

@@ -111,7 +111,7 @@ TEST_CASE("a full drill parses with defaults, env, substitution and references r
   CHECK(used[0].first == "$.method[1].provider.proxy");
 }
 
-TEST_CASE("environment values take the default's type; --var wins over both") {
+TEST_CASE("environment values take the default's type, and --var wins over both") {
   Drill d;
   REQUIRE(parse(kDrill, d, options({{"THRESHOLD", "0.99"}})) == "");
   CHECK(d.verdicts[1].threshold == 0.99);

@@ -136,7 +136,7 @@ TEST_CASE("the JUnit report: a testcase per verdict and per hypothesis probe and
   CHECK(xml.find("</testsuites>\n") == xml.size() - 14);
 }
 
-TEST_CASE("JUnit: a drill that could not run is an error; a phase that did not run is skipped") {
+TEST_CASE("JUnit: a drill that could not run is an error, a phase that did not run is skipped") {
   Fixture f;
   f.report.record.hypothesis.resize(1);  // only "before" ran
   f.report.outcome = Outcome{};

@@ -77,7 +77,7 @@ TEST_CASE("nearest-rank percentiles report latencies that were observed") {
   CHECK(percentile_sorted({1, 2, 3}, 50) == 2);
 }
 
-TEST_CASE("JSON paths: keys, indexes, wildcards; unsupported syntax is an error") {
+TEST_CASE("JSON paths: keys, indexes, wildcards, and unsupported syntax is an error") {
   rapidjson::Document doc;
   doc.Parse(R"({"a": {"b c": [1, {"d": 2}, 3]}, "list": [{"x": 1}, {"x": 2}]})");
   std::string error;

@@ -1,0 +1,117 @@
+// The replay model (issue 6, "Replay"): a journal turned into request/response exchanges
+// per recorded connection, with the protocol-aware match key of each request, plus the
+// pure helpers the stand-in server and the client replayer share (canonical JSON with an
+// ignore list, JSON-RPC id rewriting, closest-request search, response comparison).
+// No sockets here: everything is unit-testable on bytes.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace faultline::replay {
+
+enum class Protocol : std::uint8_t { tcp, http, resp, mcp };
+std::optional<Protocol> parse_protocol(std::string_view name);  // "tcp", "http", "resp", "mcp"
+const char* to_string(Protocol p);
+
+// A piece of recorded bytes and when the proxy delivered it (ns since recording start).
+struct Segment {
+  std::string bytes;
+  std::int64_t t = 0;
+};
+
+struct Exchange {
+  std::uint64_t conn = 0;
+  std::size_t index = 0;           // position in its connection
+  std::string request;             // the request's bytes as recorded
+  std::int64_t request_t = 0;      // when its last byte was delivered
+  std::vector<Segment> response;   // the response's bytes in recorded chunks (may be empty)
+  bool has_response = false;
+  std::string key;                 // match key (protocol-aware, see match_key)
+  std::string label;               // for diagnostics: "GET /x", "SET k v", "jsonrpc tools/call"
+  std::string method;              // HTTP method (the response framer needs it)
+  std::optional<std::string> jsonrpc_id;  // the request's JSON-RPC id (raw JSON), when any
+  std::string response_bytes() const;
+};
+
+struct Connection {
+  std::uint64_t conn = 0;
+  Protocol protocol = Protocol::tcp;
+  std::int64_t open_t = 0;
+  std::vector<Exchange> exchanges;
+};
+
+struct Model {
+  std::vector<Connection> connections;  // in the order they opened
+  std::size_t exchanges = 0;
+  std::vector<std::string> warnings;
+};
+
+struct ModelOptions {
+  std::optional<Protocol> protocol;    // nullopt = auto (each connection's recorded protocol)
+  std::vector<std::string> ignore;     // dotted JSON paths left out of HTTP body keys
+};
+
+// Reads a journal file or recording directory. False + error (path and reason) on failure.
+bool build_model(const std::string& journal, const ModelOptions& options, Model& out, std::string& error);
+
+// ---- matching -----------------------------------------------------------------------------
+// Canonical JSON: objects with sorted keys, no whitespace, members at `ignore` paths
+// ("a.b", "items.0.id", "*" matches any one step) removed. nullopt when not JSON.
+std::optional<std::string> canonical_json(std::string_view text, const std::vector<std::string>& ignore);
+
+struct RequestInfo {
+  std::string key;
+  std::string label;
+  std::string method;
+  std::optional<std::string> jsonrpc_id;
+};
+// HTTP: the request's bytes (head + body as sent, possibly chunked).
+RequestInfo describe_http_request(std::string_view bytes, const std::vector<std::string>& ignore);
+// RESP: the command's arguments (name first).
+RequestInfo describe_resp_command(const std::vector<std::string>& args);
+RequestInfo describe_tcp(std::string_view bytes);
+
+// Ordered queues per key: the first recorded first; once exhausted the last is reused.
+class Matcher {
+ public:
+  explicit Matcher(const Model& model);
+  // nullptr when no recorded request has this key.
+  const Exchange* take(const std::string& key);
+  // The recorded request most like `key` (nullptr when the model is empty).
+  const Exchange* closest(const std::string& key) const;
+
+ private:
+  std::map<std::string, std::vector<const Exchange*>> queues_;
+  std::map<std::string, std::size_t> cursor_;
+  std::vector<const Exchange*> all_;
+};
+
+// The recorded response with the JSON-RPC id replaced by `live_id` (raw JSON) in a JSON
+// body or in SSE data events, Content-Length and chunk sizes fixed up. Returns the
+// recorded segments unchanged when the ids are equal or there is nothing to rewrite.
+std::vector<Segment> rewrite_http_response(const std::vector<Segment>& recorded, std::string_view recorded_id,
+                                           std::string_view live_id);
+
+// True when an HTTP response's head says text/event-stream.
+bool is_event_stream(std::string_view response_bytes);
+
+// ---- comparing (client replayer) ----------------------------------------------------------
+struct Verdict {
+  bool match = true;
+  std::string why;  // what differs
+};
+Verdict compare_http(std::string_view recorded, std::string_view live, const std::vector<std::string>& ignore);
+Verdict compare_resp(std::string_view recorded, std::string_view live);
+Verdict compare_bytes(std::string_view recorded, std::string_view live);
+
+// Splits an HTTP message into its head (through the blank line) and decoded body
+// (chunked framing removed). False when the head is incomplete.
+bool split_http(std::string_view bytes, std::string& head, std::string& body, bool& chunked);
+int http_status(std::string_view head);
+std::string printable(std::string_view bytes, std::size_t max = 120);
+
+}  // namespace faultline::replay

@@ -1,0 +1,390 @@
+"""`faultline replay server` and `faultline replay client` on real recordings.
+
+A small Redis session (a Python client: SET/GET/INCR/HSET/HGET/...) and a small HTTP session
+(JSON POST, JSON-RPC POST) are recorded with `faultline serve --record DIR`, then:
+  (a) `replay server` answers the same commands with byte-identical replies, with no
+      redis-server running; an unrecorded command gets the diagnostic naming the closest;
+  (b) `replay client` re-drives a fresh redis-server with zero divergences;
+  (c) `replay server` on the HTTP recording serves the same status/body, and a JSON-RPC
+      call with another id gets the recorded result carrying the live id.
+Loopback only, port 0, bounded waits.
+"""
+import http.client
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import BIN, EchoServer, Faultline, RedisServer, serve_env, split_hostport  # noqa: E402
+
+TIMEOUT = 20
+SSE_GAP = 0.4
+
+
+def encode(*args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+class RespConn:
+    """A raw RESP client: send a command, get the reply's exact bytes."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buf = b""
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buf += chunk
+        i = self.buf.index(b"\r\n") + 2
+        line, self.buf = self.buf[:i], self.buf[i:]
+        return line
+
+    def _exactly(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def _reply(self):
+        line = self._line()
+        t = line[:1]
+        if t in (b"$",):
+            n = int(line[1:-2])
+            return line + (self._exactly(n + 2) if n >= 0 else b"")
+        if t in (b"*", b"%", b"~"):
+            n = int(line[1:-2])
+            out = line
+            for _ in range(max(n, 0) * (2 if t == b"%" else 1)):
+                out += self._reply()
+            return out
+        return line
+
+    def call(self, *args):
+        self.sock.sendall(encode(*args))
+        return self._reply()
+
+    def close(self):
+        self.sock.close()
+
+
+SESSION = [
+    ("SET", "greeting", "hello"),
+    ("GET", "greeting"),
+    ("INCR", "counter"),
+    ("INCR", "counter"),
+    ("INCR", "counter"),
+    ("HSET", "user:1", "name", "ada", "lang", "en"),
+    ("HGET", "user:1", "name"),
+    ("HGETALL", "user:1"),
+    ("RPUSH", "list", "a", "b", "c"),
+    ("LRANGE", "list", "0", "-1"),
+    ("GET", "missing"),
+    ("DEL", "greeting"),
+    ("EXISTS", "greeting"),
+]
+
+
+class ReplayServerProc:
+    def __init__(self, *args):
+        self.tmp = tempfile.mkdtemp(prefix="faultline-replay-")
+        port_file = os.path.join(self.tmp, "addr")
+        self.log = open(os.path.join(self.tmp, "log"), "w+")
+        self.proc = subprocess.Popen([BIN, "replay", "server", "--listen", "127.0.0.1:0", "--port-file", port_file]
+                                     + list(args), stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=serve_env({"LOG_LEVEL": "debug"}))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if os.path.exists(port_file):
+                with open(port_file) as f:
+                    text = f.read().strip()
+                if text:
+                    self.host, self.port = split_hostport(text)
+                    return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        out = self.stop()
+        raise RuntimeError(f"replay server did not start: {out}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.flush()
+        self.log.seek(0)
+        out = self.log.read()
+        self.log.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        return out
+
+
+class ReplayRedis(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="faultline-replay-rec-")
+        cls.rec = os.path.join(cls.tmp, "rec")
+        cls.recorded = []
+        with RedisServer() as redis, Faultline("--record", cls.rec) as fl:
+            proxy = fl.create_proxy("cache", redis.address, protocol="resp")
+            port = int(proxy["listen"].rsplit(":", 1)[1])
+            c = RespConn(port)
+            for cmd in SESSION:
+                cls.recorded.append(c.call(*cmd))
+            c.close()
+            time.sleep(0.3)  # the journal writer flushes every few ms
+            fl.stop()
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_recording_is_sane(self):
+        self.assertEqual(self.recorded[0], b"+OK\r\n")
+        self.assertEqual(self.recorded[4], b":3\r\n")
+
+    def test_server_replays_byte_identical_without_redis(self):
+        srv = ReplayServerProc("--journal", self.rec)
+        try:
+            c = RespConn(srv.port)
+            self.addCleanup(c.close)
+            for cmd, want in zip(SESSION, self.recorded):
+                self.assertEqual(c.call(*cmd), want, cmd)
+            # The ordered queue (shared by all connections): INCR answered 1, 2, 3 above; now
+            # it is exhausted and the last reply is reused.
+            c2 = RespConn(srv.port)
+            self.addCleanup(c2.close)
+            self.assertEqual([c2.call("INCR", "counter") for _ in range(4)], [b":3\r\n"] * 4)
+            miss = c2.call("HGET", "user:1", "lang")
+            self.assertTrue(miss.startswith(b"-ERR faultline replay: no recorded reply for HGET user:1 lang"), miss)
+            self.assertIn(b"closest: HGET user:1 name", miss)
+        finally:
+            out = srv.stop()
+        self.assertIn("served 17, unmatched 1", out)
+
+    def test_unmatched_closest_and_fail(self):
+        srv = ReplayServerProc("--journal", self.rec, "--unmatched", "closest")
+        try:
+            c = RespConn(srv.port)
+            self.assertEqual(c.call("HGET", "user:1", "lang"), self.recorded[6])
+            c.close()
+        finally:
+            srv.stop()
+        srv = ReplayServerProc("--journal", self.rec, "--unmatched", "fail")
+        c = RespConn(srv.port)
+        self.addCleanup(c.close)
+        with self.assertRaises((ConnectionError, OSError)):
+            c.call("GET", "nope")
+        c.close()
+        srv.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.proc.wait(timeout=10), 1)
+        srv.stop()
+
+    def test_client_redrives_fresh_redis_with_zero_divergences(self):
+        with RedisServer() as redis:
+            r = subprocess.run([BIN, "replay", "client", "--journal", self.rec, "--target", redis.address,
+                                "--speed", "max"], capture_output=True, text=True, timeout=TIMEOUT)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("13 exchanges, 13 matched, 0 mismatched, 0 errors", r.stdout)
+            # Again against the same (now dirty) server: INCR and RPUSH diverge.
+            r = subprocess.run([BIN, "replay", "client", "--journal", self.rec, "--target", redis.address,
+                                "--speed", "max"], capture_output=True, text=True, timeout=TIMEOUT)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn("INCR counter", r.stderr)
+            r = subprocess.run([BIN, "replay", "client", "--journal", self.rec, "--target", redis.address,
+                                "--speed", "max", "--threshold", "0.9"], capture_output=True, text=True,
+                               timeout=TIMEOUT)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path == "/sse":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            events = [{"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}},
+                      {"jsonrpc": "2.0", "id": body["id"], "result": {"done": True}}]
+            for i, ev in enumerate(events):
+                if i:
+                    time.sleep(SSE_GAP)
+                data = ("event: message\ndata: %s\n\n" % json.dumps(ev)).encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        if self.path == "/rpc":
+            out = {"jsonrpc": "2.0", "id": body["id"],
+                   "result": {"content": [{"type": "text", "text": "sum=%d" % sum(body["params"]["arguments"]["xs"])}]}}
+        else:
+            out = {"id": body["id"], "echo": body.get("q"), "status": "ok"}
+        data = json.dumps(out).encode()
+        self.send_response(201 if self.path == "/items" else 200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def sse_post(port, obj):
+    """POSTs to /sse on a raw socket; returns (the bytes, [(seconds since send, bytes so far)])."""
+    body = json.dumps(obj).encode()
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"POST /sse HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+              % (len(body), body))
+    start = time.monotonic()
+    data, arrivals = b"", []
+    while not data.endswith(b"0\r\n\r\n"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+        arrivals.append((time.monotonic() - start, data))
+    s.close()
+    return data, arrivals
+
+
+def sse_events(data):
+    return [json.loads(line[5:]) for line in data.split(b"\n") if line.startswith(b"data:")]
+
+
+def post(port, path, obj):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("POST", path, body=json.dumps(obj), headers={"Content-Type": "application/json"})
+    r = conn.getresponse()
+    out = (r.status, r.read())
+    conn.close()
+    return out
+
+
+class ReplayHttp(unittest.TestCase):
+    def test_http_and_jsonrpc(self):
+        tmp = tempfile.mkdtemp(prefix="faultline-replay-http-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        rec = os.path.join(tmp, "rec")
+        web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=web.serve_forever, daemon=True).start()
+        self.addCleanup(web.server_close)
+        self.addCleanup(web.shutdown)
+        rpc = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "add", "arguments": {"xs": [1, 2, 3]}}}
+        with Faultline("--record", rec) as fl:
+            proxy = fl.create_proxy("api", f"127.0.0.1:{web.server_address[1]}", protocol="http")
+            port = int(proxy["listen"].rsplit(":", 1)[1])
+            item = post(port, "/items", {"id": 17, "q": "apples"})
+            call = post(port, "/rpc", rpc)
+            sse, _ = sse_post(port, dict(rpc, id=5))
+            time.sleep(0.3)
+            fl.stop()
+        self.assertEqual(item[0], 201)
+        web.shutdown()  # nothing upstream any more
+
+        srv = ReplayServerProc("--journal", rec)
+        try:
+            # Same request (keys in another order: the body is matched canonically).
+            self.assertEqual(post(srv.port, "/items", {"q": "apples", "id": 17}), item)
+            status, body = post(srv.port, "/rpc", dict(rpc, id="live-42"))
+            self.assertEqual(status, 200)
+            got = json.loads(body)
+            self.assertEqual(got["id"], "live-42")
+            self.assertEqual(got["result"], json.loads(call[1])["result"])
+            status, body = post(srv.port, "/rpc", dict(rpc, id=1))
+            self.assertEqual((status, body), call)
+            status, body = post(srv.port, "/items", {"id": 18, "q": "pears"})
+            self.assertEqual(status, 502)
+            diag = json.loads(body)
+            self.assertIn("POST /items", diag["closest"])
+            self.assertIn("apples", diag["closest"])
+            # SSE: the recorded gap between events, the live id inside the data event.
+            self.assertEqual([e.get("id") for e in sse_events(sse)], [None, 5])
+            data, arrivals = sse_post(srv.port, dict(rpc, id="s-1"))
+            self.assertEqual([e.get("id") for e in sse_events(data)], [None, "s-1"])
+            self.assertEqual(sse_events(data)[1]["result"], {"done": True})
+            first = next(t for t, d in arrivals if b"progress" in d)
+            second = next(t for t, d in arrivals if b"s-1" in d)
+            self.assertGreater(second - first, SSE_GAP * 0.7)
+        finally:
+            out = srv.stop()
+        self.assertIn("served 4, unmatched 1", out)
+
+        # The client side against a fresh upstream: zero divergences (SSE compared by status).
+        web2 = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=web2.serve_forever, daemon=True).start()
+        self.addCleanup(web2.server_close)
+        self.addCleanup(web2.shutdown)
+        r = subprocess.run([BIN, "replay", "client", "--journal", rec, "--target", f"127.0.0.1:{web2.server_address[1]}",
+                            "--speed", "max"], capture_output=True, text=True, timeout=TIMEOUT)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("3 exchanges, 3 matched, 0 mismatched, 0 errors", r.stdout)
+
+
+class ReplayTcp(unittest.TestCase):
+    def test_tcp_turns(self):
+        tmp = tempfile.mkdtemp(prefix="faultline-replay-tcp-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        rec = os.path.join(tmp, "rec")
+        turns = [b"hello\n", b"world, again\n"]
+        with EchoServer() as echo, Faultline("--record", rec) as fl:
+            proxy = fl.create_proxy("raw", echo.address)
+            pport = int(proxy["listen"].rsplit(":", 1)[1])
+            s = socket.create_connection(("127.0.0.1", pport), timeout=10)
+            for t in turns:
+                s.sendall(t)
+                got = b""
+                while len(got) < len(t):
+                    got += s.recv(100)
+                self.assertEqual(got, t)
+                time.sleep(0.05)
+            s.close()
+            time.sleep(0.3)
+            fl.stop()
+        srv = ReplayServerProc("--journal", rec)
+        try:
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+            self.addCleanup(s.close)
+            for t in turns:
+                s.sendall(t)
+                got = b""
+                while len(got) < len(t):
+                    got += s.recv(100)
+                self.assertEqual(got, t)
+        finally:
+            out = srv.stop()
+        self.assertIn("served 2, unmatched 0", out)
+        with EchoServer() as echo:
+            r = subprocess.run([BIN, "replay", "client", "--journal", rec, "--target", echo.address,
+                                "--speed", "max"], capture_output=True, text=True, timeout=TIMEOUT)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("2 exchanges, 2 matched, 0 mismatched, 0 errors", r.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
