@@ -56,7 +56,7 @@ TEST_CASE("SSE replies: ids rewritten in data lines, chunks re-framed, timing ke
   CHECK(out[2].t == 90);
 }
 
-TEST_CASE("a journal becomes RESP exchanges; queues answer in order, then reuse the last") {
+TEST_CASE("a journal becomes RESP exchanges, and queues answer in order, then reuse the last") {
   const std::string path = "replay_model_test.jsonl";
   {
     std::string j;
