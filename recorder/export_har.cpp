@@ -32,6 +32,9 @@ struct Message {
   std::string body;          // payload with chunked framing removed
   bool complete = false;
   std::vector<SseEvent> sse;
+  // Responses: the index of the request this answers, or -1 when no recorded request can
+  // be its (faultline answered a request itself, which then never reached the upstream).
+  long answers = -1;
 };
 
 struct Framed {
@@ -48,15 +51,20 @@ bool is_sse(const http::Head& h) {
   return v.find("text/event-stream") != std::string::npos;
 }
 
-// Frames every message of one direction. `methods`: for responses, the request methods in
-// order (a response to HEAD has no body). `ended`: the direction was closed by its peer
-// (not cut by a hole), so a body running until close ends there.
-Framed frame(const Joined& joined, bool request, const std::vector<std::string>& methods, bool ended) {
+// Frames every message of one direction. For responses, `methods` and `starts` are the
+// requests' methods and start times in order: a response is paired with the next request
+// unless that request started after the response's first byte (then the response answers
+// a request the journal does not hold, see Message::answers), and the request's method
+// tells the framer whether a body follows (not after HEAD). `ended`: the direction was
+// closed by its peer (not cut by a hole), so a body running until close ends there.
+Framed frame(const Joined& joined, bool request, const std::vector<std::string>& methods,
+             const std::vector<std::int64_t>& starts, bool ended) {
   Framed out;
   http::Framer framer(request);
   const std::string_view all = joined.bytes;
   std::size_t pos = 0;
-  std::size_t finals = 0;  // final responses seen: the index of the request answered next
+  std::size_t next = 0;    // the request the next final response answers, if it is one of ours
+  long answering = -1;     // what the response under way answers
   std::optional<Message> cur;
   sse::Splitter splitter;
   bool sse_body = false;
@@ -65,7 +73,13 @@ Framed frame(const Joined& joined, bool request, const std::vector<std::string>&
   // Bounded by the bytes: every step consumes something or reports an event, and an end
   // is followed by a step that consumes. The guard only protects against a framer bug.
   for (std::size_t guard = 0; guard < 4 * all.size() + 16; ++guard) {
-    if (!request && !framer.in_message()) framer.answering(finals < methods.size() ? methods[finals] : "GET");
+    if (!request && !framer.in_message()) {
+      std::size_t first = pos;  // the next response's first byte (blank lines are skipped)
+      while (first < all.size() && (all[first] == '\r' || all[first] == '\n')) ++first;
+      const bool ours = next < methods.size() && starts[next] <= joined.time_at(first);
+      answering = ours ? static_cast<long>(next) : -1;
+      framer.answering(ours ? methods[next] : "GET");
+    }
     const std::string_view rest = all.substr(pos);
     const FrameStep s = framer.step(rest);
     if (s.event == FrameEvent::error) {
@@ -82,6 +96,7 @@ Framed frame(const Joined& joined, bool request, const std::vector<std::string>&
       cur->start = at;
       cur->head_end = pos;
       cur->end = pos;
+      cur->answers = answering;
       sse_body = !request && is_sse(cur->head);
       splitter = sse::Splitter{};
     } else if (s.event == FrameEvent::body && cur) {
@@ -99,8 +114,8 @@ Framed frame(const Joined& joined, bool request, const std::vector<std::string>&
       cur->complete = true;
       const bool interim = !request && cur->head.status / 100 == 1 && cur->head.status != 101;
       if (!interim) {
+        if (cur->answers >= 0) ++next;
         out.messages.push_back(std::move(*cur));
-        ++finals;
       }
       cur.reset();
       if (framer.upgraded()) {
@@ -288,14 +303,18 @@ void conn_entries(const Model& model, const Conn& c, std::vector<Entry>& entries
   // A direction ended by its peer can end a body that runs until close; a hole cannot.
   const bool up_ended = !up.hole && (!c.ends[0].empty() || c.close);
   const bool down_ended = !down.hole && (!c.ends[1].empty() || c.close);
-  Framed requests = frame(up, true, {}, up_ended);
-  if (requests.messages.empty()) {
+  Framed requests = frame(up, true, {}, {}, up_ended);
+  std::vector<std::string> methods;
+  std::vector<std::int64_t> starts;
+  for (const auto& m : requests.messages) {
+    methods.push_back(m.head.method);
+    starts.push_back(up.time_at(m.start));
+  }
+  Framed responses = frame(down, false, methods, starts, down_ended);
+  if (requests.messages.empty() && responses.messages.empty()) {
     not_http = !requests.stopped.empty() || c.protocol() == "tcp" || c.protocol().empty();
     return;
   }
-  std::vector<std::string> methods;
-  for (const auto& m : requests.messages) methods.push_back(m.head.method);
-  Framed responses = frame(down, false, methods, down_ended);
   const std::string cid = "conn " + std::to_string(c.id);
   if (!requests.stopped.empty())
     warn(options, cid + ": the requests stop being HTTP at byte " + std::to_string(up.base + requests.stopped_at) +
@@ -313,16 +332,62 @@ void conn_entries(const Model& model, const Conn& c, std::vector<Entry>& entries
   std::int64_t last_t = c.first_t;
   for (const JournalEvent* e : c.all) last_t = std::max(last_t, e->t);
 
-  // Faults belong to the exchange under way when they happened (the first one takes those
-  // before it).
-  std::vector<std::int64_t> starts;
-  for (const auto& m : requests.messages) starts.push_back(up.time_at(m.start));
+  // The exchanges: each request with the response answering it (if any), and responses
+  // to requests faultline answered itself (an abort fault), which never reached the
+  // upstream and so are not in the journal.
+  struct Exchange {
+    const Message* rq = nullptr;
+    const Message* rs = nullptr;
+    std::int64_t start = 0;  // the request's first byte (or the response's, without one)
+    std::int64_t end = 0;    // the response's last byte (or the connection's end, without one)
+    std::vector<const JournalEvent*> faults;
+  };
+  std::vector<Exchange> xs;
+  std::vector<const Message*> answer(requests.messages.size(), nullptr);
+  for (const auto& m : responses.messages) {
+    if (m.answers >= 0) answer[static_cast<std::size_t>(m.answers)] = &m;
+  }
+  for (std::size_t i = 0; i < requests.messages.size(); ++i) xs.push_back({&requests.messages[i], answer[i], starts[i], 0, {}});
+  for (const auto& m : responses.messages) {
+    if (m.answers < 0) xs.push_back({nullptr, &m, down.time_at(m.start), 0, {}});
+  }
+  for (Exchange& x : xs) x.end = x.rs ? down.time_at(x.rs->end == 0 ? 0 : x.rs->end - 1) : last_t;
+  std::stable_sort(xs.begin(), xs.end(), [](const Exchange& a, const Exchange& b) { return a.start < b.start; });
+  // A fault belongs to the first exchange not yet over when it happened: request-phase
+  // faults are journaled when the request arrives, before its bytes go upstream (and are
+  // journaled), so "under way since its first byte" would hand them to the exchange before.
+  // Faults after the last exchange go to the last one.
+  {
+    std::size_t j = 0;
+    for (const JournalEvent* f : c.faults) {
+      while (j < xs.size() && xs[j].end < f->t) ++j;
+      xs[std::min(j, xs.size() - 1)].faults.push_back(f);
+    }
+  }
 
-  for (std::size_t i = 0; i < requests.messages.size(); ++i) {
-    const Message& rq = requests.messages[i];
-    const Message* rs = i < responses.messages.size() ? &responses.messages[i] : nullptr;
-    const std::int64_t t0 = starts[i];
-    const std::int64_t sent = up.time_at(rq.end == 0 ? 0 : rq.end - 1);
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    const Exchange& x = xs[i];
+    const Message* rq = x.rq;
+    const Message* rs = x.rs;
+    // Without a recorded request, the fault that answered it names it ("answered 429 to
+    // GET /v1/x", as the HTTP engine words it) and says when it was decided.
+    std::string method, target;
+    std::int64_t t0 = x.start;
+    if (!rq) {
+      for (const JournalEvent* f : x.faults) {
+        const std::string& what = f->what;
+        const std::size_t to = what.find(" to ");
+        if (what.rfind("answered ", 0) != 0 || to == std::string::npos) continue;
+        const std::string line = what.substr(to + 4);
+        const std::size_t sp = line.find(' ');
+        if (sp == std::string::npos) continue;
+        method = line.substr(0, sp);
+        target = line.substr(sp + 1);
+        t0 = std::min(t0, f->t);
+        break;
+      }
+    }
+    const std::int64_t sent = rq ? up.time_at(rq->end == 0 ? 0 : rq->end - 1) : t0;
     std::int64_t first = sent, last = sent;
     if (rs) {
       first = down.time_at(rs->start);
@@ -343,23 +408,38 @@ void conn_entries(const Model& model, const Conn& c, std::vector<Entry>& entries
     // request
     w.key("request");
     w.begin_object();
-    w.field("method", rq.head.method);
-    w.field("url", url_of(upstream, rq.head.target, rq.head.method));
-    w.field("httpVersion", version_text(rq.head));
+    if (rq) {
+      w.field("method", rq->head.method);
+      w.field("url", url_of(upstream, rq->head.target, rq->head.method));
+      w.field("httpVersion", version_text(rq->head));
+    } else {
+      w.field("method", method);
+      w.field("url", url_of(upstream, target, method));
+      w.field("httpVersion", "");
+    }
     w.key("cookies");
     w.begin_array();
     w.end_array();
-    write_headers(w, rq.head);
-    write_query(w, rq.head.target);
-    if (!rq.body.empty()) {
-      w.key("postData");
-      w.begin_object();
-      w.field("mimeType", std::string(rq.head.field("content-type").value_or("application/octet-stream")));
-      write_body_text(w, rq.body, content_encoded(rq.head), false);
-      w.end_object();
+    if (rq) {
+      write_headers(w, rq->head);
+      write_query(w, rq->head.target);
+      if (!rq->body.empty()) {
+        w.key("postData");
+        w.begin_object();
+        w.field("mimeType", std::string(rq->head.field("content-type").value_or("application/octet-stream")));
+        write_body_text(w, rq->body, content_encoded(rq->head), false);
+        w.end_object();
+      }
+      w.field_int("headersSize", static_cast<std::int64_t>(rq->head_end - rq->start));
+      w.field_int("bodySize", static_cast<std::int64_t>(rq->end - rq->head_end));
+    } else {
+      w.key("headers");
+      w.begin_array();
+      w.end_array();
+      write_query(w, target);
+      w.field_int("headersSize", -1);
+      w.field_int("bodySize", -1);
     }
-    w.field_int("headersSize", static_cast<std::int64_t>(rq.head_end - rq.start));
-    w.field_int("bodySize", static_cast<std::int64_t>(rq.end - rq.head_end));
     w.end_object();
     // response
     w.key("response");
@@ -439,25 +519,23 @@ void conn_entries(const Model& model, const Conn& c, std::vector<Entry>& entries
     if (c.open) w.field("_proxy", c.open->proxy);
     // What went wrong, in words.
     std::string problem;
-    if (!rq.complete) problem = "the request is incomplete: " + ending(c, 0, up.hole);
+    if (!rq)
+      problem = std::string("faultline answered this request itself (a fault); it never reached the upstream, ") +
+                (method.empty() ? "and the recording does not hold it" : "so its request line comes from the fault");
+    else if (!rq->complete) problem = "the request is incomplete: " + ending(c, 0, up.hole);
     else if (!rs) problem = "no response: " + ending(c, 1, down.hole);
     else if (!rs->complete) problem = "the response is incomplete: " + ending(c, 1, down.hole);
     if (!problem.empty()) w.field("_error", problem);
-    // Faults under way during this exchange.
-    const std::int64_t from = i == 0 ? INT64_MIN : t0;
-    const std::int64_t until = i + 1 < starts.size() ? starts[i + 1] : INT64_MAX;
-    auto f = std::lower_bound(c.faults.begin(), c.faults.end(), from,
-                              [](const JournalEvent* e, std::int64_t t) { return e->t < t; });
-    if (f != c.faults.end() && (*f)->t < until) {
+    if (!x.faults.empty()) {
       w.key("_faults");
       w.begin_array();
-      for (; f != c.faults.end() && (*f)->t < until; ++f) {
+      for (const JournalEvent* f : x.faults) {
         w.begin_object();
         w.key("t_ms");
-        w.number(ms((*f)->t - t0));
-        w.field("toxic", (*f)->toxic);
-        w.field("fault", (*f)->fault);
-        w.field("what", (*f)->what);
+        w.number(ms(f->t - t0));
+        w.field("toxic", f->toxic);
+        w.field("fault", f->fault);
+        w.field("what", f->what);
         w.end_object();
       }
       w.end_array();
@@ -465,7 +543,7 @@ void conn_entries(const Model& model, const Conn& c, std::vector<Entry>& entries
     // Redactions inside this exchange's bytes.
     bool any = false;
     for (std::size_t d = 0; d < 2; ++d) {
-      const Message* m = d == 0 ? &rq : rs;
+      const Message* m = d == 0 ? rq : rs;
       const Joined& j = d == 0 ? up : down;
       if (!m) continue;
       const auto& list = c.redactions[d];

@@ -3,10 +3,11 @@ checksum validation on and finds no malformed packet and no expert error, decode
 RESP and shows the fault and redaction comments; the npm har-validator accepts the HAR; the
 text timeline shows the requests. Exit codes and messages for bad input.
 
-The recording is written here by a small journal writer that follows recorder/journal.hpp
-(docs/journal.md): HTTP keep-alive with JSON, SSE and a large body, RESP with a redacted
-AUTH and a reset, MCP over an https:// upstream, raw TCP, a gap. When `faultline serve`
-has --record, real curl and redis-cli traffic is recorded and exported too.
+Most recordings are written here by a small journal writer that follows docs/journal.md,
+so every case is exact: HTTP keep-alive with JSON, SSE and a large body, RESP with a
+redacted AUTH and a reset, MCP over an https:// upstream, raw TCP, a gap. Then real curl
+and redis-cli traffic (a bearer token, an AUTH password, an http_delay fault) is recorded
+with `faultline serve --record DIR` and exported too.
 Run standalone: python3 tests/integration/test_export.py
 """
 import base64
@@ -19,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -357,8 +357,7 @@ class ExportErrors(unittest.TestCase):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def test_usage_errors(self):
-        rec = sample_recording(os.path.join(self.tmp, "rec"))
-        del rec
+        sample_recording(os.path.join(self.tmp, "rec"))
         r = run(["export", "pcap", os.path.join(self.tmp, "rec")])
         self.assertEqual(r.returncode, 2)
         self.assertIn(b'unknown format "pcap" (har, pcapng or text)', r.stderr)
@@ -408,9 +407,6 @@ class ExportRealTraffic(unittest.TestCase, PcapChecks):
 
     @classmethod
     def setUpClass(cls):
-        help_text = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True, timeout=10).stdout
-        if "--record" not in help_text:
-            raise unittest.SkipTest("faultline serve has no --record yet")
         cls.curl = need("curl", "curl (apt package curl)")
         cls.cli = need("redis-cli", "redis-tools (apt package redis-tools / redis-server)")
         need("tshark", "tshark (apt package tshark)")
@@ -419,6 +415,8 @@ class ExportRealTraffic(unittest.TestCase, PcapChecks):
         tmp = tempfile.mkdtemp(prefix="faultline-export-")
         self.addCleanup(shutil.rmtree, tmp, True)
         rec = os.path.join(tmp, "rec")
+        bearer = "sk-live-export-test-0123456789"
+        password = "pw-export-secret-42"
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -436,36 +434,55 @@ class ExportRealTraffic(unittest.TestCase, PcapChecks):
 
         web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=web.serve_forever, daemon=True).start()
+        self.addCleanup(web.server_close)
         self.addCleanup(web.shutdown)
-        with RedisServer() as redis, Faultline("--record", rec) as fl:
+        with RedisServer("--requirepass", password) as redis, Faultline("--record", rec) as fl:
             api = fl.create_proxy("api", f"127.0.0.1:{web.server_address[1]}", protocol="http")
             cache = fl.create_proxy("cache", redis.address, protocol="resp")
+            status, body, _ = fl.request("POST", "/proxies/api/toxics",
+                                         {"name": "slow", "type": "http_delay", "attributes": {"delay": 30}})
+            self.assertEqual(status, 200, body)
             api_port = int(api["listen"].rsplit(":", 1)[1])
             cache_port = int(cache["listen"].rsplit(":", 1)[1])
             for path in ("/one", "/two?x=1"):
-                r = subprocess.run([self.curl, "-sS", "--max-time", "10", f"http://127.0.0.1:{api_port}{path}"],
-                                   capture_output=True, timeout=TIMEOUT)
+                r = subprocess.run([self.curl, "-sS", "--max-time", "10", "-H", f"Authorization: Bearer {bearer}",
+                                    f"http://127.0.0.1:{api_port}{path}"], capture_output=True, timeout=TIMEOUT)
                 self.assertEqual(r.returncode, 0, r.stderr)
-            r = subprocess.run([self.cli, "-h", "127.0.0.1", "-p", str(cache_port), "SET", "k", "v"],
-                               capture_output=True, timeout=TIMEOUT)
-            self.assertEqual(r.stdout.strip(), b"OK")
-            time.sleep(0.2)  # the writer flushes every few ms
-            fl.stop()
+            r = subprocess.run([self.cli, "-h", "127.0.0.1", "-p", str(cache_port), "--no-auth-warning",
+                                "-a", password, "SET", "k", "v"], capture_output=True, timeout=TIMEOUT)
+            self.assertEqual(r.stdout.strip(), b"OK", r.stderr)
+            fl.stop()  # finalizes the recording
+        outputs = b""
         path = os.path.join(tmp, "real.pcapng")
         r = run(["export", "pcapng", rec, "-o", path])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assert_clean(path)
         uris = [x[0] for x in self.fields(path, "http.request", "http.request.uri")]
         self.assertEqual(uris, ["/one", "/two?x=1"])
-        self.assertTrue(self.fields(path, "resp", "frame.number"))
+        self.assertIn("Request: SET k", tshark("-r", path, "-Y", "resp").stdout)
+        comments = "\n".join(c[0] for c in self.fields(path, "frame.comment", "frame.comment"))
+        self.assertIn("redacted: ", comments)
+        self.assertIn("fault http_delay slow: ", comments)
+        with open(path, "rb") as f:
+            outputs += f.read()
         har = os.path.join(tmp, "real.har")
         r = run(["export", "har", rec, "-o", har])
         self.assertEqual(r.returncode, 0, r.stderr)
         v = validate_har(har)
         self.assertEqual(v.stdout.strip(), "valid", v.stdout + v.stderr)
-        text = run(["export", "text", rec]).stdout.decode()
-        self.assertIn("GET /one", text)
-        self.assertIn("SET k", text)
+        with open(har, "rb") as f:
+            data = f.read()
+        outputs += data
+        entries = json.loads(data)["log"]["entries"]
+        self.assertEqual([e["response"]["status"] for e in entries], [200, 200])
+        self.assertEqual(json.loads(entries[1]["response"]["content"]["text"]), {"path": "/two?x=1"})
+        self.assertTrue(entries[0].get("_faults"), entries[0])
+        text = run(["export", "text", rec]).stdout
+        outputs += text
+        self.assertIn(b"GET /one", text)
+        self.assertIn(b"SET k (3 args)", text)
+        self.assertNotIn(bearer.encode(), outputs)
+        self.assertNotIn(password.encode(), outputs)
 
 
 if __name__ == "__main__":

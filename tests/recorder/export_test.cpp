@@ -747,3 +747,56 @@ TEST_CASE("export: a recording written by rec::Recording (redacted, with a blob)
     CHECK_FALSE(has_line(all, secret));
   }
 }
+
+TEST_CASE("export: har pairs responses by time, keeps requests a fault answered, files faults by exchange") {
+  TempDir dir;
+  std::string o;
+  rec::line::header(o, "r", 0, kWall, 0, true);
+  rec::line::open(o, 0, 1, "api", "http", "127.0.0.1:40000", "127.0.0.1:8080");
+  const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  const std::string no = "HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\n\r\n";
+  const std::string a = "GET /a HTTP/1.1\r\nHost: h\r\n\r\n", c = "GET /c HTTP/1.1\r\nHost: h\r\n\r\n";
+  std::uint64_t up = 0, down = 0;
+  rec::line::data(o, 1 * kMs, 1, Stream::upstream, up, a.size(), a, {});
+  up += a.size();
+  rec::line::data(o, 2 * kMs, 1, Stream::downstream, down, ok.size(), ok, {});
+  down += ok.size();
+  // GET /b never went upstream: faultline answered it.
+  rec::line::fault(o, 3 * kMs, 1, "nope", "http_abort", "answered 429 to GET /b?x=1");
+  rec::line::data(o, 3 * kMs, 1, Stream::downstream, down, no.size(), no, {});
+  down += no.size();
+  // GET /c was held 30 ms by a request-phase fault journaled when it arrived.
+  rec::line::fault(o, 4 * kMs, 1, "slow", "http_delay", "delayed GET /c");
+  rec::line::data(o, 34 * kMs, 1, Stream::upstream, up, c.size(), c, {});
+  rec::line::data(o, 35 * kMs, 1, Stream::downstream, down, ok.size(), ok, {});
+  rec::line::close(o, 36 * kMs, 1);
+  write_recording(dir, o);
+
+  const Result r = run(rec::Format::har, dir.path());
+  REQUIRE(r.ok);
+  INFO(r.out);
+  rapidjson::Document doc;
+  doc.Parse(r.out.data(), r.out.size());
+  REQUIRE_FALSE(doc.HasParseError());
+  const auto& entries = at(at(doc, "log"), "entries");
+  REQUIRE(entries.Size() == 3);
+  CHECK(s(at(entries[0], "request"), "url") == "http://127.0.0.1:8080/a");
+  CHECK(at(at(entries[0], "response"), "status").GetInt() == 200);
+  CHECK_FALSE(entries[0].HasMember("_faults"));
+
+  const auto& b = entries[1];
+  CHECK(s(at(b, "request"), "method") == "GET");
+  CHECK(s(at(b, "request"), "url") == "http://127.0.0.1:8080/b?x=1");
+  CHECK(at(at(b, "request"), "queryString").Size() == 1);
+  CHECK(at(at(b, "response"), "status").GetInt() == 429);
+  CHECK(has_line(s(b, "_error"), "faultline answered this request itself"));
+  REQUIRE(at(b, "_faults").Size() == 1);
+  CHECK(s(at(b, "_faults")[0], "fault") == "http_abort");
+
+  const auto& cx = entries[2];
+  CHECK(s(at(cx, "request"), "url") == "http://127.0.0.1:8080/c");
+  CHECK(at(at(cx, "response"), "status").GetInt() == 200);
+  REQUIRE(at(cx, "_faults").Size() == 1);
+  CHECK(s(at(cx, "_faults")[0], "what") == "delayed GET /c");
+  CHECK(at(at(cx, "_faults")[0], "t_ms").GetDouble() == -30);  // it arrived 30 ms before it went upstream
+}
