@@ -5,6 +5,19 @@
 
 namespace faultline {
 
+AttributeValue default_value(const AttributeSpec& spec) {
+  switch (spec.kind) {
+    case AttributeKind::integer: return AttributeValue::of_int(static_cast<std::int64_t>(spec.default_value));
+    case AttributeKind::number: return AttributeValue::of_number(spec.default_value);
+    case AttributeKind::text:
+      return AttributeValue::of_text(std::string(spec.choices.empty() ? std::string_view{} : spec.choices.front()));
+    case AttributeKind::string: return AttributeValue::of_text(std::string(spec.default_text));
+    case AttributeKind::json:
+      return AttributeValue::of_json(std::string(spec.default_text.empty() ? "null" : spec.default_text));
+  }
+  return AttributeValue{};
+}
+
 const AttributeValue* ToxicConfig::find(std::string_view attribute) const {
   for (const auto& a : attributes) {
     if (a.name == attribute) return &a.value;

@@ -133,6 +133,9 @@ struct AttributeSpec {
   std::string_view default_text = {};  // string and json kinds (json: compact JSON text)
 };
 
+// The value an attribute has when a toxic is created without it.
+AttributeValue default_value(const AttributeSpec& spec);
+
 // What a stage needs to know about where it is made.
 struct StageContext {
   bool connection_start = true;  // false when the toxic joins a connection already open

@@ -108,12 +108,6 @@ ProxySpec spec_from(const ProxyFields& f) {
   return spec;
 }
 
-std::string compact_json(const rapidjson::Value& v) {
-  rapidjson::StringBuffer buffer;
-  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
-  v.Accept(writer);
-  return std::string(buffer.GetString(), buffer.GetSize());
-}
 
 // Applies `protocol` and `tls` of a body to a spec: the TLS contexts are made here, so a
 // bad certificate path is a 400 naming it, not a failure on the first connection.

@@ -182,10 +182,7 @@ std::optional<ToxicBuildError> merge_attributes(const ToxicType& type, const rap
       }
       *slot = AttributeValue::of_text(std::string(v->GetString(), v->GetStringLength()));
     } else if (spec.kind == AttributeKind::json) {
-      rapidjson::StringBuffer buffer;
-      rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
-      v->Accept(writer);
-      *slot = AttributeValue::of_json(std::string(buffer.GetString(), buffer.GetSize()));
+      *slot = AttributeValue::of_json(compact_json(*v));
     } else {
       if (!v->IsNumber()) {
         return ToxicBuildError{400, "bad request body: attribute " + std::string(spec.name) + " of " +
@@ -264,18 +261,7 @@ std::optional<ToxicBuildError> build_toxic(const ToxicFields& f, ToxicConfig& c)
   c.toxicity = f.toxicity.value_or(1.0);
   c.attributes.clear();
   for (const auto& spec : type->attributes) {
-    AttributeValue v = spec.kind == AttributeKind::integer
-                           ? AttributeValue::of_int(static_cast<std::int64_t>(spec.default_value))
-                           : AttributeValue::of_number(spec.default_value);
-    if (spec.kind == AttributeKind::text) {
-      v.is_text = true;
-      v.text = std::string(spec.choices.empty() ? std::string_view{} : spec.choices.front());
-    } else if (spec.kind == AttributeKind::string) {
-      v = AttributeValue::of_text(std::string(spec.default_text));
-    } else if (spec.kind == AttributeKind::json) {
-      v = AttributeValue::of_json(std::string(spec.default_text.empty() ? "null" : spec.default_text));
-    }
-    c.attributes.push_back({std::string(spec.name), v});
+    c.attributes.push_back({std::string(spec.name), default_value(spec)});
   }
   c.created = Clock::now();
   if (auto e = merge_attributes(*type, f.attributes, c)) return e;
@@ -353,6 +339,26 @@ std::string toxic_json(const ToxicConfig& t) {
   out += "},\"name\":" + json_escape(t.name) + ",\"type\":" + json_escape(t.type) +
          ",\"stream\":" + json_escape(t.stream_text) + ",\"toxicity\":" + format_number(t.toxicity) + "}";
   return out;
+}
+
+std::pair<std::size_t, std::size_t> line_and_column(std::string_view text, std::size_t offset) {
+  std::size_t line = 1, column = 1;
+  for (std::size_t i = 0; i < offset && i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      column = 1;
+    } else {
+      ++column;
+    }
+  }
+  return {line, column};
+}
+
+std::string compact_json(const rapidjson::Value& value) {
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+  value.Accept(writer);
+  return std::string(buffer.GetString(), buffer.GetSize());
 }
 
 std::string error_json(int status, std::string_view message) {

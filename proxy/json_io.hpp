@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <rapidjson/document.h>
@@ -60,6 +61,12 @@ std::string toxic_json(const ToxicConfig& toxic);
 std::optional<std::string> parse_body(std::string_view body, rapidjson::Document& doc);
 
 std::string json_escape(std::string_view text);
+
+// 1-based line and column of a byte offset: where a person finds a parse error in an editor.
+std::pair<std::size_t, std::size_t> line_and_column(std::string_view text, std::size_t offset);
+
+// A JSON value as compact text (no spaces), e.g. to store or compare attribute values.
+std::string compact_json(const rapidjson::Value& value);
 std::string error_json(int status, std::string_view message);
 
 }  // namespace faultline

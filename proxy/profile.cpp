@@ -5,6 +5,8 @@
 
 #include <rapidjson/error/en.h>
 
+#include "proxy/json_io.hpp"
+
 namespace faultline {
 
 std::optional<std::string> load_profile(const std::string& path, Profile& out) {
@@ -16,16 +18,7 @@ std::optional<std::string> load_profile(const std::string& path, Profile& out) {
   out.document.Parse<rapidjson::kParseIterativeFlag>(text.c_str(), text.size());
   if (out.document.HasParseError()) {
     // Report line and column, which a person can find in an editor.
-    const std::size_t offset = out.document.GetErrorOffset();
-    std::size_t line = 1, column = 1;
-    for (std::size_t i = 0; i < offset && i < text.size(); ++i) {
-      if (text[i] == '\n') {
-        ++line;
-        column = 1;
-      } else {
-        ++column;
-      }
-    }
+    const auto [line, column] = line_and_column(text, out.document.GetErrorOffset());
     return path + ":" + std::to_string(line) + ":" + std::to_string(column) + ": not valid JSON: " +
            rapidjson::GetParseError_En(out.document.GetParseError());
   }

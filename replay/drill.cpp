@@ -1,5 +1,7 @@
 #include "replay/drill.hpp"
 
+#include "proxy/json_io.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -1139,16 +1141,7 @@ std::optional<std::string> parse_drill(std::string_view text, const ParseOptions
   doc.Parse<rapidjson::kParseIterativeFlag>(text.data(), text.size());
   if (doc.HasParseError()) {
     // Line and column: what a person finds in an editor.
-    const std::size_t offset = doc.GetErrorOffset();
-    std::size_t line = 1, column = 1;
-    for (std::size_t i = 0; i < offset && i < text.size(); ++i) {
-      if (text[i] == '\n') {
-        ++line;
-        column = 1;
-      } else {
-        ++column;
-      }
-    }
+    const auto [line, column] = line_and_column(text, doc.GetErrorOffset());
     return "line " + std::to_string(line) + ", column " + std::to_string(column) + ": not valid JSON: " +
            rapidjson::GetParseError_En(doc.GetParseError());
   }

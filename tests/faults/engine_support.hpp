@@ -35,17 +35,7 @@ inline std::shared_ptr<ToxicConfig> config_of(const std::string& type, const Ove
   c->toxicity = toxicity;
   c->revision = 1;
   for (const auto& spec : t->attributes) {
-    AttributeValue v = spec.kind == AttributeKind::integer ? AttributeValue::of_int(static_cast<std::int64_t>(spec.default_value))
-                                                           : AttributeValue::of_number(spec.default_value);
-    if (spec.kind == AttributeKind::text) {
-      v.is_text = true;
-      v.text = std::string(spec.choices.empty() ? std::string_view{} : spec.choices.front());
-    } else if (spec.kind == AttributeKind::string) {
-      v = AttributeValue::of_text(std::string(spec.default_text));
-    } else if (spec.kind == AttributeKind::json) {
-      v = AttributeValue::of_json(std::string(spec.default_text.empty() ? "null" : spec.default_text));
-    }
-    c->attributes.push_back({std::string(spec.name), v});
+    c->attributes.push_back({std::string(spec.name), default_value(spec)});
   }
   for (const auto& [name_, value] : overrides) {
     bool found = false;
