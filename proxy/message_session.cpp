@@ -54,6 +54,13 @@ std::optional<Target> parse_target(std::string_view text) {
 
 }  // namespace
 
+// side 0: the client's handshake, 1: the upstream's.
+static void count_tls_failure(ProxyStats& stats, int side, std::string_view kind) {
+  for (int k = 0; k < 5; ++k) {
+    if (kind == kTlsFailureKinds[k]) stats.tls_failures[side][k].fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
 bool is_message_proxy(const ProxySnapshot& s) {
   return s.protocol != Protocol::tcp || s.listen_tls || s.upstream.rfind("https://", 0) == 0;
 }
@@ -188,15 +195,7 @@ MessageSession::~MessageSession() {
 void MessageSession::start(std::shared_ptr<MessageSession> session) {
   session->worker_.sessions.insert(session.get());
   auto ex = session->client_->lowest().get_executor();
-  net::co_spawn(ex, session->run(), [session](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      spdlog::error("proxy {}: session failed: {}", session->runtime_->name(), ex.what());
-    }
-    session->close(EndKind::reset);
-  });
+  spawn_connection(session, ex, session->run());
 }
 
 awaitable<void> MessageSession::run() {
@@ -206,12 +205,7 @@ awaitable<void> MessageSession::run() {
     co_return;
   }
   boost::system::error_code ec;
-  info_ = std::make_shared<ConnectionInfo>();
-  info_->id = index_;
-  const auto peer = client_->lowest().remote_endpoint(ec);
-  info_->client = ec ? "?" : join_host_port(peer.address().to_string(), peer.port());
-  info_->started = Clock::now();
-  runtime_->add_connection(info_);
+  info_ = register_connection(*runtime_, index_, client_->lowest());
   refresh(true);
   for (Outbound* o : {to_upstream_.get(), to_client_.get()}) {
     for (const auto& e : o->ends) {
@@ -269,9 +263,7 @@ awaitable<bool> MessageSession::handshake_client() {
   SSL* native = client_->tls->native_handle();
   const std::string reason = deadline.expired() ? "timed out" : tls::handshake_failure_reason(ec, native);
   const std::string_view kind = deadline.expired() ? "other" : tls::handshake_failure_kind(ec, native);
-  for (int k = 0; k < 5; ++k) {
-    if (kind == kTlsFailureKinds[k]) runtime_->stats.tls_failures[0][k].fetch_add(1, std::memory_order_relaxed);
-  }
+  count_tls_failure(runtime_->stats, 0, kind);
   spdlog::warn("proxy {}: TLS handshake with client {} failed: {}", runtime_->name(), info_->client, reason);
   co_return false;
 }
@@ -311,9 +303,7 @@ awaitable<bool> MessageSession::handshake_upstream(std::string host) {
   SSL* native = upstream_->tls->native_handle();
   const std::string reason = deadline.expired() ? "timed out" : tls::handshake_failure_reason(ec, native);
   const std::string_view kind = deadline.expired() ? "other" : tls::handshake_failure_kind(ec, native);
-  for (int k = 0; k < 5; ++k) {
-    if (kind == kTlsFailureKinds[k]) runtime_->stats.tls_failures[1][k].fetch_add(1, std::memory_order_relaxed);
-  }
+  count_tls_failure(runtime_->stats, 1, kind);
   spdlog::warn("proxy {}: TLS handshake with upstream {} failed: {}", runtime_->name(), snapshot_->upstream, reason);
   runtime_->stats.upstream_connect_failures.fetch_add(1, std::memory_order_relaxed);
   fail_upstream("TLS handshake failed: " + reason);

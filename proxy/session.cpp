@@ -98,18 +98,33 @@ Session::~Session() {
   runtime_->stats.connections_active.fetch_sub(1, std::memory_order_relaxed);
 }
 
-void Session::start(std::shared_ptr<Session> session) {
-  session->worker_.sessions.insert(session.get());
-  auto ex = session->client_.get_executor();
-  net::co_spawn(ex, session->run(), [session](std::exception_ptr e) {
+std::shared_ptr<ConnectionInfo> register_connection(ProxyRuntime& runtime, std::uint64_t id, const tcp::socket& client) {
+  auto info = std::make_shared<ConnectionInfo>();
+  info->id = id;
+  boost::system::error_code ec;
+  const auto peer = client.remote_endpoint(ec);
+  info->client = ec ? "?" : join_host_port(peer.address().to_string(), peer.port());
+  info->started = Clock::now();
+  runtime.add_connection(info);
+  return info;
+}
+
+void spawn_connection(std::shared_ptr<Connection> connection, const net::any_io_executor& ex, awaitable<void> body) {
+  net::co_spawn(ex, std::move(body), [connection](std::exception_ptr e) {
     if (!e) return;
     try {
       std::rethrow_exception(e);
     } catch (const std::exception& ex) {
-      spdlog::error("proxy {}: session failed: {}", session->runtime_->name(), ex.what());
+      spdlog::error("proxy {}: session failed: {}", connection->runtime().name(), ex.what());
     }
-    session->close(EndKind::reset);
+    connection->close(EndKind::reset);
   });
+}
+
+void Session::start(std::shared_ptr<Session> session) {
+  session->worker_.sessions.insert(session.get());
+  auto ex = session->client_.get_executor();
+  spawn_connection(session, ex, session->run());
 }
 
 awaitable<void> Session::run() {
@@ -119,12 +134,7 @@ awaitable<void> Session::run() {
     co_return;
   }
   boost::system::error_code ec;
-  info_ = std::make_shared<ConnectionInfo>();
-  info_->id = index_;
-  const auto peer = client_.remote_endpoint(ec);
-  info_->client = ec ? "?" : join_host_port(peer.address().to_string(), peer.port());
-  info_->started = Clock::now();
-  runtime_->add_connection(info_);
+  info_ = register_connection(*runtime_, index_, client_);
 
   // The chains exist before the upstream is dialled: a fault may end the connection first.
   Rng rng = Rng(runtime_->seed()).derive(runtime_->name()).derive(index_);

@@ -27,6 +27,12 @@ struct SessionSettings {
   std::function<void()> on_upstream_failure;
 };
 
+// Lists a new connection with its proxy (what GET /proxies/{p}/connections shows).
+std::shared_ptr<ConnectionInfo> register_connection(ProxyRuntime& runtime, std::uint64_t id, const tcp::socket& client);
+// Runs a connection's coroutine on its worker. An exception there is a bug: it is logged
+// at this boundary and the connection is reset.
+void spawn_connection(std::shared_ptr<Connection> connection, const net::any_io_executor& ex, awaitable<void> body);
+
 class Session final : public Connection, public std::enable_shared_from_this<Session> {
  public:
   Session(Worker& worker, std::shared_ptr<ProxyRuntime> runtime, tcp::socket client, SessionSettings settings,
