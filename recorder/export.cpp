@@ -98,21 +98,7 @@ bool parse_wall(std::string_view s, std::int64_t& ns) {
   return true;
 }
 
-std::string iso_ms(std::int64_t epoch_ns) {
-  std::int64_t secs = epoch_ns / 1'000'000'000;
-  std::int64_t frac = epoch_ns % 1'000'000'000;
-  if (frac < 0) {
-    frac += 1'000'000'000;
-    --secs;
-  }
-  const auto tt = static_cast<std::time_t>(secs);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(frac / 1'000'000));
-  return buf;
-}
+std::string iso_ms(std::int64_t epoch_ns) { return utc_text(epoch_ns, 3); }
 
 bool valid_utf8(std::string_view s) {
   std::size_t i = 0;

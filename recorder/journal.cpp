@@ -267,21 +267,25 @@ std::string sha256_hex(std::string_view bytes) {
   return out;
 }
 
-std::string rfc3339_ns(std::chrono::system_clock::time_point at) {
-  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(at.time_since_epoch()).count();
-  std::int64_t secs = ns / 1'000'000'000;
-  std::int64_t frac = ns % 1'000'000'000;
+std::string utc_text(std::int64_t epoch_ns, int fraction_digits) {
+  std::int64_t secs = epoch_ns / 1'000'000'000;
+  std::int64_t frac = epoch_ns % 1'000'000'000;
   if (frac < 0) {
     frac += 1'000'000'000;
     --secs;
   }
+  for (int d = fraction_digits; d < 9; ++d) frac /= 10;
   const auto tt = static_cast<std::time_t>(secs);
   std::tm tm{};
   gmtime_r(&tt, &tm);
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<long long>(frac));
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%0*lldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, fraction_digits, static_cast<long long>(frac));
   return buf;
+}
+
+std::string rfc3339_ns(std::chrono::system_clock::time_point at) {
+  return utc_text(std::chrono::duration_cast<std::chrono::nanoseconds>(at.time_since_epoch()).count(), 9);
 }
 
 std::string_view dir_name(Stream towards) { return towards == Stream::downstream ? "down" : "up"; }

@@ -37,6 +37,8 @@ bool base64_decode(std::string_view text, std::string& out);
 std::string sha256_hex(std::string_view bytes);
 // "2025-01-02T03:04:05.123456789Z"
 std::string rfc3339_ns(std::chrono::system_clock::time_point at);
+// The same for ns since the epoch, with 1 to 9 digits of fraction ("….123Z" with 3).
+std::string utc_text(std::int64_t epoch_ns, int fraction_digits);
 std::string_view dir_name(Stream towards);  // "up" (towards the server) or "down"
 std::string_view end_name(EndKind how);     // "half_close", "close", "reset"
 // "journal-000000.jsonl"
