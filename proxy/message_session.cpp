@@ -355,12 +355,7 @@ void MessageSession::refresh(bool force) {
   snapshot_ = runtime_->snapshot();
   const TimePoint now = Clock::now();
   if (info_ && (!snapshot_->recordings.empty() || !taps_.empty())) {
-    rec::ConnectionMeta meta;
-    meta.proxy = runtime_->name();
-    meta.protocol = snapshot_->protocol;
-    meta.client = info_->client;
-    meta.upstream = snapshot_->upstream;
-    taps_.follow(*snapshot_, meta, now);
+    taps_.follow(*snapshot_, runtime_->name(), snapshot_->protocol, info_->client, now);
   }
   ToxicList protocol_faults;
   for (const ToxicList* list : {&snapshot_->upstream_toxics, &snapshot_->downstream_toxics}) {

@@ -13,8 +13,10 @@ namespace faultline {
 
 class RecordingTaps {
  public:
-  // Opens this connection in recordings that are new in `snapshot`; forgets those gone.
-  void follow(const ProxySnapshot& snapshot, const rec::ConnectionMeta& meta, TimePoint now) {
+  // Opens this connection (of `proxy`, speaking `protocol`, from `client`) in recordings
+  // that are new in `snapshot`; forgets those gone.
+  void follow(const ProxySnapshot& snapshot, const std::string& proxy, Protocol protocol, const std::string& client,
+              TimePoint now) {
     std::erase_if(taps_, [&](const Tap& t) {
       for (const auto& r : snapshot.recordings) {
         if (r == t.recording) return false;
@@ -24,7 +26,7 @@ class RecordingTaps {
     for (const auto& r : snapshot.recordings) {
       bool known = false;
       for (const auto& t : taps_) known = known || t.recording == r;
-      if (!known) taps_.push_back({r, r->open_connection(meta, now)});
+      if (!known) taps_.push_back({r, r->open_connection({proxy, protocol, client, snapshot.upstream}, now)});
     }
   }
   bool empty() const { return taps_.empty(); }

@@ -336,7 +336,7 @@ void Session::refresh(Pipe& p, bool force) {
   if (!force && version == p.seen_version && now < p.next_boundary) return;
   p.seen_version = version;
   auto snapshot = runtime_->snapshot();
-  if (info_ && (!snapshot->recordings.empty() || !taps_.empty())) taps_.follow(*snapshot, recording_meta(), now);
+  if (info_ && (!snapshot->recordings.empty() || !taps_.empty())) taps_.follow(*snapshot, runtime_->name(), Protocol::tcp, info_->client, now);
   const ToxicList& toxics = p.stream == Stream::upstream ? snapshot->upstream_toxics : snapshot->downstream_toxics;
   p.next_boundary = next_schedule_change(toxics, now);
   std::vector<std::pair<std::string, std::uint64_t>> wanted;
@@ -635,15 +635,6 @@ void Session::execute_end(Pipe& p, EndKind kind) {
     return;
   }
   close(kind);
-}
-
-rec::ConnectionMeta Session::recording_meta() const {
-  rec::ConnectionMeta meta;
-  meta.proxy = runtime_->name();
-  meta.protocol = Protocol::tcp;
-  meta.client = info_ ? info_->client : "?";
-  meta.upstream = runtime_->snapshot()->upstream;
-  return meta;
 }
 
 void Session::report_dropped(Pipe& p) {

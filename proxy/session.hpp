@@ -81,7 +81,6 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   bool fast_path(const Pipe& p) const;
   bool inline_path(const Pipe& p) const;
   bool end_due_before(const Pipe& p, TimePoint t) const;
-  rec::ConnectionMeta recording_meta() const;
 
   Worker& worker_;
   std::shared_ptr<ProxyRuntime> runtime_;
