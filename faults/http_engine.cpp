@@ -72,6 +72,8 @@ class HttpEngine final : public EngineBase {
  public:
   HttpEngine(Rng rng, bool mcp) : EngineBase(rng), mcp_(mcp) {}
 
+  bool holds_forever() const override { return r_.floor == kNever; }
+
   void set_faults(ToxicList faults) override {
     EngineBase::set_faults(std::move(faults));
     // A stall (above all a "forever" one) ends when its fault is removed or changed, like

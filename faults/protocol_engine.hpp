@@ -54,6 +54,8 @@ class ProtocolEngine {
   // That side closed its sending half.
   virtual void on_eof(Stream from, TimePoint now, EngineOutput& out) = 0;
   virtual const EngineCounters& counters() const = 0;
+  // True while the engine holds bytes with no release time (a stall "until removed").
+  virtual bool holds_forever() const { return false; }
 };
 
 // `rng` is this connection's stream; per-message toxicity rolls come from it.

@@ -369,18 +369,12 @@ void MessageSession::refresh(bool force) {
     }
   }
   if (engine_) {
+    const bool held = engine_->holds_forever();
     engine_->set_faults(protocol_faults);
-    // Bytes a protocol fault held "forever" (sse_stall with duration 0) go once it is gone.
-    std::vector<const ToxicConfig*> stalls;
-    for (const auto& f : protocol_faults) {
-      if (f->type == "sse_stall") stalls.push_back(f.get());
-    }
-    const bool stall_gone = std::any_of(stalls_.begin(), stalls_.end(), [&](const ToxicConfig* s) {
-      return std::find(stalls.begin(), stalls.end(), s) == stalls.end();
-    });
-    stalls_ = std::move(stalls);
+    // Bytes the engine held "forever" (sse_stall with duration 0) go once it lets go.
+    const bool let_go = held && !engine_->holds_forever();
     for (Outbound* o : {to_upstream_.get(), to_client_.get()}) {
-      if (!stall_gone) break;
+      if (!let_go) break;
       bool released = false;
       for (auto& item : o->items) {
         if (item.segment.release == kNever) item.segment.release = now, released = true;

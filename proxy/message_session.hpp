@@ -71,7 +71,6 @@ class MessageSession final : public Connection, public std::enable_shared_from_t
   std::unique_ptr<Output> output_;
   std::unique_ptr<ProtocolEngine> engine_;
   EngineCounters reported_{};
-  std::vector<const ToxicConfig*> stalls_;  // sse_stall faults in force (their removal releases what they hold)
   std::vector<std::pair<std::string, std::uint64_t>> applied_;
 };
 
