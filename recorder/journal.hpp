@@ -34,7 +34,8 @@ std::string json_string(std::string_view s);
 std::string base64_encode(std::string_view bytes);
 // Strict: padding required, no whitespace. False on anything else.
 bool base64_decode(std::string_view text, std::string& out);
-std::string sha256_hex(std::string_view bytes);
+// A blob's file name: XXH3-128 of its bytes, 32 lower-case hex digits (canonical order).
+std::string content_address(std::string_view bytes);
 // "2025-01-02T03:04:05.123456789Z"
 std::string rfc3339_ns(std::chrono::system_clock::time_point at);
 // The same for ns since the epoch, with 1 to 9 digits of fraction ("….123Z" with 3).
@@ -50,7 +51,7 @@ void header(std::string& out, std::string_view recording, std::uint64_t file, st
             std::int64_t started_mono_ns, bool redacted);
 void open(std::string& out, std::int64_t t, std::uint64_t conn, std::string_view proxy, std::string_view protocol,
           std::string_view client, std::string_view upstream);
-// Exactly one of `inline_bytes` (written as b64) or `blob` (a sha256 hex) is used.
+// Exactly one of `inline_bytes` (written as b64) or `blob` (its content_address) is used.
 void data(std::string& out, std::int64_t t, std::uint64_t conn, Stream dir, std::uint64_t off, std::uint64_t len,
           std::string_view inline_bytes, std::string_view blob);
 // `fields`: further JSON members, starting with "kind" (see Annotation in redaction.hpp).
@@ -98,7 +99,7 @@ struct JournalEvent {
   std::uint64_t off = 0;
   std::uint64_t len = 0;
   std::string bytes;       // data: the payload, from b64 or read from its blob
-  std::string blob;        // data: the blob's sha256 when the payload is a side file
+  std::string blob;        // data: the blob's name (content_address) when the payload is a side file
   bool blob_missing = false;  // data: the blob could not be read (bytes empty)
   std::string kind;        // msg
   std::string rule;        // redaction

@@ -120,6 +120,10 @@ struct Recording::Impl {
   bool rotate_due = false;
   std::string out;
   std::uint64_t out_lines = 0;
+  // Payload of the data lines in `out`, with where each line ends: `bytes` in the status
+  // counts payload once its line is on disk, and what never gets there is `lost_bytes`.
+  std::uint64_t out_payload = 0;
+  std::vector<std::pair<std::size_t, std::uint64_t>> out_data_ends;
   std::unordered_map<std::uint64_t, Conn> conns;
   bool blob_dir_made = false;
   bool failed = false;
@@ -234,7 +238,7 @@ struct Recording::Impl {
 
   // Writes `buf` whole, or fails the recording. A write cut short (ENOSPC mid-buffer) is
   // cut back to the last whole line, so the journal never ends in half a line silently.
-  bool write_all(const std::string& buf) {
+  bool write_all(const std::string& buf, std::size_t* whole_written = nullptr) {
     std::size_t done = 0;
     while (done < buf.size()) {
       const ssize_t n = ::write(fd, buf.data() + done, buf.size() - done);
@@ -258,6 +262,7 @@ struct Recording::Impl {
           status.journal_bytes += whole;
           status.events += lines;
         }
+        if (whole_written) *whole_written = whole;
         fail(std::move(error));
         return false;
       }
@@ -270,17 +275,29 @@ struct Recording::Impl {
   }
 
   void flush_out() {
-    if (out.empty() || failed) {
-      out.clear();
-      out_lines = 0;
-      return;
-    }
-    if (write_all(out)) {
+    std::size_t whole = 0;
+    if (!out.empty() && !failed && write_all(out, &whole)) {
       std::lock_guard lock(status_mu);
       status.events += out_lines;
+      status.bytes += out_payload;
+    } else if (!out.empty()) {
+      // Not written (the recording failed before or during this write): the lines that
+      // reached the disk count as recorded, the rest as lost.
+      std::uint64_t written_payload = 0;
+      for (const auto& [end, payload] : out_data_ends) {
+        if (end <= whole) written_payload += payload;
+      }
+      const auto written_lines = static_cast<std::uint64_t>(
+          std::count(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(whole), '\n'));
+      lost_events.fetch_add(out_lines - std::min(out_lines, written_lines), std::memory_order_relaxed);
+      lost_bytes.fetch_add(out_payload - written_payload, std::memory_order_relaxed);
+      std::lock_guard lock(status_mu);
+      status.bytes += written_payload;
     }
     out.clear();
     out_lines = 0;
+    out_payload = 0;
+    out_data_ends.clear();
   }
 
   bool open_journal(std::uint64_t n, std::string& error) {
@@ -339,23 +356,25 @@ struct Recording::Impl {
     ++out_lines;
   }
 
-  bool write_blob(std::string_view bytes, const std::string& sha) {
+  // False with `error` set when the blob cannot be written; the caller fails the recording
+  // after writing the lines already formatted.
+  bool write_blob(std::string_view bytes, const std::string& name, std::string& error) {
     const std::string blobs = dir + "/" + std::string(kBlobDir);
     if (!blob_dir_made) {
       if (::mkdir(blobs.c_str(), 0755) != 0 && errno != EEXIST) {
-        fail(blobs + ": " + std::strerror(errno));
+        error = blobs + ": " + std::strerror(errno);
         return false;
       }
       blob_dir_made = true;
     }
-    const std::string path = blobs + "/" + sha;
+    const std::string path = blobs + "/" + name;
     struct stat st{};
     if (::stat(path.c_str(), &st) == 0) return true;  // content-addressed: written once
     // Written under a temporary name and renamed, so a blob's name always means its bytes.
-    const std::string tmp = blobs + "/.tmp-" + sha;
+    const std::string tmp = blobs + "/.tmp-" + name;
     const int f = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (f < 0) {
-      fail(tmp + ": " + std::strerror(errno));
+      error = tmp + ": " + std::strerror(errno);
       return false;
     }
     std::size_t done = 0;
@@ -366,7 +385,7 @@ struct Recording::Impl {
         const int err = n < 0 ? errno : EIO;
         ::close(f);
         ::unlink(tmp.c_str());
-        fail(tmp + ": " + std::strerror(err));
+        error = tmp + ": " + std::strerror(err);
         return false;
       }
       done += static_cast<std::size_t>(n);
@@ -374,7 +393,7 @@ struct Recording::Impl {
     if (::close(f) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
       const int err = errno;
       ::unlink(tmp.c_str());
-      fail(path + ": " + std::strerror(err));
+      error = path + ": " + std::strerror(err);
       return false;
     }
     std::lock_guard lock(status_mu);
@@ -437,21 +456,29 @@ struct Recording::Impl {
       const auto len = static_cast<std::size_t>(chunk_end - d.base);
       const std::string_view bytes(d.pending.data() + pos, len);
       if (len > options.blob_threshold) {
-        const std::string sha = sha256_hex(bytes);
-        if (!write_blob(bytes, sha)) return;
+        const std::string name = content_address(bytes);
+        std::string error;
+        if (!write_blob(bytes, name, error)) {
+          // The lines before this chunk are whole and valid: write them, then stop. What is
+          // still pending (this chunk on) is counted lost when the writer ends.
+          d.pending.erase(0, pos);
+          flush_out();
+          fail(std::move(error));
+          return;
+        }
         line_begin();
-        line::data(out, chunk_t, conn, s, d.base, len, {}, sha);
+        line::data(out, chunk_t, conn, s, d.base, len, {}, name);
       } else {
         line_begin();
         line::data(out, chunk_t, conn, s, d.base, len, bytes, {});
       }
+      out_payload += len;
+      out_data_ends.emplace_back(out.size(), len);
       pos += len;
       d.base = chunk_end;
       if (!d.chunks.empty() && d.chunks.front().first <= chunk_end) d.chunks.pop_front();
     }
     d.pending.erase(0, n);
-    std::lock_guard lock(status_mu);
-    status.bytes += n;
   }
 
   void take_notes(Direction& d, std::int64_t at) {
@@ -598,7 +625,11 @@ struct Recording::Impl {
     }
     rotate_due = Clock::now() - file_started >= options.rotate_every;
     for (Event& e : batch) {
-      if (failed) break;
+      if (failed) {  // the rest of the batch is lost, and counted
+        lost_events.fetch_add(1, std::memory_order_relaxed);
+        lost_bytes.fetch_add(e.payload.size(), std::memory_order_relaxed);
+        continue;
+      }
       handle(e);
     }
     if (gap_events) {
@@ -657,7 +688,15 @@ struct Recording::Impl {
       batch.clear();
       if (stop_now) break;
     }
-    if (failed) return;
+    if (failed) {
+      // Bytes the decoders still held when the recording failed never reach the journal.
+      std::uint64_t held = 0;
+      for (const auto& [conn, c] : conns) {
+        for (const Direction& d : c.dirs) held += d.pending.size();
+      }
+      lost_bytes.fetch_add(held, std::memory_order_relaxed);
+      return;
+    }
     // Stopping: what connections still hold is written; they are not closed (they were
     // not), so no close lines.
     for (auto& [conn, c] : conns) {

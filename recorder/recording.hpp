@@ -29,7 +29,7 @@ struct RecordingOptions {
   Duration rotate_every = std::chrono::hours(1);  // …or this long
   std::uint64_t max_queue_bytes = 64ull << 20;    // queued but unwritten; beyond: a gap…
   bool backpressure = false;  // …or, when true, the connection waits for the writer instead
-  std::uint64_t blob_threshold = 64 << 10;        // data chunks above this go to blobs/<sha256>
+  std::uint64_t blob_threshold = 64 << 10;        // data chunks above this go to blobs/<xxh3-128 hex>
   Duration flush_every = std::chrono::milliseconds(5);
 };
 

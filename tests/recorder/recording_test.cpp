@@ -275,7 +275,7 @@ TEST_CASE("recording: chunks above the blob threshold go to content-addressed si
   rec->data(conn, Stream::downstream, big.data(), big.size(), Clock::now());
   rec->data(conn, Stream::downstream, "small", 5, Clock::now());
   rec->stop();
-  const std::string sha = rec::sha256_hex(big);
+  const std::string sha = rec::content_address(big);
   CHECK(slurp(dir.sub("r/blobs/" + sha)) == big);
   std::size_t blobs = 0;
   for (const auto& e : std::filesystem::directory_iterator(dir.sub("r/blobs"))) {
