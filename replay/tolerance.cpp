@@ -11,7 +11,10 @@ std::string json_text(const rapidjson::Value& v) {
   rapidjson::Writer<rapidjson::StringBuffer> w(buf);
   v.Accept(w);
   std::string s(buf.GetString(), buf.GetSize());
-  if (s.size() > 120) s = s.substr(0, 120) + "...";
+  if (s.size() > 120) {
+    s.resize(120);
+    s += "...";
+  }
   return s;
 }
 
