@@ -144,6 +144,7 @@ int serve(int argc, char** argv) {
     std::cerr << "faultline serve: --max-queued-bytes must be at least 65536\n";
     return 2;
   }
+  o.start_replay = faultline::replay_starter();  // proxies whose upstream is a journal
   return faultline::run_server(o);
 }
 

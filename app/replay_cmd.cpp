@@ -17,9 +17,10 @@ namespace {
 
 const char* kReplayUsage = R"(usage:
   faultline replay server --journal J --listen HOST:PORT [--protocol auto|http|resp|mcp|tcp]
-                          [--unmatched error|closest|fail] [--ignore PATH]... [--port-file F]
-  faultline replay client --journal J --target HOST:PORT [--speed N|max] [--concurrency-scale K]
-                          [--threshold F] [--ignore PATH]... [--timeout S]
+                          [--unmatched error|closest|fail|forward] [--forward HOST:PORT]
+                          [--rule 'MATCH=POLICY']... [--ignore PATH]... [--port-file F]
+  faultline replay client --journal J --target HOST:PORT [--speed N|max] [--open-loop]
+                          [--concurrency-scale K] [--threshold F] [--ignore PATH]... [--timeout S]
 See docs/replay.md.
 )";
 
@@ -56,7 +57,9 @@ int server(int argc, char** argv) {
     ("journal", "recording directory or journal file", cxxopts::value<std::string>())
     ("listen", "HOST:PORT to listen on (port 0 = any free port)", cxxopts::value<std::string>()->default_value("127.0.0.1:0"))
     ("protocol", "auto (from the journal), http, resp, mcp or tcp", cxxopts::value<std::string>()->default_value("auto"))
-    ("unmatched", "requests the recording does not cover: error, closest or fail", cxxopts::value<std::string>()->default_value("error"))
+    ("unmatched", "requests the recording does not cover: error, closest, fail or forward", cxxopts::value<std::string>()->default_value("error"))
+    ("forward", "HOST:PORT that the forward policy sends unmatched requests to", cxxopts::value<std::string>())
+    ("rule", "MATCH=POLICY for unmatched requests, first match wins (repeatable): 'POST /v1/chat/*=forward', 'rpc tools/*=closest', 'GET=error'", cxxopts::value<std::vector<std::string>>())
     ("ignore", "a dotted JSON path left out of body matching (repeatable)", cxxopts::value<std::vector<std::string>>())
     ("port-file", "write the bound HOST:PORT here once listening", cxxopts::value<std::string>())
     ("log-level", "trace, debug, info, warn, error (default: $LOG_LEVEL or info)", cxxopts::value<std::string>())
@@ -87,11 +90,25 @@ int server(int argc, char** argv) {
   o.listen = r["listen"].as<std::string>();
   if (!protocol_flag(r, o.protocol)) return 2;
   const auto u = r["unmatched"].as<std::string>();
-  if (u == "error") o.unmatched = replay::Unmatched::error;
-  else if (u == "closest") o.unmatched = replay::Unmatched::closest;
-  else if (u == "fail") o.unmatched = replay::Unmatched::fail;
-  else {
-    std::cerr << "faultline replay server: --unmatched must be error, closest or fail (got \"" << u << "\")\n";
+  const auto policy = replay::parse_unmatched(u);
+  if (!policy) {
+    std::cerr << "faultline replay server: --unmatched must be error, closest, fail or forward (got \"" << u << "\")\n";
+    return 2;
+  }
+  o.unmatched = *policy;
+  if (r.count("forward")) o.forward = r["forward"].as<std::string>();
+  if (r.count("rule")) {
+    for (const auto& text : r["rule"].as<std::vector<std::string>>()) {
+      replay::Rule rule;
+      if (auto e = replay::parse_rule(text, rule)) {
+        std::cerr << "faultline replay server: --rule " << *e << "\n";
+        return 2;
+      }
+      o.rules.push_back(std::move(rule));
+    }
+  }
+  if (auto e = replay::check_server_options(o)) {
+    std::cerr << "faultline replay server: --" << *e << "\n";
     return 2;
   }
   if (r.count("ignore")) o.ignore = r["ignore"].as<std::vector<std::string>>();
@@ -107,6 +124,7 @@ int client(int argc, char** argv) {
     ("target", "HOST:PORT of the server to drive", cxxopts::value<std::string>())
     ("protocol", "auto (from the journal), http, resp, mcp or tcp", cxxopts::value<std::string>()->default_value("auto"))
     ("speed", "timing: 1 = as recorded, N = N times faster, max = as fast as possible", cxxopts::value<std::string>()->default_value("1"))
+    ("open-loop", "send each request at its recorded time without waiting for the previous reply")
     ("concurrency-scale", "run each recorded connection K times at once", cxxopts::value<unsigned>()->default_value("1"))
     ("threshold", "exit 1 when (mismatches + errors) / exchanges exceeds this", cxxopts::value<double>()->default_value("0"))
     ("ignore", "a dotted JSON path left out of HTTP body comparison (repeatable)", cxxopts::value<std::vector<std::string>>())
@@ -151,6 +169,7 @@ int client(int argc, char** argv) {
       return 2;
     }
   }
+  o.open_loop = r.count("open-loop") > 0;
   o.concurrency_scale = r["concurrency-scale"].as<unsigned>();
   o.threshold = r["threshold"].as<double>();
   o.timeout = r["timeout"].as<double>();
@@ -161,6 +180,21 @@ int client(int argc, char** argv) {
 }
 
 }  // namespace
+
+ReplayStarter replay_starter() {
+  return [](const std::string& replay_json, const std::string& base_dir, std::string& upstream,
+            std::shared_ptr<void>& owner) -> std::optional<std::string> {
+    replay::ServerOptions o;
+    o.listen = "127.0.0.1:0";
+    if (auto e = replay::server_options_from_json(replay_json, base_dir, {}, o)) return e;
+    std::string error;
+    auto server = replay::ReplayServer::start(o, error);
+    if (!server) return error.rfind("listen:", 0) == 0 || error.rfind("unmatched:", 0) == 0 ? error : "journal: " + error;
+    upstream = server->address();
+    owner = std::shared_ptr<replay::ReplayServer>(std::move(server));
+    return std::nullopt;
+  };
+}
 
 int run_replay_command(int argc, char** argv) {
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "help")) {

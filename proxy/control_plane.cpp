@@ -341,6 +341,7 @@ std::string ControlPlane::proxy_json(const Proxy& p) const {
   if (p.spec().max_connections) out += ",\"max_connections\":" + std::to_string(*p.spec().max_connections);
   if (p.spec().protocol != Protocol::tcp) out += ",\"protocol\":" + json_escape(protocol_name(p.spec().protocol));
   if (!p.spec().tls_json.empty()) out += ",\"tls\":" + p.spec().tls_json;
+  if (!p.spec().replay_json.empty()) out += ",\"replay\":" + p.spec().replay_json;
   out += "}";
   return out;
 }
@@ -374,19 +375,46 @@ std::optional<ApiError> ControlPlane::build_toxics(const rapidjson::Value& list,
   return std::nullopt;
 }
 
+std::optional<std::string> ControlPlane::start_replay(ProxyFields& f, const std::string& base_dir,
+                                                     std::string& replay_json, std::shared_ptr<void>& owner) {
+  if (!f.replay) return std::nullopt;
+  if (f.upstream && !f.upstream->empty())
+    return std::string("upstream: a proxy with replay has no upstream of its own (its replay server is the upstream)");
+  if (!context_.start_replay) return std::string("replay: not available in this server");
+  replay_json = compact_json(*f.replay);
+  if (f.name) {
+    // /populate with the same entry again keeps the running replay server (and its queues).
+    auto it = proxies_.find(*f.name);
+    if (it != proxies_.end() && it->second->spec().replay_json == replay_json && it->second->spec().replay_owner) {
+      owner = it->second->spec().replay_owner;
+      f.upstream = it->second->spec().upstream;
+      return std::nullopt;
+    }
+  }
+  std::string upstream;
+  if (auto e = context_.start_replay(replay_json, base_dir, upstream, owner)) return "replay." + *e;
+  f.upstream = upstream;
+  return std::nullopt;
+}
+
 ApiResponse ControlPlane::create_proxy(const std::string& body) {
   rapidjson::Document doc;
   if (auto e = parse_body(body, doc)) return error_response(400, *e);
   ProxyFields f;
   if (auto e = decode_proxy(doc, f)) return error_response(400, e->message);
   if (!f.name || f.name->empty()) return error_response(400, "missing required field: name");
-  if (!f.upstream || f.upstream->empty()) return error_response(400, "missing required field: upstream");
   if (proxies_.count(*f.name)) return error_response(409, "proxy already exists");
+  std::string replay_json;
+  std::shared_ptr<void> replay_owner;
+  if (auto e = start_replay(f, "", replay_json, replay_owner)) return error_response(400, "bad request body: field " + *e);
+  if (!f.upstream || f.upstream->empty()) return error_response(400, "missing required field: upstream");
   std::vector<std::shared_ptr<const ToxicConfig>> toxics;
   if (f.toxics) {
     if (auto e = build_toxics(*f.toxics, "toxics", toxics)) return error_response(*e);
   }
   ProxySpec spec = spec_from(f);
+  spec.replay_json = replay_json;
+  spec.replay_owner = replay_owner;
   if (auto e = configure_protocol(f, context_.ca_dir, spec)) return error_response(400, "bad request body: " + *e);
   if (auto e = check_layers(spec.protocol, toxics)) return error_response(400, *e);
   auto proxy = std::make_unique<Proxy>(context_, spec);
@@ -400,7 +428,8 @@ ApiResponse ControlPlane::create_proxy(const std::string& body) {
   return json_response(201, proxy_json(*stored));
 }
 
-ControlPlane::PopulateResult ControlPlane::populate(const rapidjson::Value& entries, const std::string* json_base) {
+ControlPlane::PopulateResult ControlPlane::populate(const rapidjson::Value& entries, const std::string* json_base,
+                                                    const std::string& relative_to) {
   PopulateResult result;
   const bool with_paths = json_base != nullptr;
   const std::string base = with_paths ? *json_base : "";
@@ -412,6 +441,10 @@ ControlPlane::PopulateResult ControlPlane::populate(const rapidjson::Value& entr
     const std::string path = base + "[" + std::to_string(i) + "]";
     if (auto e = decode_proxy(entries[i], fields[i])) {
       result.error = ApiError{400, with_paths ? path + ": " + e->message : e->message + " at proxy " + std::to_string(i + 1)};
+      return result;
+    }
+    if (auto e = start_replay(fields[i], relative_to, specs[i].replay_json, specs[i].replay_owner)) {
+      result.error = ApiError{400, with_paths ? path + "." + *e : "bad request body: field " + *e + " at proxy " + std::to_string(i + 1)};
       return result;
     }
     for (auto [key, value] : {std::pair{"name", &fields[i].name}, std::pair{"upstream", &fields[i].upstream}}) {
@@ -429,7 +462,10 @@ ControlPlane::PopulateResult ControlPlane::populate(const rapidjson::Value& entr
         return result;
       }
     }
-    specs[i] = spec_from(fields[i]);
+    ProxySpec spec = spec_from(fields[i]);
+    spec.replay_json = std::move(specs[i].replay_json);
+    spec.replay_owner = std::move(specs[i].replay_owner);
+    specs[i] = std::move(spec);
     std::optional<std::string> e = configure_protocol(fields[i], context_.ca_dir, specs[i]);
     if (!e) e = check_layers(specs[i].protocol, toxics[i]);
     if (e) {
@@ -442,7 +478,8 @@ ControlPlane::PopulateResult ControlPlane::populate(const rapidjson::Value& entr
     auto it = proxies_.find(*f.name);
     const std::string listen = f.listen.value_or("");
     if (it != proxies_.end() && !it->second->listen_differs(listen) && it->second->spec().upstream == *f.upstream &&
-        it->second->spec().protocol == specs[i].protocol && it->second->spec().tls_json == specs[i].tls_json) {
+        it->second->spec().protocol == specs[i].protocol && it->second->spec().tls_json == specs[i].tls_json &&
+        it->second->spec().replay_json == specs[i].replay_json) {
       // Unchanged: keep its state and toxics, unless the entry brings toxics of its own.
       if (f.toxics) {
         it->second->toxics() = std::move(toxics[i]);
@@ -494,6 +531,9 @@ ApiResponse ControlPlane::update_proxy(Proxy& proxy, const std::string& body) {
   ProxyFields f;
   if (auto e = decode_proxy(doc, f)) return error_response(400, e->message);
   ProxySpec& spec = proxy.spec();
+  if (f.replay && compact_json(*f.replay) != spec.replay_json)
+    return error_response(400, "bad request body: field replay can only be set when the proxy is created "
+                               "(POST /proxies, /populate or a config file)");
   const std::string listen = f.listen.value_or(proxy.listen_text());
   const std::string upstream = f.upstream.value_or(spec.upstream);
   const bool enabled = f.enabled.value_or(proxy.running());
@@ -522,6 +562,11 @@ ApiResponse ControlPlane::update_proxy(Proxy& proxy, const std::string& body) {
   if (proxy.listen_differs(listen) || upstream != spec.upstream) {
     proxy.stop();
     spec.listen = listen;
+    if (upstream != spec.upstream) {
+      // A real upstream replaces the journal: its replay server goes with the old address.
+      spec.replay_json.clear();
+      spec.replay_owner.reset();
+    }
     spec.upstream = upstream;
     proxy.publish();
   }

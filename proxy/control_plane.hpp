@@ -16,6 +16,8 @@
 
 namespace faultline {
 
+struct ProxyFields;
+
 struct ApiRequest {
   std::string method;
   std::string target;  // raw request target (path + query)
@@ -61,7 +63,9 @@ class ControlPlane {
     std::optional<ApiError> error;
     std::vector<const Proxy*> proxies;  // the ones processed, in input order
   };
-  PopulateResult populate(const rapidjson::Value& entries, const std::string* json_base);
+  // A relative `replay.journal` resolves against `relative_to` ("" = the working directory).
+  PopulateResult populate(const rapidjson::Value& entries, const std::string* json_base,
+                          const std::string& relative_to = "");
 
   std::string metrics_text(bool runtime_metrics) const;
   // Graceful shutdown: close every listener, keep connections.
@@ -79,6 +83,10 @@ class ControlPlane {
   ApiResponse route(const ApiRequest& request, const std::vector<std::string>& segments);
   ApiResponse list_proxies();
   ApiResponse create_proxy(const std::string& body);
+  // An entry with "replay": starts (or keeps, when unchanged) its replay server and sets
+  // `f.upstream` to it. The error names the field relative to the entry ("replay.unmatched: ...").
+  std::optional<std::string> start_replay(ProxyFields& f, const std::string& base_dir, std::string& replay_json,
+                                          std::shared_ptr<void>& owner);
   ApiResponse populate_route(const std::string& body);
   ApiResponse update_proxy(Proxy& proxy, const std::string& body);
   ApiResponse delete_proxy(const std::string& name);

@@ -122,6 +122,10 @@ std::optional<DecodeError> decode_proxy(const rapidjson::Value& v, ProxyFields& 
     if (!t->IsObject()) return wrong_type("tls", "an object like {\"upstream\":{\"verify\":true},\"listen\":{\"mint\":true}}", *t);
     out.tls = t;
   }
+  if (const auto* r = find_member(v, "replay")) {
+    if (!r->IsObject()) return wrong_type("replay", "an object like {\"journal\":\"recordings/run1\"}", *r);
+    out.replay = r;
+  }
   return std::nullopt;
 }
 

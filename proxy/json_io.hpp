@@ -22,6 +22,7 @@ struct ProxyFields {
   std::optional<std::uint64_t> max_connections;
   const rapidjson::Value* toxics = nullptr;  // array when present
   const rapidjson::Value* tls = nullptr;     // object when present
+  const rapidjson::Value* replay = nullptr;  // object when present: the upstream is a journal
 };
 
 // Fields of a toxic body; absent or null fields are nullopt.

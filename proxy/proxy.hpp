@@ -29,6 +29,10 @@ struct ProxySpec {
   bool upstream_verify = true;
   std::string upstream_server_name;
   std::shared_ptr<boost::asio::ssl::context> listen_tls;
+  // `replay` as configured (compact JSON; "" = a real upstream) and the embedded replay
+  // server `upstream` points at, stopped when the proxy goes.
+  std::string replay_json;
+  std::shared_ptr<void> replay_owner;
 };
 
 class Proxy {

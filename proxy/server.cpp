@@ -98,6 +98,7 @@ int run_server(const ServeOptions& options) {
   context.seed = seed;
   context.splice = options.splice;
   context.ca_dir = options.ca_dir.empty() ? tls::default_ca_dir() : options.ca_dir;
+  context.start_replay = options.start_replay;
   workers.start();
 
   int exit_code = 0;
@@ -105,7 +106,10 @@ int run_server(const ServeOptions& options) {
     ControlPlane control_plane(context, security);
     if (profile.proxies) {
       const std::string base = profile.document.IsArray() ? "$" : "$.proxies";
-      auto result = control_plane.populate(*profile.proxies, &base);
+      // A proxy's relative replay journal is relative to the profile file, not the working directory.
+      const auto slash = options.config_path->rfind('/');
+      const std::string config_dir = slash == std::string::npos ? "." : slash == 0 ? "/" : options.config_path->substr(0, slash);
+      auto result = control_plane.populate(*profile.proxies, &base, config_dir);
       if (result.error) {
         spdlog::error("config: {}: {}", *options.config_path, result.error->message);
         control_plane.stop_all();

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "proxy/replay_hook.hpp"
+
 namespace faultline {
 
 struct ServeOptions {
@@ -25,6 +27,7 @@ struct ServeOptions {
   std::string ca_dir;  // empty: tls::default_ca_dir()
   std::optional<std::string> record_dir;  // --record DIR: record every proxy from the start
   bool no_redact = false;
+  ReplayStarter start_replay;  // proxies with "replay" (installed by app/, which owns replay/)
 };
 
 // Runs until SIGINT/SIGTERM. Returns the process exit code (2: could not start).

@@ -8,6 +8,7 @@
 
 #include "faults/time.hpp"
 #include "proxy/asio.hpp"
+#include "proxy/replay_hook.hpp"
 #include "proxy/workers.hpp"
 
 namespace faultline {
@@ -29,6 +30,8 @@ class ServerContext {
   std::string ca_dir;  // where `tls.listen.mint` finds the CA (`faultline ca init`)
   // Recordings in progress; each proxy's snapshot carries those that cover it.
   std::vector<std::shared_ptr<rec::Recording>> recordings;
+  // Starts the replay server of a proxy whose upstream is a journal; empty: `replay` is refused.
+  ReplayStarter start_replay;
 };
 
 }  // namespace faultline

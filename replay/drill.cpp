@@ -3,6 +3,8 @@
 #include "proxy/json_io.hpp"
 
 #include <algorithm>
+#include <cctype>
+#include <type_traits>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -13,6 +15,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "replay/replay_run.hpp"
 #include "replay/wire.hpp"
 
 namespace faultline::drill {
@@ -34,6 +37,7 @@ const char* to_string(Provider p) {
     case Provider::load: return "load";
     case Provider::replay_start: return "replay.start";
     case Provider::replay_stop: return "replay.stop";
+    case Provider::replay_client: return "replay.client";
   }
   return "?";
 }
@@ -294,8 +298,21 @@ std::string normalize_url(std::string url) {
   return url;
 }
 
+// A replay server's name: it becomes part of ${replay.NAME.address}.
+std::string replay_name(const Obj& o) {
+  const std::string n = o.string("name");
+  for (char c : n)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'))
+      fail(o.path("name"), "use letters, digits, _ and - (it is part of ${replay." + n + ".address})");
+  return n;
+}
+
+// A reference to a replay server's address, resolved when the activity runs.
+bool has_replay_ref(std::string_view s) { return s.find("${replay.") != std::string_view::npos; }
+
 std::string address_of(const Obj& o) {
   const std::string a = o.string("address");
+  if (has_replay_ref(a)) return a;
   const auto colon = a.rfind(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == a.size() ||
       a.find_first_not_of("0123456789", colon + 1) != std::string::npos)
@@ -460,6 +477,7 @@ class Parser {
       const std::string s(v.GetString(), v.GetStringLength());
       if (s.find("${") == std::string::npos) return;
       if (s.size() > 3 && s.rfind("${", 0) == 0 && s.find('}') == s.size() - 1 && s.find("${", 2) == std::string::npos) {
+        if (runtime_ref(s.substr(2, s.size() - 3), path)) return;
         v.CopyFrom(variable(s.substr(2, s.size() - 3), path), alloc);
         return;
       }
@@ -471,6 +489,11 @@ class Parser {
         } else if (s.compare(i, 2, "${") == 0) {
           const auto close = s.find('}', i);
           if (close == std::string::npos) fail(path, "unterminated ${ in \"" + s + "\"");
+          if (runtime_ref(s.substr(i + 2, close - i - 2), path)) {
+            out += s.substr(i, close + 1 - i);  // kept for the runner (resolve_replay_refs)
+            i = close + 1;
+            continue;
+          }
           const Value& var = variable(s.substr(i + 2, close - i - 2), path);
           out += var.IsString() ? std::string(var.GetString(), var.GetStringLength()) : json_text(var);
           i = close + 1;
@@ -480,6 +503,15 @@ class Parser {
       }
       v.SetString(out.c_str(), static_cast<rapidjson::SizeType>(out.size()), alloc);
     }
+  }
+
+  // ${replay.NAME.address}: known only once replay.start NAME has run, so it is left in place.
+  static bool runtime_ref(const std::string& name, const std::string& path) {
+    if (name.rfind("replay.", 0) != 0) return false;
+    const auto dot = name.rfind('.');
+    if (dot <= 7 || name.substr(dot) != ".address")
+      fail(path, "unknown reference ${" + name + "} (a replay server's address is ${replay.NAME.address})");
+    return true;
   }
 
   const Value& variable(const std::string& name, const std::string& path) {
@@ -588,7 +620,7 @@ class Parser {
     HttpSpec s;
     s.url = o.string("url");
     if (s.url.rfind("https://", 0) == 0) fail(o.path("url"), "https URLs are not supported by drill probes yet");
-    if (!parse_http_url(s.url)) fail(o.path("url"), "expected an http://host[:port]/path URL, got \"" + s.url + "\"");
+    if (!has_replay_ref(s.url) && !parse_http_url(s.url)) fail(o.path("url"), "expected an http://host[:port]/path URL, got \"" + s.url + "\"");
     s.method = o.string_or("method", "GET");
     for (auto& c : s.method) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     for (const auto& [k, v] : o.labels("headers")) s.headers.emplace_back(k, v);
@@ -773,16 +805,62 @@ class Parser {
     } else if (type == "load") {
       a.provider = Provider::load;
       a.spec = load_spec(pv, ppath);
-    } else if (type == "replay.start" || type == "replay.stop") {
-      a.provider = type == "replay.start" ? Provider::replay_start : Provider::replay_stop;
-      a.spec = ReplaySpec{json_text(pv)};
+    } else if (type == "replay.start") {
+      Obj o(pv, ppath, {"type", "name", "journal", "listen", "protocol", "unmatched", "forward", "ignore", "rules"});
+      a.provider = Provider::replay_start;
+      ReplaySpec s;
+      s.raw = json_text(pv);
+      s.name = replay_name(o);
+      replay::ServerOptions checked;
+      if (auto e = replay::server_options_from_json(s.raw, "", {"type", "name"}, checked)) {
+        const auto colon = e->find(": ");
+        if (colon == std::string::npos) fail(ppath, *e);
+        fail(ppath + "." + e->substr(0, colon), e->substr(colon + 2));
+      }
+      a.spec = std::move(s);
+    } else if (type == "replay.stop") {
+      Obj o(pv, ppath, {"type", "name"});
+      a.provider = Provider::replay_stop;
+      ReplaySpec s;
+      s.raw = json_text(pv);
+      s.name = replay_name(o);
+      a.spec = std::move(s);
+    } else if (type == "replay.client") {
+      Obj o(pv, ppath, {"type", "journal", "target", "protocol", "speed", "open_loop", "concurrency_scale", "threshold",
+                        "timeout", "ignore"});
+      a.provider = Provider::replay_client;
+      ReplaySpec s;
+      s.raw = json_text(pv);
+      s.journal = o.string("journal");
+      s.target = o.string("target");
+      if (!has_replay_ref(s.target)) {
+        const auto colon = s.target.rfind(':');
+        if (colon == std::string::npos || colon + 1 == s.target.size() ||
+            s.target.find_first_not_of("0123456789", colon + 1) != std::string::npos)
+          fail(o.path("target"), "expected host:port, got \"" + s.target + "\"");
+      }
+      s.protocol = o.string_or("protocol", "auto");
+      if (s.protocol != "auto" && !replay::parse_protocol(s.protocol))
+        fail(o.path("protocol"), "expected auto, http, resp, mcp or tcp, got \"" + s.protocol + "\"");
+      if (const Value* sp = o.get("speed"); sp && sp->IsString()) {
+        if (std::string(sp->GetString()) != "max") fail(o.path("speed"), "expected a positive number or \"max\"");
+        s.speed = 0;
+      } else {
+        s.speed = o.number("speed", 1, 1e-6);
+      }
+      s.open_loop = o.boolean("open_loop", false);
+      s.concurrency_scale = static_cast<unsigned>(o.opt_count("concurrency_scale", 1).value_or(1));
+      s.threshold = o.number("threshold", 0, 0, 1);
+      s.timeout = o.number("timeout", 10, 0.001);
+      s.ignore = o.names("ignore");
+      a.spec = std::move(s);
     } else if (type == "python") {
       fail(ppath + ".type", "python providers are not supported; use command (process), http, resp, tcp or metric");
     } else {
       fail(ppath + ".type", "unknown provider type \"" + type +
                                 "\" (probes: http, resp, tcp, metric, command; actions: toxic.add, toxic.update, "
                                 "toxic.remove, proxy.disable, proxy.enable, faultline.reset, wait, load, command, http, "
-                                "replay.start, replay.stop)");
+                                "replay.start, replay.stop, replay.client)");
     }
     if (expected && !a.tolerance) a.tolerance = std::move(expected);
     return a;
@@ -1165,6 +1243,86 @@ std::optional<std::string> load_drill(const std::string& path, const ParseOption
   out.file = path;
   if (auto error = parse_drill(buffer.str(), options, out)) return path + ": " + *error;
   return std::nullopt;
+}
+
+}  // namespace faultline::drill
+
+namespace faultline::drill {
+
+std::optional<std::string> resolve_replay_refs(Activity& a,
+                                               const std::function<std::optional<std::string>(const std::string&)>& address) {
+  std::optional<std::string> error;
+  auto fix = [&](std::string& s) {
+    for (std::size_t at = s.find("${replay."); at != std::string::npos && !error; at = s.find("${replay.", at)) {
+      const auto close = s.find('}', at);
+      if (close == std::string::npos) return;
+      const std::string ref = s.substr(at + 2, close - at - 2);  // replay.NAME.address
+      const std::string name = ref.substr(7, ref.rfind('.') - 7);
+      const auto value = address(name);
+      if (!value) {
+        error = "${" + ref + "}: no replay server named " + name + " is running (start it with replay.start first)";
+        return;
+      }
+      s.replace(at, close + 1 - at, *value);
+      at += value->size();
+    }
+  };
+  auto fix_all = [&](std::vector<std::string>& v) {
+    for (auto& s : v) fix(s);
+  };
+  auto fix_headers = [&](Headers& h) {
+    for (auto& kv : h) fix(kv.second);
+  };
+  auto fix_http = [&](HttpSpec& s) {
+    fix(s.url);
+    fix_headers(s.headers);
+    if (s.body) fix(*s.body);
+  };
+  auto fix_tcp = [&](TcpSpec& s) {
+    fix(s.address);
+    fix(s.send);
+    fix(s.expect);
+  };
+  std::visit(
+      [&](auto& s) {
+        using T = std::decay_t<decltype(s)>;
+        if constexpr (std::is_same_v<T, HttpSpec>) {
+          fix_http(s);
+        } else if constexpr (std::is_same_v<T, RespSpec>) {
+          fix(s.address);
+          fix_all(s.command);
+        } else if constexpr (std::is_same_v<T, TcpSpec>) {
+          fix_tcp(s);
+        } else if constexpr (std::is_same_v<T, MetricSpec>) {
+          fix(s.faultline);
+        } else if constexpr (std::is_same_v<T, CommandSpec>) {
+          fix(s.path);
+          fix_all(s.arguments);
+          fix_headers(s.env);
+        } else if constexpr (std::is_same_v<T, ToxicSpec>) {
+          fix(s.faultline);
+          fix(s.proxy);
+          fix(s.body);
+        } else if constexpr (std::is_same_v<T, ProxySpec>) {
+          fix(s.faultline);
+          fix(s.proxy);
+        } else if constexpr (std::is_same_v<T, LoadSpec>) {
+          fix_http(s.http);
+          fix(s.resp.address);
+          fix_all(s.resp.command);
+          fix_tcp(s.tcp);
+          if (s.verify) {
+            fix(s.verify->address);
+            fix_all(s.verify->command);
+          }
+        } else if constexpr (std::is_same_v<T, ReplaySpec>) {
+          fix(s.raw);
+          fix(s.target);
+          fix(s.journal);
+        }
+      },
+      a.spec);
+  return error;
 }
 
 }  // namespace faultline::drill

@@ -100,15 +100,27 @@ struct LoadSpec {
   std::optional<Verify> verify;
 };
 
+// replay.start / replay.stop / replay.client. replay.start's options (journal, listen,
+// protocol, unmatched, forward, ignore, rules) are checked here and kept as written in `raw`
+// for replay_actions.cpp; a server's address is ${replay.NAME.address} in later activities.
 struct ReplaySpec {
-  std::string raw;  // the provider as written, kept for the replay part to interpret
+  std::string raw;   // the provider as written (after ${var} substitution)
+  std::string name;  // replay.start, replay.stop
+  // replay.client
+  std::string journal, target, protocol;
+  double speed = 1;  // 0 = as fast as the target answers ("max")
+  bool open_loop = false;
+  unsigned concurrency_scale = 1;
+  double threshold = 0;  // the action fails when (mismatches + errors) / exchanges is above it
+  double timeout = 10;   // seconds per reply
+  std::vector<std::string> ignore;
 };
 
 enum class Provider {
   http, resp, tcp, metric, command,          // probe providers (also usable as actions)
   toxic_add, toxic_update, toxic_remove,
   proxy_disable, proxy_enable, faultline_reset,
-  wait, load, replay_start, replay_stop,     // action-only providers
+  wait, load, replay_start, replay_stop, replay_client,  // action-only providers
 };
 const char* to_string(Provider p);
 bool is_probe_provider(Provider p);
@@ -237,6 +249,12 @@ struct ParseOptions {
   std::vector<std::pair<std::string, std::string>> vars;  // --var name=value overrides
   std::optional<std::uint64_t> seed;                      // --seed; also ${seed}
 };
+
+// Replaces ${replay.NAME.address} in every string of the activity's provider with
+// `address(NAME)` (nullopt: no such server is running). Runs just before the activity, since
+// a replay server's address exists only once replay.start has run. Returns the first failure.
+std::optional<std::string> resolve_replay_refs(Activity& a,
+                                               const std::function<std::optional<std::string>(const std::string&)>& address);
 
 // On error returns "$.path: why" (load_drill prefixes the file name).
 std::optional<std::string> parse_drill(std::string_view text, const ParseOptions& options, Drill& out);

@@ -732,7 +732,67 @@ std::vector<Segment> rewrite_http_response(const std::vector<Segment>& recorded,
   return out;
 }
 
-// ---- comparing ------------------------------------------------------------------------------
+// ---- live MCP sessions, comparing ---------------------------------------------------------
+namespace {
+// The head through its last header line's CRLF (the whole text when the blank line is missing).
+std::string_view head_of(std::string_view message) {
+  const auto end = message.find("\r\n\r\n");
+  return end == std::string_view::npos ? message : message.substr(0, end + 2);
+}
+}  // namespace
+
+std::vector<std::string> sse_data(std::string_view body) {
+  std::vector<std::string> out;
+  std::string data;
+  bool has_data = false;
+  std::size_t pos = 0;
+  while (pos < body.size()) {
+    auto end = body.find('\n', pos);
+    if (end == std::string_view::npos) end = body.size();
+    std::string_view line = body.substr(pos, end - pos);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    pos = end + 1;
+    if (line.empty()) {  // the blank line that ends an event
+      if (has_data) out.push_back(std::move(data));
+      data.clear();
+      has_data = false;
+    } else if (line.substr(0, 5) == "data:") {
+      line.remove_prefix(5);
+      if (!line.empty() && line.front() == ' ') line.remove_prefix(1);
+      if (has_data) data += '\n';
+      data.append(line);
+      has_data = true;
+    }
+  }
+  if (has_data) out.push_back(std::move(data));  // a stream cut before its blank line
+  return out;
+}
+
+std::optional<std::string> mcp_session_id(std::string_view message) {
+  return header_value(head_of(message), "mcp-session-id");
+}
+
+std::string with_mcp_session_id(std::string_view request, std::string_view live) {
+  const std::string_view head = head_of(request);
+  std::string out;
+  out.reserve(request.size() + live.size());
+  std::size_t pos = 0;
+  while (pos < head.size()) {
+    const auto end = head.find("\r\n", pos);
+    if (end == std::string_view::npos) break;
+    const std::string_view line = head.substr(pos, end - pos);
+    const auto colon = line.find(':');
+    if (pos != 0 && colon != std::string_view::npos && http::iequals(line.substr(0, colon), "mcp-session-id"))
+      out.append(line.substr(0, colon)).append(": ").append(live);
+    else
+      out.append(line);
+    out.append("\r\n");
+    pos = end + 2;
+  }
+  out.append(request.substr(pos));
+  return out;
+}
+
 Verdict compare_http(std::string_view recorded, std::string_view live, const std::vector<std::string>& ignore) {
   Verdict v;
   std::string rh, rb, lh, lb;
@@ -741,7 +801,20 @@ Verdict compare_http(std::string_view recorded, std::string_view live, const std
   if (!split_http(live, lh, lb, lc)) return {false, "live response has no complete head"};
   const int rs = http_status(rh), ls = http_status(lh);
   if (rs != ls) return {false, "status " + std::to_string(ls) + ", recorded " + std::to_string(rs)};
-  if (is_event_stream(recorded)) return v;
+  if (is_event_stream(recorded)) {
+    if (!is_event_stream(live)) return {false, "not an event stream: " + printable(lb, 60)};
+    const auto re = sse_data(rb), le = sse_data(lb);
+    for (std::size_t i = 0; i < std::min(re.size(), le.size()); ++i) {
+      const auto rj = canonical_json(re[i], ignore);
+      const auto lj = canonical_json(le[i], ignore);
+      if (rj && lj ? *rj != *lj : re[i] != le[i])
+        return {false, "SSE event " + std::to_string(i + 1) + " data " + printable(lj ? *lj : le[i], 100) +
+                           ", recorded " + printable(rj ? *rj : re[i], 100)};
+    }
+    if (re.size() != le.size())
+      return {false, std::to_string(le.size()) + " SSE data events, recorded " + std::to_string(re.size())};
+    return v;
+  }
   const auto rj = canonical_json(rb, ignore);
   const auto lj = canonical_json(lb, ignore);
   if (rj && lj && *rj != *lj) return {false, "JSON body " + printable(*lj, 100) + ", recorded " + printable(*rj, 100)};

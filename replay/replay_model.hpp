@@ -99,12 +99,27 @@ std::vector<Segment> rewrite_http_response(const std::vector<Segment>& recorded,
 // True when an HTTP response's head says text/event-stream.
 bool is_event_stream(std::string_view response_bytes);
 
+// ---- live MCP sessions (client replayer) ---------------------------------------------------
+// A Streamable HTTP server names each session with an `Mcp-Session-Id` response header and
+// wants it back on every later request. A fresh server issues a new one, so the client
+// replayer maps each recorded id to the live one and sends that instead.
+// The Mcp-Session-Id header of an HTTP message's head (request or response), when present.
+std::optional<std::string> mcp_session_id(std::string_view message);
+// The request with its Mcp-Session-Id value set to `live` (the head only: the body and its
+// Content-Length stay as they are). Unchanged when it has no such header.
+std::string with_mcp_session_id(std::string_view request, std::string_view live);
+
 // ---- comparing (client replayer) ----------------------------------------------------------
 struct Verdict {
   bool match = true;
   std::string why;  // what differs
 };
+// HTTP: the status; a JSON body canonically (minus `ignore`); an event stream by the data of
+// each event in order (JSON canonically, anything else byte for byte).
 Verdict compare_http(std::string_view recorded, std::string_view live, const std::vector<std::string>& ignore);
+// The data of each event of a decoded SSE body (its data lines joined by "\n"), in order;
+// events without data (comments, keep-alives) are left out.
+std::vector<std::string> sse_data(std::string_view body);
 Verdict compare_resp(std::string_view recorded, std::string_view live);
 Verdict compare_bytes(std::string_view recorded, std::string_view live);
 

@@ -12,6 +12,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <deque>
 #include <set>
 #include <thread>
 
@@ -88,7 +89,7 @@ struct ProcState {
 class Runner {
  public:
   Runner(net::io_context& ioc, const Drill& drill, const RunOptions& options)
-      : ioc_(ioc), d_(drill), opts_(options), t0_(clock::now()) {
+      : ioc_(ioc), d_(drill), opts_(options), t0_(clock::now()), replays_(directory_of(drill.file)) {
     for (const auto& v : d_.verdicts) {
       if (v.type == VerdictType::failover) {
         want_metric(v.primary.faultline, v.metric);
@@ -160,6 +161,7 @@ class Runner {
     } else {
       for (const auto& a : d_.rollbacks) record.rollbacks.push_back(skipped(a, Phase::rollback));
     }
+    replays_.stop_all();  // a replay server never outlives its drill
     outcome.status = interrupted_ ? Status::interrupted : aborted_ ? Status::aborted : failed_ ? Status::failed : Status::completed;
     outcome.deviated = deviated_;
     outcome.reason = reason_;
@@ -413,9 +415,29 @@ class Runner {
     }
   }
 
-  awaitable<ActivityRecord> execute(const Activity& a, Phase phase, TaskGroup* group) {
-    ActivityRecord r = blank(a, phase);
+  static std::string directory_of(const std::string& file) {
+    const auto slash = file.rfind('/');
+    return slash == std::string::npos ? "" : slash == 0 ? "/" : file.substr(0, slash);
+  }
+
+  awaitable<ActivityRecord> execute(const Activity& declared, Phase phase, TaskGroup* group) {
+    ActivityRecord r = blank(declared, phase);
     r.start = now();
+    // ${replay.NAME.address} becomes the running server's address now; the resolved copy
+    // stays alive for whatever the activity leaves running (remove_later keeps a reference).
+    Activity copy = declared;
+    if (auto e = resolve_replay_refs(copy, [this](const std::string& name) { return replays_.address(name); })) {
+      r.ok = false;
+      r.why = *e;
+      r.observed = *e;
+      r.end = now();
+      finished(r);
+      co_return r;
+    }
+    // A probe is done with its copy when it returns (the frame keeps it until then); only
+    // actions go to resolved_, so probes run continuously do not grow it without bound.
+    if (!is_probe_provider(copy.provider)) resolved_.push_back(std::move(copy));
+    const Activity& a = is_probe_provider(declared.provider) ? copy : resolved_.back();
     if (is_probe_provider(a.provider)) {
       const Observation o = co_await observe(a, phase);
       const CheckResult c = check(a.tolerance, o);
@@ -493,7 +515,15 @@ class Runner {
       case Provider::load: co_await load(a, phase, r); break;
       case Provider::replay_start:
       case Provider::replay_stop: {
-        const auto res = replay_action(a.provider, std::get<ReplaySpec>(a.spec));
+        const auto& spec = std::get<ReplaySpec>(a.spec);
+        const auto res = a.provider == Provider::replay_start ? replays_.start(spec) : replays_.stop(spec);
+        r.ok = res.ok;
+        r.observed = res.ok ? res.output : res.error;
+        r.why = res.error;
+        break;
+      }
+      case Provider::replay_client: {
+        const auto res = co_await replay_client(std::get<ReplaySpec>(a.spec));
         r.ok = res.ok;
         r.observed = res.ok ? res.output : res.error;
         r.why = res.error;
@@ -501,6 +531,30 @@ class Runner {
       }
       default: break;  // probe providers are handled by execute()
     }
+  }
+
+  // replay.client blocks (its own io_context), so it runs on a helper thread like a command.
+  awaitable<ReplayActionResult> replay_client(const ReplaySpec& spec) {
+    struct Done {
+      explicit Done(net::any_io_executor ex) : timer(ex) {}
+      net::steady_timer timer;
+      bool done = false;
+      ReplayActionResult result;
+    };
+    auto st = std::make_shared<Done>(co_await net::this_coro::executor);
+    threads_.emplace_back([st, spec, this] {
+      auto result = replays_.client(spec);
+      net::post(st->timer.get_executor(), [st, result = std::move(result)]() mutable {
+        st->result = std::move(result);
+        st->done = true;
+        st->timer.cancel();
+      });
+    });
+    while (!st->done) {
+      st->timer.expires_at(net::steady_timer::time_point::max());
+      co_await st->timer.async_wait(use_nothrow);
+    }
+    co_return st->result;
   }
 
   // toxic.add with a duration: the fault comes out again by itself, and the moment it does
@@ -782,6 +836,8 @@ class Runner {
   std::map<std::string, std::vector<std::string>> metric_names_;  // faultline URL -> series names to keep
   std::vector<std::shared_ptr<ProcState>> procs_;
   std::vector<std::thread> threads_;
+  ReplayActions replays_;
+  std::deque<Activity> resolved_;  // actions as run (replay addresses filled in); outlive them
   bool interrupted_ = false, hard_stop_ = false, stop_method_ = false, method_done_ = false, poll_stop_ = false;
   bool aborted_ = false, failed_ = false, deviated_ = false;
   std::string reason_;

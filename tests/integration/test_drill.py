@@ -7,8 +7,10 @@
     front of two faultline tcp proxies: disabling the primary's proxy moves traffic to the
     backup's (the failover verdict reads faultline's per-proxy counters); disabling both fails.
 (c) Drills that cannot run: a bad file (exit 2 with the JSON path), faultline unreachable, a
-    missing proxy, a replay action in a build without replay, and an interrupt mid-method
+    missing proxy, a replay reference to a server not running, and an interrupt mid-method
     (rollbacks still remove the fault).
+
+(d) replay.start / replay.stop: a replay server from a journal, probed, faulted through a proxy.
 
 docs/drills.md is the spec. Everything runs on loopback with free ports.
 Run standalone: python3 tests/integration/test_drill.py
@@ -461,14 +463,14 @@ class DrillCannotRunTest(unittest.TestCase):
                 run = run_drill(tmp, drill, env={"TOXIPROXY_URL": fl.url})
                 self.assertIn(f'no proxy "redis" on {fl.url}', run.out)
 
-    def test_replay_action_is_not_available_and_rollbacks_still_run(self):
+    def test_replay_reference_to_a_server_not_running_fails_the_action(self):
         with TempDir() as tmp, Faultline() as fl:
             fl.create_proxy("svc", f"127.0.0.1:{free_port()}")
             drill = {"title": "replay", "configuration": {"faultline_url": fl.url}, "method": [
                 {"type": "action", "name": "slow", "provider": {"type": "toxic.add", "proxy": "svc",
                                                                 "toxic": {"name": "slow", "type": "latency",
                                                                           "attributes": {"latency": 10}}}},
-                {"type": "action", "name": "replay", "provider": {"type": "replay.start", "journal": "j.jsonl"}},
+                {"type": "action", "name": "probe", "provider": {"type": "tcp", "address": "${replay.nope.address}"}},
                 {"type": "action", "name": "never", "provider": {"type": "wait", "seconds": 5}},
             ], "rollbacks": [
                 {"type": "action", "name": "fast", "provider": {"type": "toxic.remove", "proxy": "svc", "toxic": "slow"}},
@@ -476,10 +478,16 @@ class DrillCannotRunTest(unittest.TestCase):
             run = run_drill(tmp, drill)
             self.assertEqual(run.rc, 2, run.out)
             self.assertEqual(run.report["status"], "aborted")
-            self.assertIn("replay is not available in this build", run.report["reason"])
+            self.assertIn("no replay server named nope is running", run.report["reason"])
             self.assertEqual([a["status"] for a in run.report["run"]], ["succeeded", "failed", "skipped"])
             self.assertEqual(run.report["rollbacks"][0]["status"], "succeeded")
             self.assertEqual(fl.request("GET", "/proxies/svc/toxics")[1], [])
+            # A bad replay.start is refused before anything runs, with its JSON path.
+            drill["method"][1] = {"type": "action", "name": "r", "provider": {"type": "replay.start", "name": "x",
+                                                                              "journal": "j", "unmatched": "maybe"}}
+            run = run_drill(tmp, drill, reports=False)
+            self.assertEqual(run.rc, 2, run.out)
+            self.assertIn("$.method[1].provider.unmatched: must be one of error, closest, fail, forward", run.out)
 
     def test_interrupt_stops_the_method_and_rolls_back(self):
         with TempDir() as tmp, Faultline() as fl:
@@ -509,6 +517,79 @@ class DrillCannotRunTest(unittest.TestCase):
             self.assertEqual(r["status"], "interrupted")
             self.assertEqual(r["rollbacks"][0]["status"], "succeeded", r["rollbacks"])
             self.assertTrue(fl.request("GET", "/proxies/svc")[1]["enabled"], "the rollback did not run")
+
+
+# ---------------------------------------------------------------------------------------------
+# (d) replay.start / replay.stop
+
+class ReplayDrillTest(unittest.TestCase):
+    def test_replay_start_probe_fault_stop(self):
+        """A drill starts a replay server from a journal recorded here, probes it, puts a fault on
+        a faultline proxy in front of it (its upstream set to ${replay.api.address}), stops it,
+        and the rollbacks still run."""
+        with TempDir() as tmp:
+            rec = os.path.join(tmp, "rec")
+            backend = Backend("recorded-answer")
+            try:
+                with Faultline("--record", rec) as recorder:
+                    proxy = recorder.create_proxy("api", f"127.0.0.1:{backend.port}", protocol="http")
+                    port = int(proxy["listen"].rsplit(":", 1)[1])
+                    conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+                    conn.sendall(b"GET /name HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    answer = b""
+                    while True:
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        answer += chunk
+                    conn.close()
+                    self.assertIn(b"recorded-answer", answer)
+                    time.sleep(0.3)  # the journal writer flushes every few ms
+            finally:
+                backend.close()  # from here on only the journal can answer
+            with Faultline() as fl:
+                front = fl.create_proxy("front", f"127.0.0.1:{free_port()}", protocol="http")
+                front_url = "http://" + front["listen"] + "/name"
+                drill = {"title": "replay", "configuration": {"faultline_url": fl.url}, "method": [
+                    {"type": "action", "name": "start", "provider": {"type": "replay.start", "name": "api",
+                                                                     "journal": "rec", "unmatched": "error"}},
+                    {"type": "probe", "name": "direct", "provider": {"type": "http",
+                                                                     "url": "http://${replay.api.address}/name"},
+                     "tolerance": {"type": "regex", "pattern": "recorded-answer", "target": "body"}},
+                    {"type": "probe", "name": "unrecorded", "provider": {"type": "http",
+                                                                         "url": "http://${replay.api.address}/other"},
+                     "tolerance": 502},
+                    {"type": "action", "name": "repoint", "provider": {
+                        "type": "http", "method": "POST", "url": fl.url + "/proxies/front",
+                        "body": {"upstream": "${replay.api.address}"}}, "tolerance": 200},
+                    {"type": "probe", "name": "through_front", "provider": {"type": "http", "url": front_url},
+                     "tolerance": {"type": "regex", "pattern": "recorded-answer", "target": "body"}},
+                    {"type": "action", "name": "abort", "provider": {
+                        "type": "toxic.add", "proxy": "front",
+                        "toxic": {"name": "abort", "type": "http_abort", "attributes": {"status": 503}}}},
+                    {"type": "probe", "name": "faulted", "provider": {"type": "http", "url": front_url},
+                     "tolerance": 503},
+                    {"type": "action", "name": "client", "provider": {"type": "replay.client", "journal": "rec",
+                                                                      "target": "${replay.api.address}", "speed": "max"}},
+                    {"type": "action", "name": "stop", "provider": {"type": "replay.stop", "name": "api"}},
+                    {"type": "action", "name": "healed", "provider": {"type": "toxic.remove", "proxy": "front",
+                                                                      "toxic": "abort"}},
+                    {"type": "probe", "name": "gone", "provider": {"type": "http", "url": front_url},
+                     "tolerance": 502},
+                ], "rollbacks": [
+                    {"type": "action", "name": "cleanup", "provider": {"type": "toxic.remove", "proxy": "front",
+                                                                       "toxic": "abort"}},
+                ]}
+                run = run_drill(tmp, drill)
+                self.assertEqual(run.rc, 0, run.out)
+                self.assertEqual(run.report["status"], "completed", run.out)
+                steps = {a["name"]: a for a in run.report["run"]}
+                self.assertEqual([a["status"] for a in run.report["run"]], ["succeeded"] * 11, run.out)
+                self.assertRegex(steps["start"]["output"], r"replay server api on 127\.0\.0\.1:\d+: 1 recorded")
+                self.assertEqual(steps["client"]["output"], "1 exchanges, 1 matched, 0 mismatched, 0 errors")
+                self.assertIn("4 requests, 3 matched, 1 unmatched, 0 forwarded", steps["stop"]["output"])
+                self.assertEqual(run.report["rollbacks"][0]["status"], "succeeded")
+                self.assertEqual(fl.request("GET", "/proxies/front/toxics")[1], [])
 
 
 if __name__ == "__main__":

@@ -6,7 +6,11 @@ A small Redis session (a Python client: SET/GET/INCR/HSET/HGET/...) and a small 
       redis-server running; an unrecorded command gets the diagnostic naming the closest;
   (b) `replay client` re-drives a fresh redis-server with zero divergences;
   (c) `replay server` on the HTTP recording serves the same status/body, and a JSON-RPC
-      call with another id gets the recorded result carrying the live id.
+      call with another id gets the recorded result carrying the live id;
+  (d) the forward policy and per-rule policies: only a request a rule sends forward opens a
+      connection to the forward upstream (none otherwise);
+  (e) an open-loop client sends on the recorded schedule without waiting for replies;
+  (f) a `serve` profile proxy whose upstream is a journal ("replay"), with faults applied.
 Loopback only, port 0, bounded waits.
 """
 import http.client
@@ -24,7 +28,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BIN, EchoServer, Faultline, RedisServer, serve_env, split_hostport  # noqa: E402
+from harness import (BIN, EchoServer, Faultline, RedisServer, run_serve_expect_exit, serve_env,  # noqa: E402
+                     split_hostport)
 
 TIMEOUT = 20
 SSE_GAP = 0.4
@@ -219,6 +224,181 @@ class ReplayRedis(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
 
+class CountingUpstream:
+    """A fake Redis for the forward policy: counts connections and commands, answers each
+    command with $9 forwarded."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.accepts = 0
+        self.commands = []
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.accepts += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        conn.settimeout(10)
+        with conn:
+            while not self.stopping:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                self.commands.append(data)
+                conn.sendall(b"$9\r\nforwarded\r\n")
+
+    def close(self):
+        self.stopping = True
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+class ReplayPolicies(ReplayRedis):
+    """Forward and per-rule policies on the Redis recording (setUpClass records it again)."""
+
+    def test_recording_is_sane(self):
+        pass
+
+    test_server_replays_byte_identical_without_redis = None
+    test_unmatched_closest_and_fail = None
+    test_client_redrives_fresh_redis_with_zero_divergences = None
+
+    def test_forward_only_what_a_rule_sends_forward(self):
+        upstream = CountingUpstream()
+        self.addCleanup(upstream.close)
+        srv = ReplayServerProc("--journal", self.rec, "--rule", "HGET=forward", "--forward", upstream.address)
+        try:
+            c = RespConn(srv.port)
+            self.addCleanup(c.close)
+            self.assertEqual(c.call("GET", "greeting"), self.recorded[1])
+            miss = c.call("GET", "nope")  # unmatched, no rule: the default (error)
+            self.assertTrue(miss.startswith(b"-ERR faultline replay: no recorded reply for GET nope"), miss)
+            self.assertEqual(upstream.accepts, 0, "a request no rule forwards opened an upstream connection")
+            self.assertEqual(c.call("HGET", "user:1", "lang"), b"$9\r\nforwarded\r\n")
+            self.assertEqual(c.call("HGET", "user:1", "city"), b"$9\r\nforwarded\r\n")
+            self.assertEqual(c.call("HGET", "user:1", "name"), self.recorded[6])  # recorded: not forwarded
+            self.assertEqual(upstream.accepts, 1)  # one link per live connection, reused
+            self.assertEqual(upstream.commands, [encode("HGET", "user:1", "lang"), encode("HGET", "user:1", "city")])
+        finally:
+            out = srv.stop()
+        self.assertIn("served 2, unmatched 3, forwarded 2", out)
+        self.assertIn("no recorded response for HGET user:1 lang; closest: HGET user:1 name; policy forward "
+                      "(rule 'HGET=forward')", out)
+
+    def test_forward_default_and_unreachable_upstream(self):
+        dead = socket.socket()
+        dead.bind(("127.0.0.1", 0))
+        dead_address = "127.0.0.1:%d" % dead.getsockname()[1]
+        dead.close()  # nothing listens there any more
+        srv = ReplayServerProc("--journal", self.rec, "--unmatched", "forward", "--forward", dead_address,
+                               "--rule", "EXISTS=closest")
+        try:
+            c = RespConn(srv.port)
+            self.addCleanup(c.close)
+            self.assertEqual(c.call("EXISTS", "other"), self.recorded[12])
+            reply = c.call("GET", "nope")
+            self.assertTrue(reply.startswith(b"-ERR faultline replay: forward to " + dead_address.encode() + b" failed"),
+                            reply)
+        finally:
+            srv.stop()
+
+    def test_bad_flags_are_refused(self):
+        for args, want in [
+            (["--unmatched", "forward"], "--forward: required"),
+            (["--rule", "HGET"], "--rule \"HGET\": expected MATCH=POLICY"),
+            (["--rule", "HGET=maybe"], "policy must be one of error, closest, fail, forward"),
+            (["--unmatched", "sometimes"], "--unmatched must be error, closest, fail or forward"),
+        ]:
+            r = subprocess.run([BIN, "replay", "server", "--journal", self.rec] + args, capture_output=True,
+                               text=True, timeout=TIMEOUT)
+            self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+            self.assertIn(want, r.stderr)
+
+    def test_open_loop_client_does_not_wait_for_replies(self):
+        delay = 0.4
+        with RedisServer() as redis, Faultline() as fl:
+            proxy = fl.create_proxy("slow", redis.address)
+            status, body, _ = fl.request("POST", "/proxies/slow/toxics",
+                                         {"type": "latency", "stream": "downstream",
+                                          "attributes": {"latency": int(delay * 1000)}})
+            self.assertEqual(status, 200, body)
+            start = time.monotonic()
+            r = subprocess.run([BIN, "replay", "client", "--journal", self.rec, "--target", proxy["listen"],
+                                "--speed", "max", "--open-loop"], capture_output=True, text=True, timeout=TIMEOUT)
+            elapsed = time.monotonic() - start
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("13 exchanges, 13 matched, 0 mismatched, 0 errors", r.stdout)
+            # Closed loop pays the delay once per command (13 x 0.4 s); open loop about once.
+            self.assertLess(elapsed, len(SESSION) * delay / 2, r.stdout + r.stderr)
+
+
+class ReplayProfile(ReplayRedis):
+    """`serve --config` with a proxy whose upstream is a journal."""
+
+    test_server_replays_byte_identical_without_redis = None
+    test_unmatched_closest_and_fail = None
+    test_client_redrives_fresh_redis_with_zero_divergences = None
+
+    def test_profile_proxy_replays_a_journal_with_faults(self):
+        profile = os.path.join(self.tmp, "profile.json")
+        with open(profile, "w") as f:
+            json.dump({"proxies": [{"name": "cache", "listen": "127.0.0.1:0", "protocol": "resp",
+                                    "replay": {"journal": "rec", "unmatched": "error"}}]}, f)
+        with Faultline("--config", profile) as fl:
+            status, proxy, _ = fl.request("GET", "/proxies/cache")
+            self.assertEqual(status, 200)
+            self.assertEqual(proxy["replay"], {"journal": "rec", "unmatched": "error"})
+            self.assertRegex(proxy["upstream"], r"^127\.0\.0\.1:\d+$")
+            port = int(proxy["listen"].rsplit(":", 1)[1])
+            c = RespConn(port)
+            self.addCleanup(c.close)
+            self.assertEqual(c.call("GET", "greeting"), self.recorded[1])
+            status, body, _ = fl.request("POST", "/proxies/cache/toxics",
+                                         {"name": "loading", "type": "resp_error",
+                                          "attributes": {"error": "LOADING faulted", "match": {"command": "GET"}}})
+            self.assertEqual(status, 200, body)
+            self.assertEqual(c.call("GET", "greeting"), b"-LOADING faulted\r\n")
+            self.assertEqual(c.call("EXISTS", "greeting"), self.recorded[12])  # not matched by the fault
+            # The same through POST /proxies (a relative journal: the server's working directory).
+            status, made, _ = fl.request("POST", "/proxies", {"name": "cache2", "listen": "127.0.0.1:0",
+                                                              "replay": {"journal": self.rec}})
+            self.assertEqual(status, 201, made)
+            c2 = RespConn(int(made["listen"].rsplit(":", 1)[1]))
+            self.addCleanup(c2.close)
+            self.assertEqual(c2.call("HGET", "user:1", "name"), self.recorded[6])
+            status, err, _ = fl.request("POST", "/proxies", {"name": "cache3", "listen": "127.0.0.1:0",
+                                                             "replay": {"journal": self.rec, "unmatched": "maybe"}})
+            self.assertEqual(status, 400)
+            self.assertIn("replay.unmatched: must be one of error, closest, fail, forward", err["error"])
+
+    def test_bad_replay_field_names_its_json_path(self):
+        rc, out, _, _ = run_serve_expect_exit([], config={"proxies": [
+            {"name": "ok", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:1"},
+            {"name": "a", "listen": "127.0.0.1:0", "replay": {"journal": self.rec}},
+            {"name": "b", "listen": "127.0.0.1:0", "replay": {"journal": self.rec, "unmatched": "maybe"}}]})
+        self.assertEqual(rc, 2, out)
+        self.assertIn("$.proxies[2].replay.unmatched: must be one of error, closest, fail, forward", out)
+        rc, out, _, _ = run_serve_expect_exit([], config={"proxies": [
+            {"name": "a", "listen": "127.0.0.1:0", "replay": {"journal": os.path.join(self.tmp, "missing")}}]})
+        self.assertEqual(rc, 2, out)
+        self.assertIn("$.proxies[0].replay.journal: ", out)
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -344,6 +524,44 @@ class ReplayHttp(unittest.TestCase):
                             "--speed", "max"], capture_output=True, text=True, timeout=TIMEOUT)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("3 exchanges, 3 matched, 0 mismatched, 0 errors", r.stdout)
+
+
+class ReplayHttpForward(unittest.TestCase):
+    def test_unmatched_http_is_forwarded_unless_a_rule_says_otherwise(self):
+        tmp = tempfile.mkdtemp(prefix="faultline-replay-fwd-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        rec = os.path.join(tmp, "rec")
+        web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=web.serve_forever, daemon=True).start()
+        self.addCleanup(web.server_close)
+        self.addCleanup(web.shutdown)
+        with Faultline("--record", rec) as fl:
+            proxy = fl.create_proxy("api", f"127.0.0.1:{web.server_address[1]}", protocol="http")
+            item = post(int(proxy["listen"].rsplit(":", 1)[1]), "/items", {"id": 17, "q": "apples"})
+            time.sleep(0.3)
+            fl.stop()
+        srv = ReplayServerProc("--journal", rec, "--unmatched", "forward",
+                               "--forward", f"127.0.0.1:{web.server_address[1]}", "--rule", "POST /rpc*=error")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+            self.addCleanup(conn.close)
+            for obj, want in [({"id": 17, "q": "apples"}, item),  # recorded
+                              ({"id": 18, "q": "pears"}, None),   # forwarded: the live server's answer
+                              ({"id": 19, "q": "plums"}, None)]:  # forwarded on the same link
+                conn.request("POST", "/items", body=json.dumps(obj), headers={"Content-Type": "application/json"})
+                r = conn.getresponse()
+                got = (r.status, r.read())
+                if want:
+                    self.assertEqual(got, want)
+                else:
+                    self.assertEqual(got[0], 201)
+                    self.assertEqual(json.loads(got[1])["echo"], obj["q"])
+            status, body = post(srv.port, "/rpc", {"jsonrpc": "2.0", "id": 1, "method": "x"})
+            self.assertEqual(status, 502)
+            self.assertIn("POST /items", json.loads(body)["closest"])
+        finally:
+            out = srv.stop()
+        self.assertIn("served 1, unmatched 3, forwarded 2", out)
 
 
 class ReplayTcp(unittest.TestCase):

@@ -222,14 +222,65 @@ TEST_CASE("Chaos Toolkit spellings: process providers, http arguments and expect
   CHECK(d.method[1].tolerance->values.front() == Scalar::of(201.0));
 }
 
-TEST_CASE("replay actions parse, so drills written for the replay engine stay valid") {
+TEST_CASE("replay actions parse with their options checked") {
   Drill d;
   REQUIRE(parse(R"({"title": "t", "method": [
-      {"type": "action", "name": "r", "provider": {"type": "replay.start", "journal": "j.jsonl", "target": "127.0.0.1:1"}},
-      {"type": "action", "name": "s", "provider": {"type": "replay.stop"}}]})",
+      {"type": "action", "name": "r", "provider": {"type": "replay.start", "name": "api", "journal": "j.jsonl",
+                                                   "unmatched": "forward", "forward": "127.0.0.1:9", "rules": ["GET=error"]}},
+      {"type": "action", "name": "c", "provider": {"type": "replay.client", "journal": "j.jsonl",
+                                                   "target": "${replay.api.address}", "speed": "max", "open_loop": true,
+                                                   "threshold": 0.1}},
+      {"type": "action", "name": "s", "provider": {"type": "replay.stop", "name": "api"}}]})",
                 d) == "");
   CHECK(d.method[0].provider == Provider::replay_start);
+  CHECK(std::get<ReplaySpec>(d.method[0].spec).name == "api");
   CHECK(std::get<ReplaySpec>(d.method[0].spec).raw.find("j.jsonl") != std::string::npos);
+  const auto& client = std::get<ReplaySpec>(d.method[1].spec);
+  CHECK(d.method[1].provider == Provider::replay_client);
+  CHECK(client.target == "${replay.api.address}");  // filled in when it runs
+  CHECK(client.speed == 0);
+  CHECK(client.open_loop);
+  CHECK(client.threshold == 0.1);
+  CHECK(d.method[2].provider == Provider::replay_stop);
+
+  auto with = [](const std::string& provider) {
+    return error_of(R"({"title": "t", "method": [{"type": "action", "name": "r", "provider": )" + provider + "}]}");
+  };
+  CHECK(with(R"({"type": "replay.start", "journal": "j"})") == "$.method[0].provider.name: missing required field");
+  CHECK(with(R"({"type": "replay.start", "name": "a", "journal": "j", "unmatched": "maybe"})")
+            .rfind("$.method[0].provider.unmatched: must be one of error, closest, fail, forward", 0) == 0);
+  CHECK(with(R"({"type": "replay.start", "name": "a", "journal": "j", "unmatched": "forward"})")
+            .rfind("$.method[0].provider.forward: required", 0) == 0);
+  CHECK(with(R"({"type": "replay.start", "name": "a", "journal": "j", "rules": ["x y z=error"]})")
+            .rfind("$.method[0].provider.rules[0]: ", 0) == 0);
+  CHECK(with(R"({"type": "replay.start", "name": "a b", "journal": "j"})").rfind("$.method[0].provider.name: use letters", 0) == 0);
+  CHECK(with(R"({"type": "replay.stop", "name": "a", "journal": "j"})").rfind("$.method[0].provider.journal: unknown field", 0) == 0);
+  CHECK(with(R"({"type": "replay.client", "journal": "j", "target": "nope"})") ==
+        "$.method[0].provider.target: expected host:port, got \"nope\"");
+  CHECK(with(R"({"type": "tcp", "address": "${replay.a.port}"})").find("unknown reference ${replay.a.port}") != std::string::npos);
+}
+
+TEST_CASE("${replay.NAME.address} is filled in when the activity runs") {
+  Drill d;
+  REQUIRE(parse(R"({"title": "t", "method": [
+      {"type": "probe", "name": "p", "provider": {"type": "http", "url": "http://${replay.api.address}/v1/models"}},
+      {"type": "action", "name": "t", "provider": {"type": "toxic.add", "proxy": "front",
+                                                   "toxic": {"type": "latency", "attributes": {"latency": 1}}}},
+      {"type": "probe", "name": "r", "provider": {"type": "resp", "address": "${replay.cache.address}", "command": ["PING"]}}]})",
+                d) == "");
+  const auto lookup = [](const std::string& name) -> std::optional<std::string> {
+    if (name == "api") return std::string("127.0.0.1:4242");
+    return std::nullopt;
+  };
+  Activity probe = d.method[0];
+  CHECK(!resolve_replay_refs(probe, lookup));
+  CHECK(std::get<HttpSpec>(probe.spec).url == "http://127.0.0.1:4242/v1/models");
+  Activity untouched = d.method[1];
+  CHECK(!resolve_replay_refs(untouched, lookup));
+  Activity missing = d.method[2];
+  const auto e = resolve_replay_refs(missing, lookup);
+  REQUIRE(e);
+  CHECK(e->find("no replay server named cache is running") != std::string::npos);
 }
 
 TEST_CASE("literal ${ survives as $${, and ${var} inside a longer string is text") {

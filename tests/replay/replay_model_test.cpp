@@ -96,3 +96,32 @@ TEST_CASE("comparisons follow the protocol") {
   CHECK(compare_http(a, c, {"b"}).match);
   CHECK(!compare_http(a, "HTTP/1.1 500 X\r\nContent-Length: 0\r\n\r\n", {}).match);
 }
+
+TEST_CASE("MCP session ids: read from either message, replaced in the request head only") {
+  const std::string response = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nmcp-session-id: live-42\r\n\r\n{}";
+  CHECK(mcp_session_id(response) == "live-42");
+  CHECK(!mcp_session_id("HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n"));
+  const std::string body = R"({"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"Mcp-Session-Id":"rec-1"}})";
+  const std::string request = "POST /mcp HTTP/1.1\r\nHost: x\r\nMcp-Session-Id:  rec-1 \r\nContent-Length: " +
+                              std::to_string(body.size()) + "\r\n\r\n" + body;
+  CHECK(mcp_session_id(request) == "rec-1");
+  const std::string live = with_mcp_session_id(request, "a-much-longer-live-session-id");
+  CHECK(live == "POST /mcp HTTP/1.1\r\nHost: x\r\nMcp-Session-Id: a-much-longer-live-session-id\r\nContent-Length: " +
+                    std::to_string(body.size()) + "\r\n\r\n" + body);
+  const std::string plain = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  CHECK(with_mcp_session_id(plain, "z") == plain);
+}
+
+TEST_CASE("SSE replies compare by the data of each event, JSON canonically") {
+  CHECK(sse_data(": keep-alive\n\nevent: message\ndata: {\"a\":1}\n\ndata: x\r\ndata: y\r\n\r\ndata: cut") ==
+        std::vector<std::string>{"{\"a\":1}", "x\ny", "cut"});
+  const std::string head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n";
+  const std::string rec = head + "event: message\ndata: {\"id\":1,\"result\":{\"a\":1,\"b\":2}}\n\n";
+  CHECK(compare_http(rec, head + "id: 9\ndata: {\"result\":{\"b\":2,\"a\":1},\"id\":1}\n\n", {}).match);
+  const auto other = compare_http(rec, head + "data: {\"id\":1,\"result\":{\"a\":1,\"b\":3}}\n\n", {});
+  CHECK(!other.match);
+  CHECK(other.why.find("SSE event 1") != std::string::npos);
+  CHECK(compare_http(rec, head + "data: {\"id\":1,\"result\":{\"a\":1,\"b\":3}}\n\n", {"result.b"}).match);
+  CHECK(!compare_http(rec, head, {}).match);  // an event missing
+  CHECK(!compare_http(rec, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{}", {}).match);
+}
