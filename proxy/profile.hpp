@@ -18,6 +18,7 @@ struct Profile {
 };
 
 // Reads and checks the file's shape; errors name the file, the JSON path and the reason.
+// `${VAR}` / `${VAR:-default}` in string values are expanded from the environment first.
 std::optional<std::string> load_profile(const std::string& path, Profile& out);
 
 }  // namespace faultline
