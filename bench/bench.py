@@ -613,9 +613,26 @@ def phase_targets(ctx, phase):
 
 # ----------------------------------------------------------------------------- phases
 
+def unique_payload(ctx):
+    """A file iperf3 -F sends: AES-128-CTR over zeros, so no two chunks of the stream are alike
+    (iperf3's own payload is one buffer sent over and over, which recording stores once as a
+    blob). Sized for 12 Gbit/s over the run's seconds; made once per bench run."""
+    path = os.path.join(ctx.tmp, "unique-bulk.bin")
+    if not os.path.exists(path):
+        size = (ctx.iperf_seconds + 1) * 1536 << 20
+        log(f"making a {size >> 20} MiB never-repeating payload for iperf3 -F")
+        subprocess.run(["bash", "-o", "pipefail", "-c",
+                        'head -c "$1" /dev/zero | openssl enc -aes-128-ctr -nosalt -pbkdf2 '
+                        '-pass pass:faultline-bench > "$2"', "unique-payload", str(size), path + ".tmp"],
+                       check=True, timeout=300)
+        os.rename(path + ".tmp", path)
+    return path
+
+
 def phase_throughput(ctx, results):
     up = free_port()
     secs = ctx.iperf_seconds
+    payload = ["-F", unique_payload(ctx)] if ctx.unique_bulk else []
     targets = start_targets(phase_targets(ctx, "throughput"), up, ctx, "iperf")
     try:
         for run in range(ctx.runs):
@@ -627,7 +644,8 @@ def phase_throughput(ctx, results):
                 try:
                     wait_listening(up, srv)
                     with RecordingRun(ctx, results, t, "throughput", run):
-                        out = ctx.procs.run(["iperf3", "-c", LOOPBACK, "-p", str(t.port), "-t", str(secs), "-J"],
+                        out = ctx.procs.run(["iperf3", "-c", LOOPBACK, "-p", str(t.port), "-t", str(secs), "-J"]
+                                            + payload,
                                             f"iperf3 client via {kind}", timeout=secs + 30)
                     data = json.loads(out)
                     if "error" in data:
@@ -1299,7 +1317,7 @@ def write_json(ctx, results, path, started):
                  "loadavg_at_start": ctx.loadavg_at_start, "loadavg_at_end": os.getloadavg()[0]},
         "versions": ctx.versions,
         "config": {"runs": ctx.runs, "targets": ctx.targets, "phases": ctx.phases,
-                   "iperf_seconds": ctx.iperf_seconds, "redis_requests": ctx.redis_requests,
+                   "iperf_seconds": ctx.iperf_seconds, "unique_bulk": ctx.unique_bulk, "redis_requests": ctx.redis_requests,
                    "ping_requests": ctx.ping_requests, "conn_requests": ctx.conn_requests,
                    "idle_conns": ctx.idle_conns, "http_seconds": ctx.http_seconds,
                    "http_conns": HTTP_CONNS, "faultline_bin": ctx.faultline_bin,
@@ -1414,6 +1432,10 @@ def main():
     ap.add_argument("--phases", default=",".join(ALL_PHASES), help="comma list of " + ",".join(ALL_PHASES))
     ap.add_argument("--quick", action="store_true", help="smaller sizes, for checking the script itself")
     ap.add_argument("--iperf-seconds", type=int, default=5)
+    ap.add_argument("--unique-bulk", action="store_true",
+                    help="iperf3 sends a never-repeating payload (a file of AES-CTR output, made once in the "
+                         "run's temp dir) instead of one buffer over and over: what recording costs when its "
+                         "blobs cannot be deduplicated")
     ap.add_argument("--http-seconds", type=int, default=5, help="wrk -d per http run (default 5)")
     ap.add_argument("--idle-conns", type=int, default=5000)
     ap.add_argument("--output", default=os.path.join(HERE, "results", "latest.json"))
@@ -1438,6 +1460,7 @@ def main():
         if p not in ALL_PHASES:
             ap.error(f"unknown phase {p}")
     ctx.iperf_seconds = 1 if args.quick else args.iperf_seconds
+    ctx.unique_bulk = args.unique_bulk
     ctx.http_seconds = 1 if args.quick else max(1, args.http_seconds)
     ctx.redis_requests = 20000 if args.quick else 200000
     ctx.ping_requests = 2000 if args.quick else 20000

@@ -25,7 +25,7 @@
 #   bench/run.sh [--quick] [--runs N] [--phases throughput,redis,connections,http,memory]
 #                [--targets direct,haproxy,haproxy+http,socat,faultline,faultline+latency0,
 #                           faultline+bandwidth,faultline+record,faultline+http]
-#                [--idle-conns N] [--iperf-seconds S] [--http-seconds S] [--output FILE]
+#                [--idle-conns N] [--iperf-seconds S] [--unique-bulk] [--http-seconds S] [--output FILE]
 #
 # --targets also takes the shorthands `toxics` (faultline and its two toxic variants, for quick
 # iteration: bench/run.sh --targets toxics --phases throughput,redis), `recording` (faultline and
