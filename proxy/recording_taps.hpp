@@ -33,6 +33,16 @@ class RecordingTaps {
   void data(Stream towards, const void* bytes, std::size_t size, TimePoint at) {
     for (const auto& t : taps_) t.recording->data(t.connection, towards, bytes, size, at);
   }
+  // Whether any recording would keep `size` bytes now (see Recording::wants).
+  bool wants(std::size_t size) const {
+    for (const auto& t : taps_) {
+      if (t.recording->wants(size)) return true;
+    }
+    return false;
+  }
+  void lost(Stream towards, std::size_t size, TimePoint at) {
+    for (const auto& t : taps_) t.recording->lost(t.connection, towards, size, at);
+  }
   void end(Stream towards, EndKind how, TimePoint at) {
     for (const auto& t : taps_) t.recording->end(t.connection, towards, how, at);
   }

@@ -238,6 +238,41 @@ awaitable<bool> Session::connect_upstream() {
   co_return true;
 }
 
+namespace {
+
+// While a connection is recorded, a burst tees what it spliced into a second pipe (`tap`,
+// no copy: tee(2) shares the pages) and reads that for the recording. The relay stays
+// zero-copy; the one copy left is the one a recording needs. False when the bytes could not
+// be had this way (the source pipe still holds them all: the caller copies instead).
+bool tee_to_taps(RecordingTaps& taps, Stream towards, int source, const KernelPipe& tap, std::size_t n) {
+  if (!taps.wants(n)) {
+    // Every recording is behind and drops: nothing to copy. The bytes become a counted gap.
+    taps.lost(towards, n, Clock::now());
+    return true;
+  }
+  const ssize_t teed = ::tee(source, tap.write_end, n, SPLICE_F_NONBLOCK);
+  thread_local std::vector<char> scratch;  // only within this call, which never suspends
+  if (scratch.size() < n) scratch.resize(n);
+  std::size_t got = 0;
+  const std::size_t want = teed > 0 ? static_cast<std::size_t>(teed) : 0;
+  while (got < want) {
+    const ssize_t r = ::read(tap.read_end, scratch.data() + got, want - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    got += static_cast<std::size_t>(r);
+  }
+  if (want != n) return false;  // the tap pipe was drained of the part that came
+  taps.data(towards, scratch.data(), n, Clock::now());
+  return true;
+}
+
+int pipe_capacity(int fd) {
+  const int n = ::fcntl(fd, F_GETPIPE_SZ);
+  return n > 0 ? n : 0;
+}
+
+}  // namespace
+
 // Moves bytes from p.from to p.to through a kernel pipe until the source is drained, ends,
 // or faults arrive. The pipe is empty whenever this returns, so switching back to the
 // buffered path never reorders bytes.
@@ -252,11 +287,25 @@ awaitable<Session::SpliceOutcome> Session::splice_burst(Pipe& p) {
   constexpr std::size_t kBurst = 1 << 20;
   std::size_t moved = 0;
   SpliceOutcome outcome = SpliceOutcome::drained;
+  KernelPipe tap;  // while recording (see tee_to_taps); taken when a recording appears
+  auto give_back = [&](bool empty) {
+    pool.give(pipe, empty);
+    pool.give(tap, true);  // always drained by tee_to_taps, or closed below when it was not
+  };
   for (;;) {
+    if (!taps_.empty() && !tap) {
+      tap = pool.take();
+      // tee(2) must fit all the source pipe holds into the empty tap: same room or more.
+      if (!tap || pipe_capacity(tap.write_end) < pipe_capacity(pipe.write_end)) {
+        give_back(true);
+        p.bulk = false;
+        co_return SpliceOutcome::fallback;
+      }
+    }
     const ssize_t n = ::splice(p.from.native_handle(), nullptr, pipe.write_end, nullptr, kBurst,
                                SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n == 0) {  // EOF
-      pool.give(pipe, true);
+      give_back(true);
       p.eof_seen = true;
       p.eof_at = Clock::now();
       p.eof_in_chain = true;
@@ -265,7 +314,7 @@ awaitable<Session::SpliceOutcome> Session::splice_burst(Pipe& p) {
     }
     if (n < 0) {
       const int err = errno;
-      pool.give(pipe, true);
+      give_back(true);
       if (err == EAGAIN) break;
       if (err == EINVAL || err == ENOSYS) {
         p.bulk = false;  // this pair of sockets cannot splice: use buffers
@@ -277,6 +326,36 @@ awaitable<Session::SpliceOutcome> Session::splice_burst(Pipe& p) {
     p.stats.received_bytes.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
     info_->bytes[static_cast<int>(p.stream)].fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
     std::size_t left = static_cast<std::size_t>(n);
+    if (!taps_.empty() && !tee_to_taps(taps_, p.stream, pipe.read_end, tap, left)) {
+      // Not expected (the tap had room for all of it): take the bytes out of the pipe the
+      // ordinary way, record and send them, and let buffers carry this connection on.
+      std::vector<char> bytes(left);
+      std::size_t got = 0;
+      while (got < left) {
+        const ssize_t r = ::read(pipe.read_end, bytes.data() + got, left - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += static_cast<std::size_t>(r);
+      }
+      pool.give(pipe, got == left);
+      pool.give(tap, false);
+      if (got != left) {
+        on_read_error(p, boost::system::error_code(EIO, boost::system::system_category()));
+        co_return SpliceOutcome::done;
+      }
+      taps_.data(p.stream, bytes.data(), left, Clock::now());
+      p.writing = true;
+      auto [wec, written] = co_await net::async_write(p.to, net::buffer(bytes.data(), left), use_nothrow);
+      p.writing = false;
+      if (closing_) co_return SpliceOutcome::done;
+      if (wec) {
+        on_write_error(wec);
+        co_return SpliceOutcome::done;
+      }
+      p.stats.sent_bytes.fetch_add(written, std::memory_order_relaxed);
+      p.bulk = false;
+      co_return SpliceOutcome::fallback;
+    }
     while (left > 0) {
       const ssize_t m = ::splice(pipe.read_end, nullptr, p.to.native_handle(), nullptr, left,
                                  SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -291,20 +370,20 @@ awaitable<Session::SpliceOutcome> Session::splice_burst(Pipe& p) {
         auto [wec] = co_await p.to.async_wait(tcp::socket::wait_write, use_nothrow);
         p.writing = false;
         if (closing_ || wec) {
-          pool.give(pipe, false);
+          give_back(false);
           if (!closing_) on_write_error(wec);
           co_return SpliceOutcome::done;
         }
         continue;
       }
-      pool.give(pipe, false);
+      give_back(false);
       on_write_error(boost::system::error_code(err, boost::system::system_category()));
       co_return SpliceOutcome::done;
     }
     moved += static_cast<std::size_t>(n);
     refresh(p, false);
     if (!fast_path(p)) {
-      pool.give(pipe, true);
+      give_back(true);
       outcome = SpliceOutcome::fallback;
       break;
     }
@@ -406,7 +485,7 @@ awaitable<void> Session::read_loop(Pipe& p) {
   while (!closing_ && !p.eof_seen) {
     if (p.bulk) {
       refresh(p, false);
-      if (fast_path(p) && taps_.empty()) {
+      if (fast_path(p)) {
         const SpliceOutcome outcome = co_await splice_burst(p);
         if (outcome == SpliceOutcome::done) co_return;
         if (outcome == SpliceOutcome::drained) {
@@ -464,8 +543,8 @@ awaitable<void> Session::read_loop(Pipe& p) {
       info_->bytes[static_cast<int>(p.stream)].fetch_add(n, std::memory_order_relaxed);
       refresh(p, false);
       if (fast_path(p)) {
-        // A large read: bulk transfer under way (splice(2) bypasses user space: not while recording).
-        p.bulk = settings_.splice && n >= 64 * 1024 && taps_.empty();
+        // A large read: bulk transfer under way (splice(2); a recording gets its copy by tee(2)).
+        p.bulk = settings_.splice && n >= 64 * 1024;
         if (!taps_.empty()) taps_.data(p.stream, block.data(), n, Clock::now());
         p.writing = true;
         auto [wec, written] = co_await net::async_write(p.to, net::buffer(block.data(), n), use_nothrow);

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <openssl/rand.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -147,6 +148,38 @@ struct Recording::Impl {
 
   // ---- data path ----
 
+  void drop_locked(const Event& e, std::uint64_t payload) {
+    if (drop_events == 0) first_drop = e.at;
+    last_drop = e.at;
+    ++drop_events;
+    drop_bytes += payload;
+    ++total_drop_events;
+    total_drop_bytes += payload;
+    if (e.type == Event::Type::data) {
+      auto it = skipped.find(e.conn);
+      if (it != skipped.end()) it->second[idx(e.dir)] += payload;
+      else if (skipped.size() < kMaxSkipEntries) skipped.emplace(e.conn, std::array<std::uint64_t, 2>{}).first->second[idx(e.dir)] += payload;
+    }
+  }
+
+  // Would `payload` bytes of data be dropped now (the queue full, no backpressure)? Lets
+  // the data path skip copying what would be thrown away; racy by design (a hint).
+  bool would_drop(std::uint64_t payload) {
+    std::lock_guard lock(mu);
+    return !options.backpressure && !stopping && queued_bytes + payload + kEventOverhead > options.max_queue_bytes;
+  }
+
+  void drop_data(std::uint64_t conn, Stream towards, std::uint64_t payload, TimePoint at) {
+    Event e;
+    e.type = Event::Type::data;
+    e.conn = conn;
+    e.dir = towards;
+    e.at = at;
+    std::lock_guard lock(mu);
+    if (stopping) return;
+    drop_locked(e, payload);
+  }
+
   void push(Event&& e, std::uint64_t payload) {
     const std::uint64_t cost = payload + kEventOverhead + e.a.size() + e.b.size() + e.c.size();
     bool notify = false;
@@ -168,18 +201,7 @@ struct Recording::Impl {
         if (stopping || failed_flag.load(std::memory_order_relaxed)) return;
       }
       if (queued_bytes + cost > options.max_queue_bytes) {
-        // The writer is behind: drop and count, never grow.
-        if (drop_events == 0) first_drop = e.at;
-        last_drop = e.at;
-        ++drop_events;
-        drop_bytes += payload;
-        ++total_drop_events;
-        total_drop_bytes += payload;
-        if (e.type == Event::Type::data) {
-          auto it = skipped.find(e.conn);
-          if (it != skipped.end()) it->second[idx(e.dir)] += payload;
-          else if (skipped.size() < kMaxSkipEntries) skipped.emplace(e.conn, std::array<std::uint64_t, 2>{}).first->second[idx(e.dir)] += payload;
-        }
+        drop_locked(e, payload);  // the writer is behind: drop and count, never grow
         return;
       }
       if (!skipped.empty()) {
@@ -646,6 +668,10 @@ struct Recording::Impl {
   }
 
   void run() {
+    // Below the proxy's workers: when the cores are busy, traffic goes first and the
+    // recording falls behind into counted gaps (or, with backpressure, slows traffic on
+    // its own terms), instead of the writer taking CPU the relay needed. Best effort.
+    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
     try {
       loop();
     } catch (const std::exception& e) {
@@ -804,6 +830,10 @@ std::uint64_t Recording::open_connection(const ConnectionMeta& meta, TimePoint a
 void Recording::data(std::uint64_t connection, Stream towards, const void* bytes, std::size_t size, TimePoint at) {
   Impl& m = *impl_;
   if (!m.accept(size)) return;
+  if (m.would_drop(size)) {  // counted as a gap without copying a byte
+    m.drop_data(connection, towards == Stream::downstream ? Stream::downstream : Stream::upstream, size, at);
+    return;
+  }
   try {
     Event e;
     e.type = Event::Type::data;
@@ -816,6 +846,14 @@ void Recording::data(std::uint64_t connection, Stream towards, const void* bytes
     m.lost_events.fetch_add(1, std::memory_order_relaxed);
     m.lost_bytes.fetch_add(size, std::memory_order_relaxed);
   }
+}
+
+bool Recording::wants(std::size_t size) const { return impl_->accepting.load(std::memory_order_relaxed) && !impl_->would_drop(size); }
+
+void Recording::lost(std::uint64_t connection, Stream towards, std::size_t size, TimePoint at) {
+  Impl& m = *impl_;
+  if (!m.accept(size)) return;
+  m.drop_data(connection, towards == Stream::downstream ? Stream::downstream : Stream::upstream, size, at);
 }
 
 void Recording::end(std::uint64_t connection, Stream towards, EndKind how, TimePoint at) {

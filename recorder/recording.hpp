@@ -78,6 +78,12 @@ class Recording {
   std::uint64_t open_connection(const ConnectionMeta& meta, TimePoint at);
   // Bytes delivered towards `towards` (upstream: to the server) at `at`.
   void data(std::uint64_t connection, Stream towards, const void* bytes, std::size_t size, TimePoint at);
+  // Whether data() of `size` bytes would be kept now (a hint: false when the queue is full
+  // and the recording drops rather than waits, or it stopped). Lets a caller that would
+  // have to copy the bytes out of the kernel first skip that and call lost() instead.
+  bool wants(std::size_t size) const;
+  // `size` bytes delivered but not given to the recording: counted as a gap, as a drop.
+  void lost(std::uint64_t connection, Stream towards, std::size_t size, TimePoint at);
   void end(std::uint64_t connection, Stream towards, EndKind how, TimePoint at);
   void fault(std::uint64_t connection, std::string_view toxic, std::string_view type, std::string_view what,
              TimePoint at);

@@ -367,6 +367,35 @@ def wait_closed(rec_dir, n, timeout=15):
         time.sleep(0.05)
 
 
+class BulkRecording(RecorderCase):
+    def test_bulk_is_recorded_whole_on_the_zero_copy_path(self):
+        # A recorded tcp proxy keeps splice(2) for bulk and tees the bytes for the recording.
+        # Buffered reads are at most 256 KiB; a longer data line can only come from a splice
+        # burst, so one proves the zero-copy path ran while every byte was still recorded.
+        rec = os.path.join(self.tmp, "rec")
+        payload = os.urandom(48 << 20)
+        with Sink() as sink, Faultline() as fl:
+            p = fl.create_proxy("bulk", sink.address)
+            post_recording(fl, {"id": "bulk", "dir": rec, "max_queue_bytes": 512 << 20})
+            s = connect(p["listen"])
+            for i in range(0, len(payload), 1 << 20):
+                s.sendall(payload[i:i + (1 << 20)])
+            s.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + 60
+            while len(sink.received) < len(payload) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            s.close()
+            self.assertEqual(bytes(sink.received), payload)
+            wait_status(fl, "bulk", lambda st: st["bytes"] >= len(payload), timeout=30)
+            status, st, _ = fl.request("DELETE", "/recordings/bulk")
+        self.assertEqual(status, 200)
+        j = Journal(rec)
+        self.assertEqual(bytes(j.stream(j.conns()[0], "up")), payload)
+        self.assertEqual(st["gaps"], {"markers": 0, "events": 0, "bytes": 0}, st)
+        longest = max(o["len"] for o in j.of("data", dir="up"))
+        self.assertGreater(longest, 256 * 1024, "no data line longer than a buffered read: splice was not used")
+
+
 # ---------------------------------------------------------------------------------------------
 # 1. redis-benchmark through a resp proxy, recorded with `serve --record`
 

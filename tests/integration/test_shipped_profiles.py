@@ -238,6 +238,8 @@ class DefaultStack(unittest.TestCase):
             report = os.path.join(tmp, "report.json")
             r = subprocess.run([BIN, "drill", os.path.join(ROOT, "profiles", "drills", name), "--no-progress",
                                 "--report-json", report], capture_output=True, text=True, timeout=90, env=env)
+            if not os.path.exists(report):
+                raise AssertionError(f"drill {name} wrote no report (exit {r.returncode}):\n{r.stdout}{r.stderr}")
             with open(report) as f:
                 return r, json.load(f)
 

@@ -235,6 +235,33 @@ TEST_CASE("recording: when the queue is full events are dropped, counted and mar
   CHECK(recorded + status.gap_bytes == kChunks * 1000 + 5);
 }
 
+TEST_CASE("recording: bytes reported lost (not copied) become a gap, and offsets skip them") {
+  TempDir dir;
+  auto rec = start(options_for(dir.sub("r")));
+  const auto conn = rec->open_connection({"p", Protocol::tcp, "c:1", "u:2"}, Clock::now());
+  CHECK(rec->wants(1 << 20));  // an empty queue keeps anything
+  rec->data(conn, Stream::upstream, "abc", 3, Clock::now());
+  rec->lost(conn, Stream::upstream, 500, Clock::now());
+  rec->data(conn, Stream::upstream, "def", 3, Clock::now());
+  rec->stop();
+  CHECK_FALSE(rec->wants(1));  // stopped: nothing more is kept
+  const auto status = rec->status();
+  CHECK(status.gap_bytes == 500);
+  CHECK(status.bytes == 6);
+  const auto got = rec::read_journal(dir.sub("r"));
+  REQUIRE(got.error.empty());
+  std::uint64_t gap_bytes = 0;
+  std::vector<std::pair<std::uint64_t, std::string>> data;
+  for (const auto& e : got.events) {
+    if (e.type == rec::EventType::gap) gap_bytes += e.gap_bytes;
+    if (e.type == rec::EventType::data) data.emplace_back(e.off, e.bytes);
+  }
+  CHECK(gap_bytes == 500);
+  REQUIRE(data.size() == 2);
+  CHECK(data[0] == std::pair<std::uint64_t, std::string>{0, "abc"});
+  CHECK(data[1] == std::pair<std::uint64_t, std::string>{503, "def"});
+}
+
 TEST_CASE("recording: with backpressure a full queue makes the producer wait, and nothing is lost") {
   TempDir dir;
   auto o = options_for(dir.sub("r"));
