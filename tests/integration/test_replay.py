@@ -386,6 +386,47 @@ class ReplayProfile(ReplayRedis):
             self.assertEqual(status, 400)
             self.assertIn("replay.unmatched: must be one of error, closest, fail, forward", err["error"])
 
+    def test_replay_server_lives_and_dies_with_its_proxy(self):
+        def refused_soon(address):
+            host, port = address.rsplit(":", 1)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                try:
+                    socket.create_connection((host, int(port)), timeout=1).close()
+                except OSError:
+                    return True
+                time.sleep(0.05)
+            return False
+
+        with Faultline() as fl:
+            made = {}
+            for name in ("gone", "repointed"):
+                status, made[name], _ = fl.request("POST", "/proxies", {"name": name, "listen": "127.0.0.1:0",
+                                                                        "replay": {"journal": self.rec}})
+                self.assertEqual(status, 201, made[name])
+                # The embedded replay server answers on the proxy's upstream address.
+                c = RespConn(int(made[name]["upstream"].rsplit(":", 1)[1]))
+                self.assertEqual(c.call("GET", "greeting"), self.recorded[1])
+                c.close()
+            status, _, _ = fl.request("DELETE", "/proxies/gone")
+            self.assertEqual(status, 204)
+            self.assertTrue(refused_soon(made["gone"]["upstream"]), "the deleted proxy's replay server still listens")
+            # A change of replay options is refused (delete and create instead)...
+            status, err, _ = fl.request("POST", "/proxies/repointed",
+                                        {"replay": {"journal": self.rec, "unmatched": "closest"}})
+            self.assertEqual(status, 400, err)
+            # ...a real upstream replaces the replay server.
+            with RedisServer() as redis:
+                status, changed, _ = fl.request("POST", "/proxies/repointed", {"upstream": redis.address})
+                self.assertEqual(status, 200, changed)
+                self.assertEqual(changed["upstream"], redis.address)
+                self.assertNotIn("replay", changed)
+                self.assertTrue(refused_soon(made["repointed"]["upstream"]),
+                                "the replaced replay server still listens")
+                c = RespConn(int(changed["listen"].rsplit(":", 1)[1]))
+                self.assertEqual(c.call("PING"), b"+PONG\r\n")
+                c.close()
+
     def test_bad_replay_field_names_its_json_path(self):
         rc, out, _, _ = run_serve_expect_exit([], config={"proxies": [
             {"name": "ok", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:1"},
