@@ -50,7 +50,7 @@ ReplayActionResult ReplayActions::stop(const ReplaySpec& spec) {
   return r;
 }
 
-ReplayActionResult ReplayActions::client(const ReplaySpec& spec) const {
+ReplayActionResult ReplayActions::client(const ReplaySpec& spec, const std::atomic<bool>* cancel) const {
   ReplayActionResult r;
   replay::ClientOptions o;
   o.journal = !base_dir_.empty() && !spec.journal.empty() && spec.journal.front() != '/' ? base_dir_ + "/" + spec.journal
@@ -64,6 +64,7 @@ ReplayActionResult ReplayActions::client(const ReplaySpec& spec) const {
   o.ignore = spec.ignore;
   o.timeout = spec.timeout;
   o.progress = 0;
+  o.cancel = cancel;
   replay::ClientResult result;
   std::string error;
   if (!replay::replay_client(o, result, error, true)) {

@@ -3,6 +3,7 @@
 // the drill, `replay.client` replays a journal's client side against a target. The runner
 // owns one ReplayActions for the run; its destructor stops every server still running.
 #pragma once
+#include <atomic>
 #include <map>
 #include <memory>
 #include <optional>
@@ -33,7 +34,7 @@ class ReplayActions {
   ReplayActionResult start(const ReplaySpec& spec);
   ReplayActionResult stop(const ReplaySpec& spec);
   // replay.client: blocks until the replay is done (the runner calls it on a helper thread).
-  ReplayActionResult client(const ReplaySpec& spec) const;
+  ReplayActionResult client(const ReplaySpec& spec, const std::atomic<bool>* cancel = nullptr) const;
   // The bound HOST:PORT of a running server (what ${replay.NAME.address} becomes).
   std::optional<std::string> address(const std::string& name) const;
   void stop_all();

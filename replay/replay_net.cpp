@@ -901,7 +901,26 @@ bool replay_client(const ClientOptions& options, ClientResult& result, std::stri
     }
   const bool show = !quiet && (options.progress < 0 ? ::isatty(STDERR_FILENO) != 0 : options.progress > 0);
   if (show && st.running > 0) net::co_spawn(io, progress(st), net::detached);
+  bool cancelled = false;
+  if (options.cancel && st.running > 0) {
+    net::co_spawn(io, [&]() -> awaitable<void> {
+      net::steady_timer tick(co_await net::this_coro::executor);
+      while (st.running > 0) {
+        if (options.cancel->load(std::memory_order_relaxed)) {
+          cancelled = true;
+          io.stop();  // the connections' frames go with `io`, before `st`
+          co_return;
+        }
+        tick.expires_after(std::chrono::milliseconds(50));
+        co_await tick.async_wait(use_nothrow);
+      }
+    }, net::detached);
+  }
   io.run();
+  if (cancelled) {
+    error = "cancelled after " + std::to_string(st.done) + " of " + std::to_string(st.total) + " exchanges";
+    return false;
+  }
   result.exchanges = st.total;
   result.matched = st.matches;
   result.mismatched = st.mismatches;

@@ -4,6 +4,7 @@
 // Asio-free so app/, the drill runner and `serve` can embed a server without Asio.
 // Errors are return values, never exceptions.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -84,6 +85,9 @@ struct ClientOptions {
   std::vector<std::string> ignore;
   double timeout = 10.0;                // seconds per reply
   int progress = -1;                    // -1 = when stderr is a TTY
+  // When set and it turns true, the replay stops within ~50 ms; replay_client then fails
+  // with "cancelled" (a drill interrupted while its replay.client runs).
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct ClientResult {

@@ -523,7 +523,7 @@ class Runner {
         break;
       }
       case Provider::replay_client: {
-        const auto res = co_await replay_client(std::get<ReplaySpec>(a.spec));
+        const auto res = co_await replay_client(std::get<ReplaySpec>(a.spec), phase);
         r.ok = res.ok;
         r.observed = res.ok ? res.output : res.error;
         r.why = res.error;
@@ -534,26 +534,32 @@ class Runner {
   }
 
   // replay.client blocks (its own io_context), so it runs on a helper thread like a command.
-  awaitable<ReplayActionResult> replay_client(const ReplaySpec& spec) {
+  // An interrupt (or fail-fast / abort, as for a command) cancels it.
+  awaitable<ReplayActionResult> replay_client(const ReplaySpec& spec, Phase phase) {
     struct Done {
       explicit Done(net::any_io_executor ex) : timer(ex) {}
       net::steady_timer timer;
       bool done = false;
+      std::atomic<bool> cancel{false};
       ReplayActionResult result;
     };
     auto st = std::make_shared<Done>(co_await net::this_coro::executor);
     threads_.emplace_back([st, spec, this] {
-      auto result = replays_.client(spec);
+      auto result = replays_.client(spec, &st->cancel);
       net::post(st->timer.get_executor(), [st, result = std::move(result)]() mutable {
         st->result = std::move(result);
         st->done = true;
         st->timer.cancel();
       });
     });
+    sleepers_.insert(&st->timer);
+    const auto stop = stop_for(phase);
     while (!st->done) {
       st->timer.expires_at(net::steady_timer::time_point::max());
       co_await st->timer.async_wait(use_nothrow);
+      if (!st->done && stop()) st->cancel = true;
     }
+    sleepers_.erase(&st->timer);
     co_return st->result;
   }
 

@@ -592,5 +592,62 @@ class ReplayDrillTest(unittest.TestCase):
                 self.assertEqual(fl.request("GET", "/proxies/front/toxics")[1], [])
 
 
+    def test_interrupt_cuts_a_replay_client_short(self):
+        """replay.client replays at the recorded pace; an interrupt stops it at once, not after
+        the journal's 6 s, and the rollbacks run."""
+        with TempDir() as tmp:
+            rec = os.path.join(tmp, "rec")
+            backend = Backend("slow-session")
+            try:
+                with Faultline("--record", rec) as recorder:
+                    proxy = recorder.create_proxy("api", f"127.0.0.1:{backend.port}", protocol="http")
+                    port = int(proxy["listen"].rsplit(":", 1)[1])
+                    for i in range(2):
+                        if i:
+                            time.sleep(6)  # what the replay will reproduce
+                        conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+                        conn.sendall(b"GET /name HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                        while conn.recv(65536):
+                            pass
+                        conn.close()
+                    recorder.request("GET", "/proxies")  # the journal writer flushes every few ms
+                    time.sleep(0.3)
+            finally:
+                backend.close()
+            with Faultline() as fl:
+                fl.create_proxy("svc", f"127.0.0.1:{free_port()}")
+                drill = {"title": "slow replay", "configuration": {"faultline_url": fl.url}, "method": [
+                    {"type": "action", "name": "start", "provider": {"type": "replay.start", "name": "api",
+                                                                     "journal": "rec"}},
+                    {"type": "action", "name": "cut", "provider": {"type": "proxy.disable", "proxy": "svc"}},
+                    {"type": "action", "name": "client", "provider": {"type": "replay.client", "journal": "rec",
+                                                                      "target": "${replay.api.address}", "speed": 1}},
+                ], "rollbacks": [
+                    {"type": "action", "name": "restore", "provider": {"type": "proxy.enable", "proxy": "svc"}},
+                ]}
+                path = os.path.join(tmp, "slow.json")
+                with open(path, "w") as f:
+                    json.dump(drill, f)
+                report = os.path.join(tmp, "slow.report.json")
+                proc = subprocess.Popen([BIN, "drill", path, "--report-json", report],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                deadline = time.monotonic() + 10
+                while fl.request("GET", "/proxies/svc")[1]["enabled"] and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                time.sleep(0.5)  # into the client's first exchange; its second is 6 s away
+                start = time.monotonic()
+                proc.send_signal(signal.SIGINT)
+                out, _ = proc.communicate(timeout=30)
+                self.assertLess(time.monotonic() - start, 3, "the replay client was not cut short:\n" + out)
+                self.assertEqual(proc.returncode, 2, out)
+                with open(report) as f:
+                    r = json.load(f)
+                self.assertEqual(r["status"], "interrupted")
+                client = [a for a in r["run"] if a["name"] == "client"]
+                self.assertEqual(len(client), 1, r["run"])
+                self.assertIn("cancelled", json.dumps(client[0]), client[0])
+                self.assertTrue(fl.request("GET", "/proxies/svc")[1]["enabled"], "the rollback did not run")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
