@@ -16,7 +16,7 @@ void check(bool ok) {
 
 bool parses(const std::string& json) {
   rapidjson::Document d;
-  d.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseFullPrecisionFlag>(json.data(), json.size());
+  d.Parse<rapidjson::kParseIterativeFlag>(json.data(), json.size());  // not full precision: see jsonrpc.cpp
   return !d.HasParseError();
 }
 

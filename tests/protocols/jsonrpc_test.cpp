@@ -170,3 +170,20 @@ TEST_CASE("jsonrpc: value_at walks objects and arrays by dotted path") {
   CHECK_FALSE(jsonrpc::value_at("{not json", "a").has_value());
   CHECK(jsonrpc::value_at(R"({"a":{"":5}})", "a.") == "5");
 }
+
+TEST_CASE("jsonrpc: numbers of hundreds of digits are read without crashing") {
+  // fuzz_jsonrpc found RapidJSON's full-precision reader running off a table on these.
+  const std::string zeros(400, '0');
+  const auto m = describe(R"({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"t","arguments":{"x":0.)" +
+                          zeros + R"(1}}})");
+  CHECK(m.valid);
+  CHECK(m.id == "3");
+  CHECK(m.tool == "t");
+  const std::string long_id = "1" + std::string(69, '0') + "7";  // longer than the full-precision cap
+  const auto big = describe(R"({"jsonrpc":"2.0","id":)" + long_id + R"(,"result":{}})");
+  CHECK(big.valid);
+  CHECK(big.id == long_id);  // as sent, not rounded
+  const auto v = jsonrpc::value_at(R"({"a":[0.)" + zeros + R"(5]})", "a");
+  REQUIRE(v);
+  CHECK(parses(*v));
+}
