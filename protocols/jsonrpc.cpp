@@ -1,9 +1,16 @@
 #include "protocols/jsonrpc.hpp"
 
 #include <rapidjson/document.h>
+#include <rapidjson/memorystream.h>
+#include <rapidjson/reader.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -11,46 +18,64 @@ namespace faultline::jsonrpc {
 
 namespace {
 
-// The iterative parser keeps its stack on the heap, so a body of a million '[' cannot
-// overflow ours; full precision keeps numbers exact (ids beyond 64-bit integers: number_as_sent).
-constexpr unsigned kParseFlags = rapidjson::kParseIterativeFlag | rapidjson::kParseFullPrecisionFlag;
 // Writing a value back out recurses once per level; deeper values are refused.
 constexpr std::size_t kMaxWriteDepth = 256;
 
-// RapidJSON 1.1's full-precision path reads past a table for some numbers of hundreds of
-// digits ("0.000…0": found by fuzz_jsonrpc, a crash on the data path). No id or value a peer
-// means exactly is that long, so such a body is parsed with the normal-precision path.
-constexpr std::size_t kMaxFullPrecisionNumber = 64;
+// Numbers are read by the C library, not by RapidJSON: its full-precision reader (1.1) runs
+// off a table on numbers such as 56 digits with e-378 or hundreds of zeros (found by
+// fuzz_jsonrpc: an MCP body could take faultline down), and its normal one is not exact.
+// RapidJSON hands each number over as text (kParseNumbersAsStringsFlag); this converts it
+// as its own parser would (integers that fit as integers, the rest as correctly rounded
+// doubles; beyond a double's range: a parse error) and passes everything else through.
+struct ExactNumbers {
+  rapidjson::Document& doc;
 
-bool has_overlong_number(std::string_view json) {
-  bool in_string = false, escaped = false;
-  std::size_t run = 0;
-  for (const char c : json) {
-    if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
-      continue;
+  bool RawNumber(const char* text, rapidjson::SizeType length, bool) {
+    const std::string t(text, length);
+    errno = 0;
+    char* end = nullptr;
+    if (t.find_first_of(".eE") == std::string::npos) {
+      if (t[0] == '-') {
+        const long long v = std::strtoll(t.c_str(), &end, 10);
+        if (errno == 0 && end == t.c_str() + t.size()) return doc.Int64(v);
+      } else {
+        const unsigned long long v = std::strtoull(t.c_str(), &end, 10);
+        if (errno == 0 && end == t.c_str() + t.size()) return doc.Uint64(v);
+      }
+      errno = 0;
     }
-    if (c == '"') {
-      in_string = true;
-      run = 0;
-    } else if ((c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-') {
-      if (++run > kMaxFullPrecisionNumber) return true;
-    } else {
-      run = 0;
-    }
+    const double d = std::strtod(t.c_str(), &end);
+    if (end != t.c_str() + t.size() || !std::isfinite(d)) return false;
+    return doc.Double(d);
   }
-  return false;
-}
+  bool Null() { return doc.Null(); }
+  bool Bool(bool b) { return doc.Bool(b); }
+  bool Int(int i) { return doc.Int(i); }
+  bool Uint(unsigned u) { return doc.Uint(u); }
+  bool Int64(std::int64_t i) { return doc.Int64(i); }
+  bool Uint64(std::uint64_t u) { return doc.Uint64(u); }
+  bool Double(double d) { return doc.Double(d); }
+  bool String(const char* s, rapidjson::SizeType n, bool copy) { return doc.String(s, n, copy); }
+  bool StartObject() { return doc.StartObject(); }
+  bool Key(const char* s, rapidjson::SizeType n, bool copy) { return doc.Key(s, n, copy); }
+  bool EndObject(rapidjson::SizeType n) { return doc.EndObject(n); }
+  bool StartArray() { return doc.StartArray(); }
+  bool EndArray(rapidjson::SizeType n) { return doc.EndArray(n); }
+};
 
+// The iterative parser keeps its stack on the heap, so a body of a million '[' cannot
+// overflow ours.
 bool parse(rapidjson::Document& doc, std::string_view json) {
-  if (has_overlong_number(json)) {
-    doc.Parse<rapidjson::kParseIterativeFlag>(json.data(), json.size());
-  } else {
-    doc.Parse<kParseFlags>(json.data(), json.size());
-  }
-  return !doc.HasParseError();
+  bool ok = false;
+  auto generate = [&](rapidjson::Document& target) {
+    ExactNumbers handler{target};
+    rapidjson::MemoryStream in(json.data(), json.size());
+    rapidjson::Reader reader;
+    ok = !reader.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseNumbersAsStringsFlag>(in, handler).IsError();
+    return ok;
+  };
+  doc.Populate(generate);
+  return ok;
 }
 
 bool deeper_than(const rapidjson::Value& root, std::size_t limit) {

@@ -174,6 +174,13 @@ TEST_CASE("jsonrpc: value_at walks objects and arrays by dotted path") {
 TEST_CASE("jsonrpc: numbers of hundreds of digits are read without crashing") {
   // fuzz_jsonrpc found RapidJSON's full-precision reader running off a table on these.
   const std::string zeros(400, '0');
+  const std::string tiny = std::string(35, '2') + "." + std::string(20, '2') + "0e-378";
+  const auto t = describe(R"({"jsonrpc":"2.0","id":4,"method":"m","params":{"x":)" + tiny + "}}");
+  CHECK(t.valid);
+  CHECK(t.method == "m");
+  CHECK(jsonrpc::value_at(R"({"x":)" + tiny + "}", "x") == std::optional<std::string>("0.0"));
+  CHECK(jsonrpc::value_at(R"({"x":0.1})", "x") == std::optional<std::string>("0.1"));
+  CHECK_FALSE(describe(R"({"jsonrpc":"2.0","id":5,"method":"m","params":[1e999]})").valid);  // beyond a double
   const auto m = describe(R"({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"t","arguments":{"x":0.)" +
                           zeros + R"(1}}})");
   CHECK(m.valid);
