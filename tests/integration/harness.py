@@ -114,12 +114,42 @@ class ManagedProcess:
                 self.proc.wait()
         return self.proc.returncode
 
+    def finish(self):
+        """Stops the process, cleans up, and returns everything it logged."""
+        self.stop()
+        out = self.logs()
+        self.__exit__()
+        return out
+
+    def _launch(self, args, env, port_file, what, timeout=15):
+        """Runs `args` (output to self.log in self.tmp), waits until it writes HOST:PORT to
+        `port_file`, sets host/port/address; cleans up and raises if it exits or never does."""
+        self.log = open(os.path.join(self.tmp, "server.log"), "w+")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if os.path.exists(port_file):
+                with open(port_file) as f:
+                    text = f.read().strip()
+                if text:
+                    self.address = text
+                    self.host, self.port = split_hostport(text)
+                    return
+            if self.proc.poll() is not None:
+                out = self.logs()
+                self.__exit__()
+                raise RuntimeError(f"{what} exited with {self.proc.returncode}: {out}")
+            time.sleep(0.02)
+        self.__exit__()
+        raise RuntimeError(f"{what} did not write its port file within {timeout} s")
+
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.stop()
-        self.log.close()
+        if not self.log.closed:
+            self.log.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -154,23 +184,7 @@ class Faultline(ManagedProcess):
 
     def _start(self, args, env):
         """Runs `args`, waits for the port file and sets host/port (cleans up if it fails)."""
-        self.log = open(os.path.join(self.tmp, "server.log"), "w+")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=serve_env(env))
-        deadline = time.time() + 15
-        while time.time() < deadline:
-            if os.path.exists(self.port_file):
-                with open(self.port_file) as f:
-                    text = f.read().strip()
-                if text:
-                    self.host, self.port = split_hostport(text)
-                    return
-            if self.proc.poll() is not None:
-                out = self.logs()
-                self.__exit__()
-                raise RuntimeError(f"faultline exited with {self.proc.returncode}: {out}")
-            time.sleep(0.02)
-        self.__exit__()
-        raise RuntimeError("faultline did not write its port file within 15 s")
+        self._launch(args, serve_env(env), self.port_file, "faultline")
 
     @property
     def url(self):
@@ -192,6 +206,16 @@ class Faultline(ManagedProcess):
         if status != 201:
             raise RuntimeError(f"create {name} failed: {status} {proxy}")
         return proxy
+
+
+class ReplayServer(ManagedProcess):
+    """`faultline replay server --listen 127.0.0.1:0 ARGS...` (e.g. "--journal", DIR) on a free port."""
+
+    def __init__(self, *args, env=None):
+        self.tmp = tempfile.mkdtemp(prefix="faultline-replay-")
+        port_file = os.path.join(self.tmp, "addr")
+        self._launch([BIN, "replay", "server", "--listen", "127.0.0.1:0", "--port-file", port_file] + list(args),
+                     serve_env(env), port_file, "faultline replay server")
 
 
 class Serve(Faultline):

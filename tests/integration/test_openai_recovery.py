@@ -25,8 +25,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,7 +32,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BIN, Faultline, need, serve_env, split_hostport  # noqa: E402
+from harness import Faultline, ManagedProcess, ReplayServer, need  # noqa: E402
 from test_drill import TempDir, run_drill  # noqa: E402
 
 NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node")
@@ -42,20 +40,6 @@ AGENT = os.path.join(NODE_DIR, "openai_agent.mjs")
 PIECES = ["Hello", ",", " this", " is", " a", " replayed", " answer", "!"]
 FULL_TEXT = "".join(PIECES)
 FAULT_SECONDS = 1.2
-
-
-def wait_for_file(path, proc, what, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if os.path.exists(path):
-            with open(path) as f:
-                text = f.read().strip()
-            if text:
-                return text
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} did not write {path} within {timeout} s")
 
 
 class StubProvider(http.server.BaseHTTPRequestHandler):
@@ -104,20 +88,15 @@ class StubProvider(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class Agent:
+class Agent(ManagedProcess):
     """openai_agent.mjs listening on a free port; GET /step/N runs a workflow step."""
 
-    def __init__(self, tmp, base_url, retries):
+    def __init__(self, base_url, retries):
         need("node", "nodejs")
-        port_file = os.path.join(tmp, f"agent-{retries}.addr")
-        self.log = open(os.path.join(tmp, f"agent-{retries}.log"), "w+")
-        self.proc = subprocess.Popen(["node", AGENT, base_url, FULL_TEXT, "--retries", retries, port_file],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        try:
-            self.host, self.port = split_hostport(wait_for_file(port_file, self.proc, "openai_agent.mjs"))
-        except RuntimeError:
-            self.stop()
-            raise
+        self.tmp = tempfile.mkdtemp(prefix="faultline-openai-agent-")
+        port_file = os.path.join(self.tmp, "agent.addr")
+        self._launch(["node", AGENT, base_url, FULL_TEXT, "--retries", retries, port_file], None, port_file,
+                     "openai_agent.mjs", timeout=20)
 
     def get(self, path):
         conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
@@ -127,54 +106,6 @@ class Agent:
             return r.status, json.loads(r.read() or b"null")
         finally:
             conn.close()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.seek(0)
-        out = self.log.read()
-        self.log.close()
-        return out
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
-
-class ReplayServer:
-    """`faultline replay server --journal REC` on a free port."""
-
-    def __init__(self, tmp, journal):
-        port_file = os.path.join(tmp, "replay.addr")
-        self.log = open(os.path.join(tmp, "replay.log"), "w+")
-        self.proc = subprocess.Popen([BIN, "replay", "server", "--journal", journal, "--listen", "127.0.0.1:0",
-                                      "--port-file", port_file], stdout=self.log, stderr=subprocess.STDOUT,
-                                     env=serve_env())
-        try:
-            self.address = wait_for_file(port_file, self.proc, "faultline replay server")
-        except RuntimeError:
-            self.stop()
-            raise
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.seek(0)
-        out = self.log.read()
-        self.log.close()
-        return out
 
 
 def record_provider(tmp):
@@ -186,7 +117,7 @@ def record_provider(tmp):
     try:
         with Faultline("--record", rec) as fl:
             proxy = fl.create_proxy("llm-rec", f"127.0.0.1:{stub.server_address[1]}", protocol="http")
-            with Agent(tmp, f"http://{proxy['listen']}/v1", "off") as agent:
+            with Agent(f"http://{proxy['listen']}/v1", "off") as agent:
                 for n in (0, 1):
                     status, r = agent.get(f"/step/{n}")
                     if status != 200:
@@ -251,11 +182,11 @@ class OpenAIReplayedProviderRecoveryTest(unittest.TestCase):
     def run_workflow(self, retries):
         """The drill with the agent's retries on or off; returns (run, agent stats, replay log)."""
         with TempDir() as tmp:
-            replay = ReplayServer(tmp, self.rec)
+            replay = ReplayServer("--journal", self.rec)
             try:
                 with Faultline() as fl:
                     proxy = fl.create_proxy("llm", replay.address, protocol="http")
-                    with Agent(tmp, f"http://{proxy['listen']}/v1", retries) as agent:
+                    with Agent(f"http://{proxy['listen']}/v1", retries) as agent:
                         # The stand-in answers both kinds of step before anything is broken.
                         for n in (0, 1):
                             status, r = agent.get(f"/step/{n}")
@@ -263,7 +194,7 @@ class OpenAIReplayedProviderRecoveryTest(unittest.TestCase):
                         run = run_drill(tmp, recovery_drill(fl, agent), timeout=120)
                         stats = agent.get("/stats")[1]
             finally:
-                replay_log = replay.stop()
+                replay_log = replay.finish()
         return run, stats, replay_log
 
     def test_retries_on_the_workflow_recovers(self):

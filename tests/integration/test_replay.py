@@ -28,8 +28,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import (BIN, EchoServer, Faultline, RedisServer, run_serve_expect_exit, serve_env,  # noqa: E402
-                     split_hostport)
+from harness import BIN, EchoServer, Faultline, RedisServer, ReplayServer, run_serve_expect_exit  # noqa: E402
 
 TIMEOUT = 20
 SSE_GAP = 0.4
@@ -108,42 +107,11 @@ SESSION = [
 ]
 
 
-class ReplayServerProc:
-    def __init__(self, *args):
-        self.tmp = tempfile.mkdtemp(prefix="faultline-replay-")
-        port_file = os.path.join(self.tmp, "addr")
-        self.log = open(os.path.join(self.tmp, "log"), "w+")
-        self.proc = subprocess.Popen([BIN, "replay", "server", "--listen", "127.0.0.1:0", "--port-file", port_file]
-                                     + list(args), stdout=self.log, stderr=subprocess.STDOUT,
-                                     env=serve_env({"LOG_LEVEL": "debug"}))
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if os.path.exists(port_file):
-                with open(port_file) as f:
-                    text = f.read().strip()
-                if text:
-                    self.host, self.port = split_hostport(text)
-                    return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        out = self.stop()
-        raise RuntimeError(f"replay server did not start: {out}")
+class ReplayServerProc(ReplayServer):
+    """A replay server logging at debug: the tests read what unmatched requests got."""
 
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.flush()
-        self.log.seek(0)
-        out = self.log.read()
-        self.log.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        return out
+    def __init__(self, *args):
+        super().__init__(*args, env={"LOG_LEVEL": "debug"})
 
 
 class ReplayRedis(unittest.TestCase):
@@ -186,7 +154,7 @@ class ReplayRedis(unittest.TestCase):
             self.assertTrue(miss.startswith(b"-ERR faultline replay: no recorded reply for HGET user:1 lang"), miss)
             self.assertIn(b"closest: HGET user:1 name", miss)
         finally:
-            out = srv.stop()
+            out = srv.finish()
         self.assertIn("served 17, unmatched 1", out)
 
     def test_unmatched_closest_and_fail(self):
@@ -196,7 +164,7 @@ class ReplayRedis(unittest.TestCase):
             self.assertEqual(c.call("HGET", "user:1", "lang"), self.recorded[6])
             c.close()
         finally:
-            srv.stop()
+            srv.finish()
         srv = ReplayServerProc("--journal", self.rec, "--unmatched", "fail")
         c = RespConn(srv.port)
         self.addCleanup(c.close)
@@ -205,7 +173,7 @@ class ReplayRedis(unittest.TestCase):
         c.close()
         srv.proc.send_signal(signal.SIGTERM)
         self.assertEqual(srv.proc.wait(timeout=10), 1)
-        srv.stop()
+        srv.finish()
 
     def test_client_redrives_fresh_redis_with_zero_divergences(self):
         with RedisServer() as redis:
@@ -295,7 +263,7 @@ class ReplayPolicies(ReplayRedis):
             self.assertEqual(upstream.accepts, 1)  # one link per live connection, reused
             self.assertEqual(upstream.commands, [encode("HGET", "user:1", "lang"), encode("HGET", "user:1", "city")])
         finally:
-            out = srv.stop()
+            out = srv.finish()
         self.assertIn("served 2, unmatched 3, forwarded 2", out)
         self.assertIn("no recorded response for HGET user:1 lang; closest: HGET user:1 name; policy forward "
                       "(rule 'HGET=forward')", out)
@@ -315,7 +283,7 @@ class ReplayPolicies(ReplayRedis):
             self.assertTrue(reply.startswith(b"-ERR faultline replay: forward to " + dead_address.encode() + b" failed"),
                             reply)
         finally:
-            srv.stop()
+            srv.finish()
 
     def test_bad_flags_are_refused(self):
         for args, want in [
@@ -507,15 +475,21 @@ def post(port, path, obj):
     return out
 
 
+def start_origin(test):
+    """A Handler server on a free port, shut down when `test` ends."""
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    test.addCleanup(web.server_close)
+    test.addCleanup(web.shutdown)
+    return web
+
+
 class ReplayHttp(unittest.TestCase):
     def test_http_and_jsonrpc(self):
         tmp = tempfile.mkdtemp(prefix="faultline-replay-http-")
         self.addCleanup(shutil.rmtree, tmp, True)
         rec = os.path.join(tmp, "rec")
-        web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=web.serve_forever, daemon=True).start()
-        self.addCleanup(web.server_close)
-        self.addCleanup(web.shutdown)
+        web = start_origin(self)
         rpc = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "add", "arguments": {"xs": [1, 2, 3]}}}
         with Faultline("--record", rec) as fl:
             proxy = fl.create_proxy("api", f"127.0.0.1:{web.server_address[1]}", protocol="http")
@@ -553,14 +527,11 @@ class ReplayHttp(unittest.TestCase):
             second = next(t for t, d in arrivals if b"s-1" in d)
             self.assertGreater(second - first, SSE_GAP * 0.7)
         finally:
-            out = srv.stop()
+            out = srv.finish()
         self.assertIn("served 4, unmatched 1", out)
 
         # The client side against a fresh upstream: zero divergences (SSE compared by status).
-        web2 = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=web2.serve_forever, daemon=True).start()
-        self.addCleanup(web2.server_close)
-        self.addCleanup(web2.shutdown)
+        web2 = start_origin(self)
         r = subprocess.run([BIN, "replay", "client", "--journal", rec, "--target", f"127.0.0.1:{web2.server_address[1]}",
                             "--speed", "max"], capture_output=True, text=True, timeout=TIMEOUT)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
@@ -572,10 +543,7 @@ class ReplayHttpForward(unittest.TestCase):
         tmp = tempfile.mkdtemp(prefix="faultline-replay-fwd-")
         self.addCleanup(shutil.rmtree, tmp, True)
         rec = os.path.join(tmp, "rec")
-        web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=web.serve_forever, daemon=True).start()
-        self.addCleanup(web.server_close)
-        self.addCleanup(web.shutdown)
+        web = start_origin(self)
         with Faultline("--record", rec) as fl:
             proxy = fl.create_proxy("api", f"127.0.0.1:{web.server_address[1]}", protocol="http")
             item = post(int(proxy["listen"].rsplit(":", 1)[1]), "/items", {"id": 17, "q": "apples"})
@@ -601,7 +569,7 @@ class ReplayHttpForward(unittest.TestCase):
             self.assertEqual(status, 502)
             self.assertIn("POST /items", json.loads(body)["closest"])
         finally:
-            out = srv.stop()
+            out = srv.finish()
         self.assertIn("served 1, unmatched 3, forwarded 2", out)
 
 
@@ -636,7 +604,7 @@ class ReplayTcp(unittest.TestCase):
                     got += s.recv(100)
                 self.assertEqual(got, t)
         finally:
-            out = srv.stop()
+            out = srv.finish()
         self.assertIn("served 2, unmatched 0", out)
         with EchoServer() as echo:
             r = subprocess.run([BIN, "replay", "client", "--journal", rec, "--target", echo.address,

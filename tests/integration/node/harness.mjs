@@ -3,6 +3,7 @@
 // server and small socket / HTTP helpers. Loopback only, port 0 everywhere.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
@@ -25,15 +26,13 @@ export async function stopChild(proc) {
   }
 }
 
-// `faultline serve` on 127.0.0.1, API port 0, its port file in `dir`. Resolves
-// { proc, url } (url = http://127.0.0.1:PORT) once the port file is written.
-export async function startFaultline(dir) {
+// A long-running faultline child (`faultline ARGS...`) that writes HOST:PORT to `portFile`;
+// resolves { proc, host, port, output() } once it has (output: what it logged so far).
+export async function startWithPortFile(args, portFile) {
   if (!fs.existsSync(BIN)) {
     throw new Error(`faultline binary not found at ${BIN}: build it (./dev build) or set FAULTLINE_BIN`);
   }
-  const portFile = path.join(dir, "api.addr");
-  const proc = spawn(BIN, ["serve", "--host", "127.0.0.1", "--port", "0", "--port-file", portFile],
-                     { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, LOG_LEVEL: "warn" } });
+  const proc = spawn(BIN, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, LOG_LEVEL: "warn" } });
   let log = "";
   proc.stdout.on("data", (d) => { log += d; });
   proc.stderr.on("data", (d) => { log += d; });
@@ -41,18 +40,74 @@ export async function startFaultline(dir) {
   proc.on("exit", (code, sig) => { exited = { code, sig }; });
   const deadline = Date.now() + 15000;
   while (Date.now() < deadline) {
-    if (exited) throw new Error(`faultline exited early ${JSON.stringify(exited)}: ${log}`);
+    if (exited) throw new Error(`faultline ${args[0]} exited early ${JSON.stringify(exited)}: ${log}`);
     if (fs.existsSync(portFile)) {
       const text = fs.readFileSync(portFile, "utf8").trim();
       if (text) {
         const i = text.lastIndexOf(":");
-        return { proc, url: `http://${text.slice(0, i)}:${Number(text.slice(i + 1))}` };
+        return { proc, host: text.slice(0, i), port: Number(text.slice(i + 1)), output: () => log };
       }
     }
     await sleep(20);
   }
   await stopChild(proc);
-  throw new Error("faultline did not write its port file within 15 s");
+  throw new Error(`faultline ${args[0]} did not write ${portFile} within 15 s: ${log}`);
+}
+
+// `faultline serve` on 127.0.0.1, API port 0, its port file in `dir`. Resolves
+// { proc, url } (url = http://127.0.0.1:PORT) once the port file is written.
+export async function startFaultline(dir) {
+  const portFile = path.join(dir, "api.addr");
+  const { proc, host, port } = await startWithPortFile(
+      ["serve", "--host", "127.0.0.1", "--port", "0", "--port-file", portFile], portFile);
+  return { proc, url: `http://${host}:${port}` };
+}
+
+// A JSON-RPC error reply with no id, as the MCP SDK's servers send for transport errors.
+export function mcpJsonError(res, status, message) {
+  res.writeHead(status, { "content-type": "application/json" });
+  res.end(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code: -32000, message } }));
+}
+
+// The usual stateful Streamable HTTP MCP server as an (async) request handler: one transport,
+// and a fresh McpServer from makeServer(), per session. `sdk` holds the SDK's
+// StreamableHTTPServerTransport and isInitializeRequest (each test loads the SDK itself).
+// Options: `sessions` (Mcp-Session-Id -> transport, for tests that look into it),
+// onBody(req, body) for each parsed POST body, onSession(id) for each new session, and
+// refuseGet (answer GET, the optional standalone SSE stream, with 405).
+export function mcpSessionHandler(sdk, makeServer,
+                                  { sessions = new Map(), onBody = () => {}, onSession = () => {}, refuseGet = false } = {}) {
+  return async (req, res) => {
+    const chunks = [];
+    for await (const c of req) chunks.push(c);
+    if (refuseGet && req.method === "GET") {
+      res.writeHead(405, { allow: "POST, DELETE" });
+      return res.end();
+    }
+    let body;
+    if (req.method === "POST") {
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+      } catch {
+        return mcpJsonError(res, 400, "Parse error");
+      }
+      onBody(req, body);
+    }
+    const sid = req.headers["mcp-session-id"];
+    if (sid) {
+      const t = sessions.get(sid);
+      if (!t) return mcpJsonError(res, 404, "Session not found");
+      return t.handleRequest(req, res, body);
+    }
+    if (req.method !== "POST" || !sdk.isInitializeRequest(body)) return mcpJsonError(res, 400, "No valid session ID");
+    const transport = new sdk.StreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      onsessioninitialized: (id) => { sessions.set(id, transport); onSession(id); },
+    });
+    transport.onclose = () => { if (transport.sessionId) sessions.delete(transport.sessionId); };
+    await makeServer().connect(transport);
+    return transport.handleRequest(req, res, body);
+  };
 }
 
 // A TCP echo server on 127.0.0.1, port 0; it ends (half-closes) when the client ends.

@@ -14,12 +14,11 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { randomUUID } from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
-import { BIN, portOf, sleep, stopChild } from "./harness.mjs";
+import { BIN, mcpSessionHandler, portOf, startWithPortFile, stopChild } from "./harness.mjs";
 
 let Client, StreamableHTTPClientTransport, McpServer, StreamableHTTPServerTransport;
 let isInitializeRequest, LoggingMessageNotificationSchema, z;
@@ -53,7 +52,6 @@ const servers = [];  // MCP servers to close at the end
 // `wrongAdd` makes `add` subtract: a server that regressed. GET (the optional standalone SSE
 // stream) answers 405, which the spec allows: an open-ended stream has no reply to compare.
 function startMcpServer({ wrongAdd = false } = {}) {
-  const sessions = new Map();
   const stats = { sessions: [], toolCalls: 0 };
   const makeServer = () => {
     const s = new McpServer({ name: "faultline-replay-test-server", version: "1.0.0" },
@@ -82,40 +80,9 @@ function startMcpServer({ wrongAdd = false } = {}) {
                    });
     return s;
   };
-  const jsonError = (res, status, message) => {
-    res.writeHead(status, { "content-type": "application/json" });
-    res.end(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code: -32000, message } }));
-  };
-  const srv = http.createServer(async (req, res) => {
-    const chunks = [];
-    for await (const c of req) chunks.push(c);
-    if (req.method === "GET") {
-      res.writeHead(405, { allow: "POST, DELETE" });
-      return res.end();
-    }
-    let body;
-    if (req.method === "POST") {
-      try {
-        body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-      } catch {
-        return jsonError(res, 400, "Parse error");
-      }
-    }
-    const sid = req.headers["mcp-session-id"];
-    if (sid) {
-      const t = sessions.get(sid);
-      if (!t) return jsonError(res, 404, "Session not found");
-      return t.handleRequest(req, res, body);
-    }
-    if (req.method !== "POST" || !isInitializeRequest(body)) return jsonError(res, 400, "No valid session ID");
-    const transport = new StreamableHTTPServerTransport({
-      sessionIdGenerator: () => randomUUID(),
-      onsessioninitialized: (id) => { sessions.set(id, transport); stats.sessions.push(id); },
-    });
-    transport.onclose = () => { if (transport.sessionId) sessions.delete(transport.sessionId); };
-    await makeServer().connect(transport);
-    return transport.handleRequest(req, res, body);
-  });
+  const srv = http.createServer(mcpSessionHandler({ StreamableHTTPServerTransport, isInitializeRequest }, makeServer, {
+    refuseGet: true, onSession: (id) => { stats.sessions.push(id); },
+  }));
   return new Promise((resolve, reject) => {
     srv.on("error", reject);
     srv.listen(0, "127.0.0.1", () => {
@@ -136,28 +103,6 @@ function run(args, { timeoutMs = 60000, env = {} } = {}) {
     proc.on("error", reject);
     proc.on("exit", (code, sig) => { clearTimeout(timer); resolve({ code, sig, out }); });
   });
-}
-
-// A long-running faultline child that writes HOST:PORT to a port file; resolves
-// { proc, port, output() } once it has.
-async function startWithPortFile(args, portFile) {
-  const proc = spawn(BIN, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, LOG_LEVEL: "warn" } });
-  let log = "";
-  proc.stdout.on("data", (d) => { log += d; });
-  proc.stderr.on("data", (d) => { log += d; });
-  let exited = null;
-  proc.on("exit", (code, sig) => { exited = { code, sig }; });
-  const deadline = Date.now() + 15000;
-  while (Date.now() < deadline) {
-    if (exited) throw new Error(`faultline ${args[0]} exited early ${JSON.stringify(exited)}: ${log}`);
-    if (fs.existsSync(portFile)) {
-      const text = fs.readFileSync(portFile, "utf8").trim();
-      if (text) return { proc, port: portOf(text), output: () => log };
-    }
-    await sleep(20);
-  }
-  await stopChild(proc);
-  throw new Error(`faultline ${args[0]} did not write ${portFile} within 15 s: ${log}`);
 }
 
 // One SDK client session through 127.0.0.1:port; returns what the client got.

@@ -8,13 +8,12 @@
 // build/faultline). Loopback only, port 0 everywhere.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { randomUUID } from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { nowMs, portOf, sleep, startFaultline, stopChild } from "./harness.mjs";
+import { mcpJsonError, mcpSessionHandler, nowMs, portOf, sleep, startFaultline, stopChild } from "./harness.mjs";
 
 let Client, StreamableHTTPClientTransport, StreamableHTTPError, McpServer, StreamableHTTPServerTransport;
 let McpError, ErrorCode, isInitializeRequest, z;
@@ -65,42 +64,17 @@ function makeMcpServer() {
   return s;
 }
 
-function jsonError(res, status, message) {
-  res.writeHead(status, { "content-type": "application/json" });
-  res.end(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code: -32000, message } }));
-}
-
-// The usual stateful Streamable HTTP server: one transport (and McpServer) per session.
-async function handleMcp(req, res) {
-  const chunks = [];
-  for await (const c of req) chunks.push(c);
-  let body;
-  if (req.method === "POST") {
-    try {
-      body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-    } catch {
-      return jsonError(res, 400, "Parse error");
-    }
+// The usual stateful Streamable HTTP server: one transport (and McpServer) per session;
+// every JSON-RPC message it gets is noted in `seen`.
+const handleMcp = mcpSessionHandler({ StreamableHTTPServerTransport, isInitializeRequest }, makeMcpServer, {
+  sessions,
+  onBody: (req, body) => {
     for (const m of Array.isArray(body) ? body : [body]) {
       seen.push({ method: m.method, tool: m.params?.name, sid: req.headers["mcp-session-id"], at: nowMs(),
                   params: m.params });
     }
-  }
-  const sid = req.headers["mcp-session-id"];
-  if (sid) {
-    const t = sessions.get(sid);
-    if (!t) return jsonError(res, 404, "Session not found");
-    return t.handleRequest(req, res, body);
-  }
-  if (req.method !== "POST" || !isInitializeRequest(body)) return jsonError(res, 400, "No valid session ID");
-  const transport = new StreamableHTTPServerTransport({
-    sessionIdGenerator: () => randomUUID(),
-    onsessioninitialized: (id) => { sessions.set(id, transport); },
-  });
-  transport.onclose = () => { if (transport.sessionId) sessions.delete(transport.sessionId); };
-  await makeMcpServer().connect(transport);
-  return transport.handleRequest(req, res, body);
-}
+  },
+});
 
 // A TCP tee: relays each connection to 127.0.0.1:targetPort and records the bytes of each
 // connection both ways ({ up: client -> target, down: target -> client }).
@@ -200,7 +174,7 @@ before(async () => {
   tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), "faultline-mcp-"));
   mcpHttp = http.createServer((req, res) => {
     handleMcp(req, res).catch((e) => {
-      if (!res.headersSent) jsonError(res, 500, String(e));
+      if (!res.headersSent) mcpJsonError(res, 500, String(e));
       else res.destroy();
     });
   });
