@@ -23,4 +23,9 @@ using tcp = net::ip::tcp;
 namespace ssl = boost::asio::ssl;
 using net::awaitable;
 inline constexpr auto use_nothrow = net::as_tuple(net::use_awaitable);
+
+// Runs `io` until it runs out of work or is stopped. An exception that escapes a handler
+// is a bug: it is logged as escaping `loop` (the spawn boundary) and the loop goes on
+// serving everything else. Returns how many escaped. (Defined in workers.cpp.)
+std::size_t run_catching(net::io_context& io, const char* loop);
 }  // namespace faultline

@@ -195,15 +195,7 @@ int run_server(const ServeOptions& options) {
                     net::detached);
     });
 
-    for (;;) {
-      try {
-        control.run();
-        break;
-      } catch (const std::exception& e) {
-        spdlog::error("control loop: unexpected exception: {}", e.what());
-        exit_code = 1;
-      }
-    }
+    if (run_catching(control, "control loop") > 0) exit_code = 1;
     control_plane.stop_all();
   }
   workers.stop();

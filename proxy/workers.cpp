@@ -8,22 +8,25 @@ WorkerPool::WorkerPool(std::size_t count) {
   for (std::size_t i = 0; i < std::max<std::size_t>(count, 1); ++i) workers_.push_back(std::make_unique<Worker>());
 }
 
+std::size_t run_catching(net::io_context& io, const char* loop) {
+  std::size_t escaped = 0;
+  for (;;) {
+    try {
+      io.run();
+      return escaped;
+    } catch (const std::exception& e) {
+      ++escaped;
+      spdlog::error("{}: unexpected exception: {}", loop, e.what());
+    }
+  }
+}
+
 WorkerPool::~WorkerPool() { stop(); }
 
 void WorkerPool::start() {
   for (auto& w : workers_) {
     guards_.emplace_back(net::make_work_guard(w->ioc));
-    threads_.emplace_back([worker = w.get()] {
-      for (;;) {
-        try {
-          worker->ioc.run();
-          return;
-        } catch (const std::exception& e) {
-          // A bug escaped a handler: log it and keep the loop serving other connections.
-          spdlog::error("worker loop: unexpected exception: {}", e.what());
-        }
-      }
-    });
+    threads_.emplace_back([worker = w.get()] { run_catching(worker->ioc, "worker loop"); });
   }
 }
 

@@ -589,16 +589,7 @@ std::unique_ptr<ReplayServer> ReplayServer::start(const ServerOptions& options, 
   impl->address = join_host_port(bound.address().to_string(), bound.port());
   net::co_spawn(impl->io, accept_loop(st, acceptor), net::detached);
   Impl* raw = impl.get();
-  impl->thread = std::thread([raw] {
-    for (;;) {
-      try {
-        raw->io.run();
-        break;
-      } catch (const std::exception& e) {
-        spdlog::error("replay server: unexpected exception: {}", e.what());
-      }
-    }
-  });
+  impl->thread = std::thread([raw] { run_catching(raw->io, "replay server"); });
   spdlog::info("replay server: {} recorded exchanges ({}) on {}", st.model.exchanges, to_string(st.protocol),
                impl->address);
   return std::unique_ptr<ReplayServer>(new ReplayServer(std::move(impl)));
