@@ -76,12 +76,14 @@ class TaskGroup {
   std::size_t pending_ = 0;
 };
 
-// A command runs on a helper thread (it blocks in waitpid and poll); the coroutine waits on
-// `timer`, which the thread cancels through the io_context when the command is done.
-struct ProcState {
-  explicit ProcState(net::any_io_executor ex) : timer(ex) {}
+// Blocking work (a command in waitpid and poll, a replay client on its own io_context) runs
+// on a helper thread; the coroutine waits on `timer`, which the thread cancels through the
+// io_context when the work is done. `cancel` asks the work to stop early.
+template <typename Result>
+struct HelperJob {
+  explicit HelperJob(net::any_io_executor ex) : timer(ex) {}
   net::steady_timer timer;
-  ProcessResult result;
+  Result result{};
   bool done = false;
   std::atomic<bool> cancel{false};
 };
@@ -100,7 +102,7 @@ class Runner {
   }
 
   ~Runner() {
-    for (auto& p : procs_) p->cancel = true;
+    for (auto& c : cancels_) *c = true;
     for (auto& t : threads_)
       if (t.joinable()) t.join();
   }
@@ -225,11 +227,11 @@ class Runner {
         reason_ = "interrupted";
         std::cerr << "faultline drill: interrupted: stopping the method and running the rollbacks "
                      "(interrupt again to skip them)\n";
-        for (auto& p : procs_) p->cancel = true;  // method commands; rollbacks start fresh ones
+        for (auto& c : cancels_) *c = true;  // method commands and replays; rollbacks start fresh ones
       } else {
         hard_stop_ = true;
         std::cerr << "faultline drill: interrupted again: skipping what is left\n";
-        for (auto& p : procs_) p->cancel = true;
+        for (auto& c : cancels_) *c = true;
       }
       wake_all();
       arm_signals();
@@ -361,11 +363,14 @@ class Runner {
 
   // ---- commands ------------------------------------------------------------------------
 
-  awaitable<Observation> command(const CommandSpec& spec, Phase phase) {
-    auto st = std::make_shared<ProcState>(co_await net::this_coro::executor);
-    procs_.push_back(st);
-    threads_.emplace_back([st, spec] {
-      st->result = run_process(spec, st->cancel);
+  // Runs `work(cancel)` on a helper thread and waits for its result. The work is cancelled
+  // when the phase stops (interrupt, fail-fast, abort) and on every interrupt.
+  template <typename Result, typename Work>
+  awaitable<Result> on_helper_thread(Work work, Phase phase) {
+    auto st = std::make_shared<HelperJob<Result>>(co_await net::this_coro::executor);
+    cancels_.emplace_back(st, &st->cancel);
+    threads_.emplace_back([st, work = std::move(work)] {
+      st->result = work(st->cancel);
       net::post(st->timer.get_executor(), [st] {
         st->done = true;
         st->timer.cancel();
@@ -379,9 +384,16 @@ class Runner {
       if (!st->done && stop()) st->cancel = true;
     }
     sleepers_.erase(&st->timer);
+    co_return std::move(st->result);
+  }
+
+  awaitable<Observation> command(const CommandSpec& spec, Phase phase) {
+    // Named, not a temporary in the co_await expression: GCC 12 destroys such temporaries
+    // twice when they own memory.
+    auto job = [spec](const std::atomic<bool>& cancel) { return run_process(spec, cancel); };
+    const ProcessResult r = co_await on_helper_thread<ProcessResult>(std::move(job), phase);
     Observation o;
     o.kind = ProbeKind::command;
-    const auto& r = st->result;
     o.answered = r.started && !r.timed_out && !r.cancelled;
     o.error = r.error;
     o.status = r.exit_code;
@@ -534,33 +546,9 @@ class Runner {
   }
 
   // replay.client blocks (its own io_context), so it runs on a helper thread like a command.
-  // An interrupt (or fail-fast / abort, as for a command) cancels it.
   awaitable<ReplayActionResult> replay_client(const ReplaySpec& spec, Phase phase) {
-    struct Done {
-      explicit Done(net::any_io_executor ex) : timer(ex) {}
-      net::steady_timer timer;
-      bool done = false;
-      std::atomic<bool> cancel{false};
-      ReplayActionResult result;
-    };
-    auto st = std::make_shared<Done>(co_await net::this_coro::executor);
-    threads_.emplace_back([st, spec, this] {
-      auto result = replays_.client(spec, &st->cancel);
-      net::post(st->timer.get_executor(), [st, result = std::move(result)]() mutable {
-        st->result = std::move(result);
-        st->done = true;
-        st->timer.cancel();
-      });
-    });
-    sleepers_.insert(&st->timer);
-    const auto stop = stop_for(phase);
-    while (!st->done) {
-      st->timer.expires_at(net::steady_timer::time_point::max());
-      co_await st->timer.async_wait(use_nothrow);
-      if (!st->done && stop()) st->cancel = true;
-    }
-    sleepers_.erase(&st->timer);
-    co_return st->result;
+    auto job = [spec, this](const std::atomic<bool>& cancel) { return replays_.client(spec, &cancel); };
+    co_return co_await on_helper_thread<ReplayActionResult>(std::move(job), phase);
   }
 
   // toxic.add with a duration: the fault comes out again by itself, and the moment it does
@@ -840,7 +828,7 @@ class Runner {
   std::unique_ptr<net::signal_set> signals_;
   std::set<net::steady_timer*> sleepers_;
   std::map<std::string, std::vector<std::string>> metric_names_;  // faultline URL -> series names to keep
-  std::vector<std::shared_ptr<ProcState>> procs_;
+  std::vector<std::shared_ptr<std::atomic<bool>>> cancels_;  // of every helper-thread job
   std::vector<std::thread> threads_;
   ReplayActions replays_;
   std::deque<Activity> resolved_;  // actions as run (replay addresses filled in); outlive them
