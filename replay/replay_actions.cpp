@@ -53,8 +53,7 @@ ReplayActionResult ReplayActions::stop(const ReplaySpec& spec) {
 ReplayActionResult ReplayActions::client(const ReplaySpec& spec, const std::atomic<bool>* cancel) const {
   ReplayActionResult r;
   replay::ClientOptions o;
-  o.journal = !base_dir_.empty() && !spec.journal.empty() && spec.journal.front() != '/' ? base_dir_ + "/" + spec.journal
-                                                                                           : spec.journal;
+  o.journal = replay::resolve_journal(base_dir_, spec.journal);
   o.target = spec.target;
   if (!spec.protocol.empty() && spec.protocol != "auto") o.protocol = replay::parse_protocol(spec.protocol);
   o.speed = spec.speed;

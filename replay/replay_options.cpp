@@ -8,6 +8,10 @@
 
 namespace faultline::replay {
 
+std::string resolve_journal(const std::string& base_dir, const std::string& journal) {
+  return !base_dir.empty() && !journal.empty() && journal.front() != '/' ? base_dir + "/" + journal : journal;
+}
+
 std::optional<std::string> check_server_options(const ServerOptions& o) {
   bool forwards = o.unmatched == Unmatched::forward;
   for (const auto& r : o.rules) forwards = forwards || r.policy == Unmatched::forward;
@@ -57,7 +61,7 @@ std::optional<std::string> server_options_from_json(const std::string& json, con
   if (!doc.HasMember("journal")) return std::string("journal: missing required field (a recording directory or journal file)");
   if (auto e = text("journal", out.journal)) return e;
   if (out.journal.empty()) return std::string("journal: must not be empty");
-  if (!base_dir.empty() && out.journal.front() != '/') out.journal = base_dir + "/" + out.journal;
+  out.journal = resolve_journal(base_dir, out.journal);
   if (auto e = text("listen", out.listen)) return e;
   std::string protocol, unmatched;
   if (auto e = text("protocol", protocol)) return e;

@@ -30,6 +30,10 @@ struct ServerOptions {
 // Checks what the flags cannot: a forward policy needs `forward`, tcp cannot forward.
 std::optional<std::string> check_server_options(const ServerOptions& options);
 
+// A journal path as written in a file in `base_dir` (a profile, a drill): relative ones
+// resolve against that directory (when not empty), absolute ones are kept.
+std::string resolve_journal(const std::string& base_dir, const std::string& journal);
+
 // The JSON form (a profile's proxy "replay" object, a drill's replay.start provider):
 // {"journal", "listen", "protocol", "unmatched", "forward", "ignore": [..], "rules": [..]}.
 // A relative journal resolves against `base_dir` (when not empty). Keys in `extra_keys`
