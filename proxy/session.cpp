@@ -240,6 +240,18 @@ awaitable<bool> Session::connect_upstream() {
 
 namespace {
 
+// Reads exactly `n` bytes a pipe already holds (never waits: the caller knows they are there).
+bool read_exactly(int fd, char* out, std::size_t n) {
+  std::size_t got = 0;
+  while (got < n) {
+    const ssize_t r = ::read(fd, out + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    got += static_cast<std::size_t>(r);
+  }
+  return true;
+}
+
 // While a connection is recorded, a burst tees what it spliced into a second pipe (`tap`,
 // no copy: tee(2) shares the pages) and reads that for the recording. The relay stays
 // zero-copy; the one copy left is the one a recording needs. False when the bytes could not
@@ -253,15 +265,9 @@ bool tee_to_taps(RecordingTaps& taps, Stream towards, int source, const KernelPi
   const ssize_t teed = ::tee(source, tap.write_end, n, SPLICE_F_NONBLOCK);
   thread_local std::vector<char> scratch;  // only within this call, which never suspends
   if (scratch.size() < n) scratch.resize(n);
-  std::size_t got = 0;
-  const std::size_t want = teed > 0 ? static_cast<std::size_t>(teed) : 0;
-  while (got < want) {
-    const ssize_t r = ::read(tap.read_end, scratch.data() + got, want - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    got += static_cast<std::size_t>(r);
-  }
-  if (want != n) return false;  // the tap pipe was drained of the part that came
+  const std::size_t teed_bytes = teed > 0 ? static_cast<std::size_t>(teed) : 0;
+  if (!read_exactly(tap.read_end, scratch.data(), teed_bytes)) return false;
+  if (teed_bytes != n) return false;  // the tap pipe was drained of the part that came
   taps.data(towards, scratch.data(), n, Clock::now());
   return true;
 }
@@ -330,16 +336,10 @@ awaitable<Session::SpliceOutcome> Session::splice_burst(Pipe& p) {
       // Not expected (the tap had room for all of it): take the bytes out of the pipe the
       // ordinary way, record and send them, and let buffers carry this connection on.
       std::vector<char> bytes(left);
-      std::size_t got = 0;
-      while (got < left) {
-        const ssize_t r = ::read(pipe.read_end, bytes.data() + got, left - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        got += static_cast<std::size_t>(r);
-      }
-      pool.give(pipe, got == left);
+      const bool whole = read_exactly(pipe.read_end, bytes.data(), left);
+      pool.give(pipe, whole);
       pool.give(tap, false);
-      if (got != left) {
+      if (!whole) {
         on_read_error(p, boost::system::error_code(EIO, boost::system::system_category()));
         co_return SpliceOutcome::done;
       }

@@ -99,7 +99,8 @@ struct Recording::Impl {
   std::condition_variable cv;
   std::condition_variable space_cv;  // backpressure: producers wait here for room
   std::vector<Event> queue;
-  std::uint64_t queued_bytes = 0;
+  // Written under `mu`; atomic so that would_drop() can read it without taking the lock.
+  std::atomic<std::uint64_t> queued_bytes{0};
   std::uint64_t wake_bytes = 1;
   bool stopping = false;
   bool writer_idle = false;
@@ -163,10 +164,11 @@ struct Recording::Impl {
   }
 
   // Would `payload` bytes of data be dropped now (the queue full, no backpressure)? Lets
-  // the data path skip copying what would be thrown away; racy by design (a hint).
-  bool would_drop(std::uint64_t payload) {
-    std::lock_guard lock(mu);
-    return !options.backpressure && !stopping && queued_bytes + payload + kEventOverhead > options.max_queue_bytes;
+  // the data path skip copying what would be thrown away; a hint, read without the lock
+  // (push() decides for real), so the data path still takes `mu` once per event.
+  bool would_drop(std::uint64_t payload) const {
+    return !options.backpressure &&
+           queued_bytes.load(std::memory_order_relaxed) + payload + kEventOverhead > options.max_queue_bytes;
   }
 
   void drop_data(std::uint64_t conn, Stream towards, std::uint64_t payload, TimePoint at) {
