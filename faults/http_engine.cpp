@@ -72,15 +72,24 @@ class HttpEngine final : public EngineBase {
  public:
   HttpEngine(Rng rng, bool mcp) : EngineBase(rng), mcp_(mcp) {}
 
-  bool holds_forever() const override { return r_.floor == kNever; }
+  bool holds_forever() const override { return stalled_forever_by_ != nullptr; }
 
   void set_faults(ToxicList faults) override {
     EngineBase::set_faults(std::move(faults));
-    // A stall (above all a "forever" one) ends when its fault is removed or changed, like
-    // every other fault; the session releases what it had queued for "never".
-    if (r_.stall && std::none_of(faults_.begin(), faults_.end(), [&](const auto& c) { return c.get() == r_.stall; })) {
+    auto gone = [&](const ToxicConfig* c) {
+      return std::none_of(faults_.begin(), faults_.end(), [&](const auto& f) { return f.get() == c; });
+    };
+    // A stall ends when its fault is removed or changed, like every other fault.
+    if (r_.stall && gone(r_.stall)) {
       r_.stall = nullptr;
       r_.floor = TimePoint{};
+    }
+    // A "forever" stall outlives the answer it stopped: the answer may have ended upstream
+    // (and the next ones queued behind it) before the fault goes. The session releases what
+    // it had queued for "never" once this says the hold is over.
+    if (stalled_forever_by_ && gone(stalled_forever_by_.get())) {
+      stalled_forever_by_.reset();
+      if (r_.floor == kNever) r_.floor = TimePoint{};
       if (last_release_[1] == kNever) last_release_[1] = TimePoint{};
     }
   }
@@ -656,6 +665,11 @@ class HttpEngine final : public EngineBase {
       if (r_.stall && r_.events == r_.stall->compiled->after_events) {
         const Duration d = r_.stall->compiled->stall;
         r_.floor = d.count() == 0 ? kNever : at + d;
+        if (d.count() == 0) {
+          for (const auto& f : faults_) {
+            if (f.get() == r_.stall) stalled_forever_by_ = f;
+          }
+        }
         report(out, *r_.stall, "stalled the stream after " + std::to_string(r_.events) + " events");
       }
     }
@@ -763,6 +777,8 @@ class HttpEngine final : public EngineBase {
   ReqMode req_mode_ = ReqMode::idle;
   http::Head head_;
   std::string held_, held_body_;
+  // The sse_stall holding everything at "never" (owned, so a new fault cannot reuse its address).
+  std::shared_ptr<const ToxicConfig> stalled_forever_by_;
   TimePoint req_release_{};
   std::deque<Exchange> exchanges_;
   Response r_;

@@ -379,6 +379,10 @@ void MessageSession::refresh(bool force) {
       for (auto& item : o->items) {
         if (item.segment.release == kNever) item.segment.release = now, released = true;
       }
+      // An end that came in behind the held bytes (the upstream closed meanwhile) goes after them.
+      for (auto& e : o->ends) {
+        if (e.at == kNever && e.from_engine) e.at = now, released = true;
+      }
       if (o->last_release == kNever) o->last_release = now;
       if (released) wake(*o);
     }

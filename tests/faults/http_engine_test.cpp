@@ -503,6 +503,38 @@ TEST_CASE("sse_stall with duration 0 never releases the rest") {
   CHECK(d.out.release_of(Stream::downstream, "two") == kNever);
 }
 
+TEST_CASE("sse_stall forever outlives the answer it stopped and lets go when its fault is removed") {
+  // The upstream may finish the stream (and answer the next request) before the fault goes:
+  // everything stays held, in order, and the hold ends with the fault, not with the answer.
+  Driver d(Protocol::http, 1, {fault("sse_stall", {{"after_events", iv(1)}})});
+  d.client(kGetA);
+  d.server(kSseChunkedHead + chunk(kEv1) + chunk(kEv2) + "0\r\n\r\n");
+  CHECK(d.engine->holds_forever());
+  d.client(kGetB);
+  d.server(kRespB);
+  CHECK(d.engine->holds_forever());
+  CHECK(d.out.release_of(Stream::downstream, "two") == kNever);
+  CHECK(d.out.release_of(Stream::downstream, "bye") == kNever);
+  d.advance(milliseconds(100));
+  d.engine->set_faults({});
+  CHECK_FALSE(d.engine->holds_forever());
+  d.client(kGetA);
+  d.server(kRespA);
+  CHECK(d.out.release_of(Stream::downstream, "hello") == start_time() + milliseconds(100));
+}
+
+TEST_CASE("sse_stall forever keeps holding while other faults change") {
+  auto stall = fault("sse_stall", {{"after_events", iv(1)}});
+  Driver d(Protocol::http, 1, {stall});
+  d.client(kGetA);
+  d.server(kSseChunkedHead + chunk(kEv1) + chunk(kEv2) + "0\r\n\r\n");
+  d.engine->set_faults({stall, fault("http_abort", {{"status", iv(418)}, {"match", jv("{\"path\": \"/zzz\"}")}})});
+  CHECK(d.engine->holds_forever());
+  d.client(kGetB);
+  d.server(kRespB);
+  CHECK(d.out.release_of(Stream::downstream, "bye") == kNever);
+}
+
 TEST_CASE("sse_delay spaces events at least delay apart") {
   Driver d(Protocol::http, 1, {fault("sse_delay", {{"delay", iv(300)}})});
   d.client(kGetA);

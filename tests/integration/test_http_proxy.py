@@ -1040,6 +1040,25 @@ class HttpProxyTest(unittest.TestCase):
         self.remove("st")
         recv_until(s, b"data: [DONE]\n\n", timeout=3)
 
+    def test_sse_stall_forever_outlives_the_answer_it_stopped(self):
+        """The upstream finishes the stream, and answers the next request on the connection,
+        while the stall holds them: both wait, in order, until the stall is removed."""
+        self.add({"name": "st", "type": "sse_stall", "attributes": {"after_events": 1, "duration": 0}})
+        s = self.raw(b"GET /sse?events=3 HTTP/1.1\r\nHost: x\r\n\r\nGET /json HTTP/1.1\r\nHost: x\r\n\r\n")
+        recv_until(s, b'"i":0', timeout=5)
+        deadline = time.monotonic() + 5
+        while len(self.up.seen("/json")) < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertEqual(len(self.up.seen("/json")), 1, "the upstream answered both requests")
+        time.sleep(0.2)  # its answers reach faultline and are held
+        s.settimeout(0.3)
+        with self.assertRaises(TimeoutError, msg="nothing passes the stall while it is there"):
+            s.recv(65536)
+        self.remove("st")
+        rest = recv_until(s, JSON_TEXT, timeout=3)
+        self.assertIn(b"data: [DONE]\n\n", rest)
+        self.assertLess(rest.index(b"data: [DONE]"), rest.index(JSON_TEXT), "the answers keep their order")
+
     def test_sse_head_goes_out_before_the_first_event(self):
         """With SSE faults active the client still gets the head while the upstream has not
         sent an event yet (it sends them once the test saw the head)."""
