@@ -161,8 +161,20 @@ awaitable<bool> read_response(boost::beast::tcp_stream& stream, Protocol p, std:
 
 // ---- server -------------------------------------------------------------------------------
 constexpr auto kForwardConnectTimeout = std::chrono::seconds(5);
-// An upstream behind a replay is often a slow API (an LLM); a reply may take a while.
+// An upstream behind a replay is often a slow API (an LLM): a reply may take a while to start,
+// and a streamed one as long as it keeps sending. The bound is on silence, not on the whole.
 constexpr auto kForwardReplyTimeout = std::chrono::seconds(60);
+
+// Whether the connection ends with this answer: it says so, or only its end delimits its body.
+bool answer_closes(const http::Head& h, std::string_view method) {
+  if (auto c = h.field("connection")) {
+    std::string v(*c);
+    for (auto& ch : v) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (v.find("close") != std::string::npos) return true;
+  }
+  if (h.status < 200 || h.status == 204 || h.status == 304 || method == "HEAD") return false;
+  return !h.field("transfer-encoding") && !h.field("content-length");
+}
 
 struct ServerState {
   ServerOptions options;
@@ -194,26 +206,20 @@ class Forwarder {
   explicit Forwarder(ServerState& st) : st_(st) {}
   ~Forwarder() { close(); }
 
-  // Sends `request` and reads one answer into `reply`; false + why when the upstream fails.
-  awaitable<bool> exchange(std::string_view request, std::string_view method, std::string& reply, std::string& why) {
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      const bool reused = stream_ != nullptr;
-      if (!stream_ && !co_await connect(why)) co_return false;
-      stream_->expires_after(kForwardReplyTimeout);
-      auto [wec, wn] = co_await net::async_write(*stream_, net::buffer(request.data(), request.size()), use_nothrow);
-      (void)wn;
-      bool ok = !wec;
-      if (!ok) why = "write: " + wec.message();
-      if (ok) ok = co_await read_response(*stream_, st_.protocol, method, 0, in_, reply, why);
-      if (ok) {
-        if ((st_.protocol == Protocol::http || st_.protocol == Protocol::mcp) && closes_after(reply)) close();
-        co_return true;
-      }
-      close();
-      // A kept link the upstream closed while idle fails at once: try one fresh connection.
-      if (!reused) break;
-    }
-    co_return false;
+  // RESP: sends `command` and reads one reply into `reply`; false + why when the upstream fails.
+  awaitable<bool> exchange(std::string_view command, std::string& reply, std::string& why) {
+    bool closes = false, relayed = false;
+    co_return co_await round_trip(command, "", nullptr, reply, closes, relayed, why);
+  }
+
+  // HTTP: sends `request` and relays the answer to `client` as it arrives, so an event stream
+  // or a long body reaches the client event by event, not once complete. False + why when the
+  // upstream fails; `relayed` then says whether the client already has part of the answer
+  // (only closing is honest then). `closes`: the client connection ends with this answer.
+  awaitable<bool> relay_http(std::string_view request, std::string_view method, tcp::socket& client, bool& closes,
+                             bool& relayed, std::string& why) {
+    std::string unused;
+    co_return co_await round_trip(request, method, &client, unused, closes, relayed, why);
   }
 
   void close() {
@@ -226,6 +232,78 @@ class Forwarder {
   }
 
  private:
+  awaitable<bool> round_trip(std::string_view request, std::string_view method, tcp::socket* relay_to,
+                             std::string& reply, bool& closes, bool& relayed, std::string& why) {
+    relayed = false;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      const bool reused = stream_ != nullptr;
+      if (!stream_ && !co_await connect(why)) co_return false;
+      stream_->expires_after(kForwardReplyTimeout);
+      auto [wec, wn] = co_await net::async_write(*stream_, net::buffer(request.data(), request.size()), use_nothrow);
+      (void)wn;
+      bool ok = !wec;
+      if (!ok) why = "write: " + wec.message();
+      if (ok && relay_to) ok = co_await relay_answer(method, *relay_to, closes, relayed, why);
+      else if (ok) ok = co_await read_response(*stream_, st_.protocol, method, 0, in_, reply, why);
+      if (ok) {
+        if (closes) close();
+        co_return true;
+      }
+      close();
+      // A kept link the upstream closed while idle fails at once: try one fresh connection
+      // (never once the client has part of an answer).
+      if (!reused || relayed) break;
+    }
+    co_return false;
+  }
+
+  awaitable<bool> relay_answer(std::string_view method, tcp::socket& client, bool& closes, bool& relayed,
+                               std::string& why) {
+    http::Framer f(false);
+    f.answering(method);
+    std::size_t framed = 0;  // in_[0, framed) is part of the answer, not yet relayed
+    auto flush = [&]() -> awaitable<bool> {
+      if (framed == 0) co_return true;
+      if (!co_await write_all(client, std::string_view(in_).substr(0, framed))) {
+        why = "the client went away";
+        co_return false;
+      }
+      relayed = true;
+      in_.erase(0, framed);
+      framed = 0;
+      co_return true;
+    };
+    char buf[16384];
+    for (;;) {
+      const auto step = f.step(std::string_view(in_).substr(framed));
+      framed += step.consumed;
+      if (step.event == FrameEvent::error) {
+        why = "not HTTP: " + std::string(f.error());
+        co_return false;
+      }
+      if (step.event == FrameEvent::head) closes = answer_closes(f.head(), method);
+      if (step.event == FrameEvent::end) {
+        const int status = f.head().status;
+        if (status >= 100 && status < 200 && status != 101) continue;  // the real answer follows
+        co_return co_await flush();
+      }
+      if (step.consumed != 0 || step.event != FrameEvent::none) continue;
+      if (!co_await flush()) co_return false;
+      stream_->expires_after(kForwardReplyTimeout);
+      auto [ec, n] = co_await stream_->async_read_some(net::buffer(buf), use_nothrow);
+      if (ec || n == 0) {
+        if (f.in_message() && f.finish()) {  // a body delimited by the upstream's close
+          framed = in_.size();
+          closes = true;
+          co_return co_await flush();
+        }
+        why = ec ? ec.message() : std::string("connection closed");
+        co_return false;
+      }
+      in_.append(buf, n);
+    }
+  }
+
   awaitable<bool> connect(std::string& why) {
     auto ex = co_await net::this_coro::executor;
     tcp::resolver resolver(ex);
@@ -318,12 +396,17 @@ awaitable<void> serve_http(ServerState& st, tcp::socket sock) {
       } else if (policy == Unmatched::fail) {
         co_return;
       } else if (policy == Unmatched::forward) {
-        std::string answer, why;
-        if (co_await forwarder.exchange(request, info.method, answer, why)) {
+        std::string why;
+        bool closes = false, relayed = false;
+        if (co_await forwarder.relay_http(request, info.method, sock, closes, relayed, why)) {
           ++st.forwarded;
-          reply.push_back({std::move(answer), 0});
+          if (!closes) continue;
+          boost::system::error_code ignored;
+          sock.shutdown(tcp::socket::shutdown_send, ignored);
+          co_return;
         } else {
           spdlog::warn("replay: forwarding {} to {} failed: {}", info.label, st.options.forward, why);
+          if (relayed) co_return;  // the client has part of an answer: a cut is what it saw
           const std::string body = "{\"error\":" + json_quote("faultline replay: forward to " + st.options.forward +
                                                               " failed: " + why) +
                                    ",\"request\":" + json_quote(info.label) + "}";
@@ -383,7 +466,7 @@ awaitable<void> serve_resp(ServerState& st, tcp::socket sock) {
           co_return;
         } else if (policy == Unmatched::forward) {
           std::string why;
-          if (co_await forwarder.exchange(command, "", reply, why)) {
+          if (co_await forwarder.exchange(command, reply, why)) {
             ++st.forwarded;
           } else {
             spdlog::warn("replay: forwarding {} to {} failed: {}", info.label, st.options.forward, why);

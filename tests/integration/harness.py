@@ -501,6 +501,21 @@ def recv_at_least(sock, n):
     return bytes(got)
 
 
+def recv_until(sock, marker, timeout=10):
+    """Reads until `marker` is in what came (returns all of it); fails on EOF or after `timeout` s."""
+    sock.settimeout(timeout)
+    deadline = time.monotonic() + timeout
+    got = b""
+    while marker not in got:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {marker!r} within {timeout} s; got {got[-200:]!r}")
+        data = sock.recv(65536)
+        if not data:
+            raise AssertionError(f"EOF before {marker!r}; got {got[-200:]!r}")
+        got += data
+    return got
+
+
 def recv_all(sock):
     chunks = []
     while True:

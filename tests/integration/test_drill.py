@@ -30,7 +30,7 @@ import unittest
 import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BIN, Faultline, ManagedProcess, RedisServer, free_port, need  # noqa: E402
+from harness import BIN, Faultline, ManagedProcess, RedisServer, free_port, need, recv_all  # noqa: E402
 
 LOADING = "LOADING Redis is loading the dataset in memory"
 
@@ -536,12 +536,7 @@ class ReplayDrillTest(unittest.TestCase):
                     port = int(proxy["listen"].rsplit(":", 1)[1])
                     conn = socket.create_connection(("127.0.0.1", port), timeout=10)
                     conn.sendall(b"GET /name HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    answer = b""
-                    while True:
-                        chunk = conn.recv(65536)
-                        if not chunk:
-                            break
-                        answer += chunk
+                    answer = recv_all(conn)
                     conn.close()
                     self.assertIn(b"recorded-answer", answer)
                     time.sleep(0.3)  # the journal writer flushes every few ms

@@ -23,7 +23,7 @@ import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import EchoServer, Faultline, ThreadedServer, connect, metric, need, poll  # noqa: E402
+from harness import EchoServer, Faultline, ThreadedServer, connect, metric, need, poll, recv_until  # noqa: E402
 
 MIB = 1 << 20
 BIG = 50 * MIB          # the streamed download
@@ -305,21 +305,6 @@ def read_response(f, head_request=False):
     else:
         body = f.read(int(headers.get("content-length", 0)))
     return status, headers, body, head
-
-
-def recv_until(sock, marker, timeout=10):
-    """Reads until `marker` is in what came; fails on EOF or after `timeout` seconds."""
-    sock.settimeout(timeout)
-    deadline = time.monotonic() + timeout
-    got = b""
-    while marker not in got:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {marker!r} within {timeout} s; got {got[-200:]!r}")
-        data = sock.recv(65536)
-        if not data:
-            raise AssertionError(f"EOF before {marker!r}; got {got[-200:]!r}")
-        got += data
-    return got
 
 
 def read_all(sock, timeout=10):

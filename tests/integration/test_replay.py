@@ -28,7 +28,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BIN, EchoServer, Faultline, RedisServer, ReplayServer, run_serve_expect_exit  # noqa: E402
+from harness import (BIN, EchoServer, Faultline, RedisServer, ReplayServer, recv_all, recv_until,  # noqa: E402
+                     run_serve_expect_exit)
 
 TIMEOUT = 20
 SSE_GAP = 0.4
@@ -538,8 +539,39 @@ class ReplayHttp(unittest.TestCase):
         self.assertIn("3 exchanges, 3 matched, 0 mismatched, 0 errors", r.stdout)
 
 
+class GatedStream(http.server.BaseHTTPRequestHandler):
+    """POST /stream: a chunked event stream whose second event waits for the server's `gate`;
+    POST /stream?cut=1 closes the connection after the first event (the stream never ends)."""
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def chunk(data):
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+
+        chunk(b"data: first\n\n")
+        if self.path.endswith("cut=1"):
+            self.close_connection = True
+            return
+        if not self.server.gate.wait(10):
+            return
+        chunk(b"data: second\n\n")
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def log_message(self, *args):
+        pass
+
+
 class ReplayHttpForward(unittest.TestCase):
-    def test_unmatched_http_is_forwarded_unless_a_rule_says_otherwise(self):
+    def record_one_item(self):
+        """A journal holding one POST /items exchange; returns (its path, the answer)."""
         tmp = tempfile.mkdtemp(prefix="faultline-replay-fwd-")
         self.addCleanup(shutil.rmtree, tmp, True)
         rec = os.path.join(tmp, "rec")
@@ -549,6 +581,55 @@ class ReplayHttpForward(unittest.TestCase):
             item = post(int(proxy["listen"].rsplit(":", 1)[1]), "/items", {"id": 17, "q": "apples"})
             time.sleep(0.3)
             fl.stop()
+        return rec, item
+
+    def test_a_forwarded_event_stream_reaches_the_client_event_by_event(self):
+        """An LLM answer streamed by the forward upstream is relayed as it comes: the client has
+        the first event while the upstream still holds the second; the connection then serves
+        the next request. A stream the upstream cuts is cut for the client too (no 502 after
+        part of an answer)."""
+        rec, _ = self.record_one_item()
+        origin = http.server.ThreadingHTTPServer(("127.0.0.1", 0), GatedStream)
+        origin.gate = threading.Event()
+        threading.Thread(target=origin.serve_forever, daemon=True).start()
+        self.addCleanup(origin.server_close)
+        self.addCleanup(origin.shutdown)
+        self.addCleanup(origin.gate.set)
+        srv = ReplayServerProc("--journal", rec, "--unmatched", "forward",
+                               "--forward", f"127.0.0.1:{origin.server_address[1]}")
+        try:
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+            self.addCleanup(s.close)
+            request = b"POST /stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+            s.sendall(request)
+            got = recv_until(s, b"data: first\n\n")
+            self.assertTrue(got.startswith(b"HTTP/1.1 200"), got)
+            self.assertNotIn(b"second", got)
+            origin.gate.set()
+            got += recv_until(s, b"0\r\n\r\n")
+            self.assertIn(b"data: second\n\n", got)
+            origin.gate.clear()
+            s.sendall(request)  # the same connection, the next forwarded answer
+            self.assertIn(b"data: first", recv_until(s, b"data: first\n\n"))
+            origin.gate.set()
+            recv_until(s, b"0\r\n\r\n")
+
+            c = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+            self.addCleanup(c.close)
+            c.sendall(request.replace(b"/stream", b"/stream?cut=1"))
+            got = recv_until(c, b"data: first\n\n")
+            c.settimeout(5)
+            rest = recv_all(c)
+            self.assertNotIn(b"502", got + rest, "no error answer after part of an answer")
+            self.assertNotIn(b"0\r\n\r\n", got + rest, "the stream did not end: the client sees the cut")
+        finally:
+            out = srv.finish()
+        self.assertIn("forwarded 2", out)
+        self.assertIn("forwarding POST /stream?cut=1", out)
+
+    def test_unmatched_http_is_forwarded_unless_a_rule_says_otherwise(self):
+        rec, item = self.record_one_item()
+        web = start_origin(self)
         srv = ReplayServerProc("--journal", rec, "--unmatched", "forward",
                                "--forward", f"127.0.0.1:{web.server_address[1]}", "--rule", "POST /rpc*=error")
         try:
