@@ -358,12 +358,41 @@ RequestInfo describe_http_request(std::string_view bytes, const std::vector<std:
   return info;
 }
 
+namespace {
+
+std::string upper_ascii(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// The argument positions holding a password: a recording keeps only a token in their place
+// (see recorder/redaction.hpp), so they are left out of matching and of labels.
+std::vector<bool> password_args(const std::vector<std::string>& args) {
+  std::vector<bool> secret(args.size(), false);
+  if (args.empty()) return secret;
+  const std::string name = upper_ascii(args[0]);
+  if (name == "AUTH") {
+    if (args.size() == 2) secret[1] = true;  // AUTH password
+    else if (args.size() >= 3) secret[2] = true;  // AUTH username password
+  } else if (name == "HELLO") {
+    for (std::size_t i = 2; i < args.size(); ++i) {
+      if (upper_ascii(args[i]) == "AUTH" && i + 2 < args.size()) {
+        secret[i + 2] = true;  // HELLO protover AUTH username password
+        i += 2;
+      }
+    }
+  }
+  return secret;
+}
+
+}  // namespace
+
 RequestInfo describe_resp_command(const std::vector<std::string>& args) {
   RequestInfo info;
+  const std::vector<bool> secret = password_args(args);
   for (std::size_t i = 0; i < args.size(); ++i) {
-    std::string a = args[i];
-    if (i == 0)
-      for (auto& c : a) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    std::string a = secret[i] ? std::string("(password)") : args[i];
+    if (i == 0) a = upper_ascii(std::move(a));
     if (i) {
       info.key += '\x1f';
       info.label += ' ';

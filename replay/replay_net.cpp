@@ -212,6 +212,24 @@ class Forwarder {
     co_return co_await round_trip(command, "", nullptr, reply, closes, relayed, why);
   }
 
+  // RESP: a command that sets the live connection's state (AUTH, HELLO, SELECT) is the forward
+  // link's business too, even when the recording answered it: forwarded commands must run as
+  // the client's would, authenticated and in its database. The last of each kind is kept to
+  // start a link with, and sent at once on a link already open (unless `on_link_already`:
+  // it was itself forwarded).
+  awaitable<void> follow_state(std::string_view name, std::string_view command, bool on_link_already) {
+    const int slot = state_slot(name);
+    if (slot < 0) co_return;
+    state_[slot] = std::string(command);
+    if (on_link_already || !stream_) co_return;
+    std::string why;
+    stream_->expires_after(kForwardReplyTimeout);
+    if (!co_await send_state(slot, why)) {
+      spdlog::warn("replay: forward link to {}: {}", st_.options.forward, why);
+      close();  // the next forwarded command opens a fresh link and tries again
+    }
+  }
+
   // HTTP: sends `request` and relays the answer to `client` as it arrives, so an event stream
   // or a long body reaches the client event by event, not once complete. False + why when the
   // upstream fails; `relayed` then says whether the client already has part of the answer
@@ -322,12 +340,50 @@ class Forwarder {
     }
     spdlog::debug("replay: forward link to {} open", st_.options.forward);
     stream_ = std::move(stream);
+    for (int slot = 0; slot < 3; ++slot) {
+      if (state_[slot].empty()) continue;
+      stream_->expires_after(kForwardReplyTimeout);
+      if (!co_await send_state(slot, why)) {
+        close();
+        co_return false;
+      }
+    }
+    co_return true;
+  }
+
+  // AUTH before HELLO (which may itself authenticate and pick the protocol) before SELECT.
+  static int state_slot(std::string_view name) {
+    std::string upper(name);
+    for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (upper == "AUTH") return 0;
+    if (upper == "HELLO") return 1;
+    if (upper == "SELECT") return 2;
+    return -1;
+  }
+
+  // Sends a state command on the link; an error reply fails it, naming the command.
+  awaitable<bool> send_state(int slot, std::string& why) {
+    static constexpr const char* kNames[] = {"AUTH", "HELLO", "SELECT"};
+    const std::string& command = state_[slot];
+    auto [wec, wn] = co_await net::async_write(*stream_, net::buffer(command), use_nothrow);
+    (void)wn;
+    std::string reply;
+    if (wec) {
+      why = "write: " + wec.message();
+      co_return false;
+    }
+    if (!co_await read_response(*stream_, Protocol::resp, "", 0, in_, reply, why)) co_return false;
+    if (!reply.empty() && (reply[0] == '-' || reply[0] == '!')) {
+      why = std::string(kNames[slot]) + " on the forward link: " + one_line(reply.substr(1, reply.find('\r') - 1));
+      co_return false;
+    }
     co_return true;
   }
 
   ServerState& st_;
   std::unique_ptr<boost::beast::tcp_stream> stream_;
   std::string in_;
+  std::string state_[3];  // RESP: the live connection's last AUTH, HELLO and SELECT (see state_slot)
 };
 
 // Decides what to do with a request the recording does not cover and logs it with the
@@ -453,6 +509,7 @@ awaitable<void> serve_resp(ServerState& st, tcp::socket sock) {
       const RequestInfo info = describe_resp_command(f.args());
       const Exchange* e = st.matcher->take(info.key);
       std::string reply;
+      bool forwarded = false;
       if (e) {
         ++st.matched;
         spdlog::debug("replay: matched {} (recorded conn {} #{})", info.label, e->conn, e->index);
@@ -466,6 +523,7 @@ awaitable<void> serve_resp(ServerState& st, tcp::socket sock) {
           co_return;
         } else if (policy == Unmatched::forward) {
           std::string why;
+          forwarded = true;
           if (co_await forwarder.exchange(command, reply, why)) {
             ++st.forwarded;
           } else {
@@ -477,6 +535,7 @@ awaitable<void> serve_resp(ServerState& st, tcp::socket sock) {
                                     "; closest: " + (c ? one_line(c->label) : std::string("(none)")));
         }
       }
+      if (!st.forward_host.empty() && !f.args().empty()) co_await forwarder.follow_state(f.args()[0], command, forwarded);
       if (!co_await write_all(sock, reply)) co_return;
       continue;
     }

@@ -539,6 +539,62 @@ class ReplayHttp(unittest.TestCase):
         self.assertIn("3 exchanges, 3 matched, 0 mismatched, 0 errors", r.stdout)
 
 
+class ReplayRedisForwardState(unittest.TestCase):
+    """A forwarded Redis command runs as the client's would: the AUTH and SELECT the recording
+    answered also reach the forward link (when it opens, and while it is open)."""
+
+    def test_forwarded_commands_are_authenticated_and_in_the_selected_database(self):
+        tmp = tempfile.mkdtemp(prefix="faultline-replay-auth-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        rec = os.path.join(tmp, "rec")
+        with RedisServer("--requirepass", "secret") as redis, Faultline("--record", rec) as fl:
+            proxy = fl.create_proxy("cache", redis.address, protocol="resp")
+            c = RespConn(int(proxy["listen"].rsplit(":", 1)[1]))
+            self.assertEqual(c.call("AUTH", "secret"), b"+OK\r\n")
+            self.assertEqual(c.call("SELECT", "2"), b"+OK\r\n")
+            self.assertEqual(c.call("SET", "k", "v"), b"+OK\r\n")
+            c.close()
+            time.sleep(0.3)
+            fl.stop()
+
+        with RedisServer("--requirepass", "secret") as live, RedisServer("--requirepass", "other") as wrong:
+            direct = RespConn(live.port)
+            self.addCleanup(direct.close)
+            direct.call("AUTH", "secret")
+            direct.call("SELECT", "2")
+            self.assertEqual(direct.call("SET", "only-in-db2", "x"), b"+OK\r\n")
+
+            srv = ReplayServerProc("--journal", rec, "--unmatched", "forward", "--forward", live.address)
+            try:
+                c = RespConn(srv.port)
+                self.addCleanup(c.close)
+                self.assertEqual(c.call("AUTH", "secret"), b"+OK\r\n")  # from the recording
+                # Forwarded: the link opens authenticated (no -NOAUTH), in database 0.
+                self.assertEqual(c.call("GET", "only-in-db2"), b"$-1\r\n")
+                self.assertEqual(c.call("SELECT", "2"), b"+OK\r\n")  # recorded, and sent on the open link
+                self.assertEqual(c.call("GET", "only-in-db2"), b"$1\r\nx\r\n")
+                c2 = RespConn(srv.port)  # AUTH and SELECT before any link: the link starts with both
+                self.addCleanup(c2.close)
+                c2.call("AUTH", "secret")
+                c2.call("SELECT", "2")
+                self.assertEqual(c2.call("GET", "only-in-db2"), b"$1\r\nx\r\n")
+            finally:
+                out = srv.finish()
+            self.assertIn("served 4, unmatched 3, forwarded 3", out)  # AUTH and SELECT from the recording
+            self.assertNotIn("secret", out, "the live password is never logged")
+
+            srv = ReplayServerProc("--journal", rec, "--unmatched", "forward", "--forward", wrong.address)
+            try:
+                c = RespConn(srv.port)
+                self.addCleanup(c.close)
+                self.assertEqual(c.call("AUTH", "secret"), b"+OK\r\n")
+                reply = c.call("GET", "only-in-db2")
+                self.assertTrue(reply.startswith(b"-ERR faultline replay: forward to " + wrong.address.encode() +
+                                                 b" failed: AUTH on the forward link: WRONGPASS"), reply)
+            finally:
+                srv.finish()
+
+
 class GatedStream(http.server.BaseHTTPRequestHandler):
     """POST /stream: a chunked event stream whose second event waits for the server's `gate`;
     POST /stream?cut=1 closes the connection after the first event (the stream never ends)."""

@@ -31,6 +31,19 @@ TEST_CASE("RESP keys upper-case the command name") {
   CHECK(describe_resp_command({"get", "k"}).label == "GET k");
 }
 
+TEST_CASE("a recorded AUTH (its password redacted to a token) matches the live one, which is never shown") {
+  // The recorder keeps a same-length token in place of the password (recorder/redaction.hpp).
+  CHECK(describe_resp_command({"AUTH", "9f2c41"}).key == describe_resp_command({"auth", "secret"}).key);
+  CHECK(describe_resp_command({"AUTH", "ada", "REDACTED-77a1c0"}).key == describe_resp_command({"AUTH", "ada", "hunter2hunter"}).key);
+  CHECK(describe_resp_command({"AUTH", "ada", "x"}).key != describe_resp_command({"AUTH", "bob", "x"}).key);
+  CHECK(describe_resp_command({"HELLO", "3", "AUTH", "ada", "tok"}).key ==
+        describe_resp_command({"hello", "3", "AUTH", "ada", "pw"}).key);
+  CHECK(describe_resp_command({"HELLO", "3", "AUTH", "ada", "pw", "SETNAME", "a"}).key !=
+        describe_resp_command({"HELLO", "3", "AUTH", "ada", "pw", "SETNAME", "b"}).key);
+  CHECK(describe_resp_command({"AUTH", "ada", "hunter2"}).label == "AUTH ada (password)");
+  CHECK(describe_resp_command({"HELLO", "3", "AUTH", "ada", "hunter2"}).label == "HELLO 3 AUTH ada (password)");
+}
+
 TEST_CASE("the recorded reply gets the live JSON-RPC id, Content-Length fixed") {
   const std::string body = R"({"jsonrpc":"2.0","id":1,"result":{"ok":true}})";
   std::vector<Segment> rec = {{"HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body, 5}};
