@@ -21,6 +21,7 @@ const char* kReplayUsage = R"(usage:
                           [--rule 'MATCH=POLICY']... [--ignore PATH]... [--port-file F]
   faultline replay client --journal J --target HOST:PORT [--speed N|max] [--open-loop]
                           [--concurrency-scale K] [--threshold F] [--ignore PATH]... [--timeout S]
+                          [--header 'Name: value']... [--redis-password P]
 See docs/replay.md.
 )";
 
@@ -128,6 +129,8 @@ int client(int argc, char** argv) {
     ("concurrency-scale", "run each recorded connection K times at once", cxxopts::value<unsigned>()->default_value("1"))
     ("threshold", "exit 1 when (mismatches + errors) / exchanges exceeds this", cxxopts::value<double>()->default_value("0"))
     ("ignore", "a dotted JSON path left out of HTTP body comparison (repeatable)", cxxopts::value<std::vector<std::string>>())
+    ("header", "'Name: value' set on every HTTP request, e.g. the Authorization the recording redacted (repeatable)", cxxopts::value<std::vector<std::string>>())
+    ("redis-password", "the password put into AUTH and HELLO ... AUTH (the recording holds a token)", cxxopts::value<std::string>())
     ("timeout", "seconds to wait for each reply", cxxopts::value<double>()->default_value("10"))
     ("progress", "show the progress line (default: when stderr is a terminal)")
     ("no-progress", "no progress line")
@@ -174,6 +177,20 @@ int client(int argc, char** argv) {
   o.threshold = r["threshold"].as<double>();
   o.timeout = r["timeout"].as<double>();
   if (r.count("ignore")) o.ignore = r["ignore"].as<std::vector<std::string>>();
+  if (r.count("header")) {
+    for (const auto& h : r["header"].as<std::vector<std::string>>()) {
+      const auto colon = h.find(':');
+      std::string name = h.substr(0, colon), value = colon == std::string::npos ? "" : h.substr(colon + 1);
+      value.erase(0, value.find_first_not_of(" \t"));
+      auto why = colon == std::string::npos ? std::optional<std::string>("expected 'Name: value'") : replay::header_problem(name, value);
+      if (why) {
+        std::cerr << "faultline replay client: --header \"" << (colon == std::string::npos ? h : name) << "\": " << *why << "\n";
+        return 2;
+      }
+      o.headers.emplace_back(std::move(name), std::move(value));
+    }
+  }
+  if (r.count("redis-password")) o.redis_password = r["redis-password"].as<std::string>();
   if (r.count("progress")) o.progress = 1;
   if (r.count("no-progress")) o.progress = 0;
   return replay::run_client(o);

@@ -827,7 +827,7 @@ class Parser {
       a.spec = std::move(s);
     } else if (type == "replay.client") {
       Obj o(pv, ppath, {"type", "journal", "target", "protocol", "speed", "open_loop", "concurrency_scale", "threshold",
-                        "timeout", "ignore"});
+                        "timeout", "ignore", "headers", "redis_password"});
       a.provider = Provider::replay_client;
       ReplaySpec s;
       s.raw = json_text(pv);
@@ -853,6 +853,11 @@ class Parser {
       s.threshold = o.number("threshold", 0, 0, 1);
       s.timeout = o.number("timeout", 10, 0.001);
       s.ignore = o.names("ignore");
+      for (const auto& [name, value] : o.labels("headers")) {
+        if (auto why = replay::header_problem(name, value)) fail(member_path(o.path("headers"), name.c_str()), *why);
+        s.headers.emplace_back(name, value);
+      }
+      s.redis_password = o.opt_string("redis_password");
       a.spec = std::move(s);
     } else if (type == "python") {
       fail(ppath + ".type", "python providers are not supported; use command (process), http, resp, tcp or metric");

@@ -114,6 +114,8 @@ struct ReplaySpec {
   double threshold = 0;  // the action fails when (mismatches + errors) / exchanges is above it
   double timeout = 10;   // seconds per reply
   std::vector<std::string> ignore;
+  std::vector<std::pair<std::string, std::string>> headers;  // set on every HTTP request
+  std::optional<std::string> redis_password;                 // put into AUTH / HELLO … AUTH
 };
 
 enum class Provider {

@@ -61,6 +61,8 @@ ReplayActionResult ReplayActions::client(const ReplaySpec& spec, const std::atom
   o.concurrency_scale = spec.concurrency_scale;
   o.threshold = spec.threshold;
   o.ignore = spec.ignore;
+  o.headers = spec.headers;
+  o.redis_password = spec.redis_password;
   o.timeout = spec.timeout;
   o.progress = 0;
   o.cancel = cancel;

@@ -802,24 +802,65 @@ std::optional<std::string> mcp_session_id(std::string_view message) {
 }
 
 std::string with_mcp_session_id(std::string_view request, std::string_view live) {
+  if (!mcp_session_id(request)) return std::string(request);
+  return with_header(request, "Mcp-Session-Id", live);
+}
+
+std::string with_header(std::string_view request, std::string_view name, std::string_view value) {
   const std::string_view head = head_of(request);
   std::string out;
-  out.reserve(request.size() + live.size());
+  out.reserve(request.size() + name.size() + value.size() + 4);
   std::size_t pos = 0;
+  bool set = false;
   while (pos < head.size()) {
     const auto end = head.find("\r\n", pos);
     if (end == std::string_view::npos) break;
     const std::string_view line = head.substr(pos, end - pos);
     const auto colon = line.find(':');
-    if (pos != 0 && colon != std::string_view::npos && http::iequals(line.substr(0, colon), "mcp-session-id"))
-      out.append(line.substr(0, colon)).append(": ").append(live);
-    else
-      out.append(line);
-    out.append("\r\n");
+    if (pos != 0 && colon != std::string_view::npos && http::iequals(line.substr(0, colon), name)) {
+      if (!set) out.append(line.substr(0, colon)).append(": ").append(value).append("\r\n");
+      set = true;  // a repeated one goes: the request carries the value once
+    } else {
+      out.append(line).append("\r\n");
+    }
     pos = end + 2;
   }
+  if (!set) out.append(name).append(": ").append(value).append("\r\n");  // the blank line follows
   out.append(request.substr(pos));
   return out;
+}
+
+std::optional<std::string> header_problem(std::string_view name, std::string_view value) {
+  if (name.empty()) return std::string("the header name is empty");
+  for (unsigned char c : name) {
+    if (c <= 0x20 || c >= 0x7f || std::string_view("()<>@,;:\\\"/[]?={}").find(static_cast<char>(c)) != std::string_view::npos)
+      return "\"" + std::string(name) + "\" is not a header name";
+  }
+  if (value.find_first_of("\r\n") != std::string_view::npos) return std::string("a header value cannot hold a line break");
+  return std::nullopt;
+}
+
+std::string with_redis_password(std::string_view command, std::string_view password) {
+  resp::CommandFramer framer;
+  std::size_t pos = 0;
+  for (int guard = 0; guard < 1024; ++guard) {
+    const auto step = framer.step(command.substr(pos));
+    pos += step.consumed;
+    if (step.event == FrameEvent::end) break;
+    if (step.event == FrameEvent::error || (step.consumed == 0 && step.event == FrameEvent::none))
+      return std::string(command);
+  }
+  const auto& args = framer.args();
+  const std::vector<bool> secret = password_args(args);
+  if (std::find(secret.begin(), secret.end(), true) == secret.end() || args.size() != framer.arity())
+    return std::string(command);
+  std::string out = "*" + std::to_string(args.size()) + "\r\n";
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string_view a = secret[i] ? password : std::string_view(args[i]);
+    out += "$" + std::to_string(a.size()) + "\r\n";
+    out.append(a).append("\r\n");
+  }
+  return out + std::string(command.substr(pos));
 }
 
 Verdict compare_http(std::string_view recorded, std::string_view live, const std::vector<std::string>& ignore) {

@@ -109,6 +109,18 @@ std::optional<std::string> mcp_session_id(std::string_view message);
 // Content-Length stay as they are). Unchanged when it has no such header.
 std::string with_mcp_session_id(std::string_view request, std::string_view live);
 
+// ---- credentials the recording does not hold (client replayer) ------------------------------
+// A recording keeps tokens in place of secrets (recorder/redaction.hpp), so a client side
+// replayed against a real server needs them put back.
+// The HTTP request with header `name` set to `value` (replaced where present, added at the
+// end of the head otherwise); the body and its Content-Length stay as they are.
+std::string with_header(std::string_view request, std::string_view name, std::string_view value);
+// Why `name: value` cannot be a header (an empty or non-token name, a line break in the value).
+std::optional<std::string> header_problem(std::string_view name, std::string_view value);
+// The Redis command with its password (AUTH's, HELLO … AUTH's) set to `password`, re-encoded
+// as a RESP array; any other command (or one whose arguments were not all kept) unchanged.
+std::string with_redis_password(std::string_view command, std::string_view password);
+
 // ---- comparing (client replayer) ----------------------------------------------------------
 struct Verdict {
   bool match = true;

@@ -798,12 +798,17 @@ awaitable<void> await_session(ClientState& st, Protocol p, const Exchange& e, ne
 }
 
 // The request as it goes out now: with the live MCP session id in place of the recorded one.
+// Also with the credentials the options put back in place of the recording's tokens.
 std::string live_request(const ClientState& st, Protocol p, const Exchange& e) {
+  if (p == Protocol::resp && st.options.redis_password) return with_redis_password(e.request, *st.options.redis_password);
   if (p != Protocol::http && p != Protocol::mcp) return e.request;
-  const auto recorded = mcp_session_id(e.request);
-  if (!recorded) return e.request;
-  const auto it = st.mcp_sessions.find(*recorded);
-  return it == st.mcp_sessions.end() || it->second == *recorded ? e.request : with_mcp_session_id(e.request, it->second);
+  std::string request = e.request;
+  if (const auto recorded = mcp_session_id(request)) {
+    const auto it = st.mcp_sessions.find(*recorded);
+    if (it != st.mcp_sessions.end() && it->second != *recorded) request = with_mcp_session_id(request, it->second);
+  }
+  for (const auto& [name, value] : st.options.headers) request = with_header(request, name, value);
+  return request;
 }
 
 void learn_session(ClientState& st, Protocol p, const std::string& recorded_reply, const std::string& live_reply) {

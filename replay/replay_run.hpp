@@ -87,6 +87,10 @@ struct ClientOptions {
   unsigned concurrency_scale = 1;       // each recorded connection run K times
   double threshold = 0.0;               // mismatch ratio above which the run fails
   std::vector<std::string> ignore;
+  // Credentials the recording holds only as tokens: HTTP headers set on every request
+  // (Authorization, an API key), and the password put into AUTH / HELLO … AUTH.
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::optional<std::string> redis_password;
   double timeout = 10.0;                // seconds per reply
   int progress = -1;                    // -1 = when stderr is a TTY
   // When set and it turns true, the replay stops within ~50 ms; replay_client then fails

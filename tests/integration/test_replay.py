@@ -539,23 +539,59 @@ class ReplayHttp(unittest.TestCase):
         self.assertIn("3 exchanges, 3 matched, 0 mismatched, 0 errors", r.stdout)
 
 
-class ReplayRedisForwardState(unittest.TestCase):
-    """A forwarded Redis command runs as the client's would: the AUTH and SELECT the recording
-    answered also reach the forward link (when it opens, and while it is open)."""
+def recording_bytes(directory):
+    """Every file of a recording, concatenated: to check what it does not hold."""
+    out = b""
+    for root, _, files in os.walk(directory):
+        for name in sorted(files):
+            with open(os.path.join(root, name), "rb") as f:
+                out += f.read()
+    return out
 
-    def test_forwarded_commands_are_authenticated_and_in_the_selected_database(self):
-        tmp = tempfile.mkdtemp(prefix="faultline-replay-auth-")
-        self.addCleanup(shutil.rmtree, tmp, True)
-        rec = os.path.join(tmp, "rec")
-        with RedisServer("--requirepass", "secret") as redis, Faultline("--record", rec) as fl:
+
+class ReplayRedisWithPassword(unittest.TestCase):
+    """A session on a Redis that needs a password, recorded with redaction (the journal holds a
+    token for it): the replay server answers the live AUTH, forwarded commands run as the
+    client's would (the AUTH and SELECT the recording answered reach the forward link too),
+    and `replay client --redis-password` re-drives a real server."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="faultline-replay-auth-")
+        cls.rec = os.path.join(cls.tmp, "rec")
+        with RedisServer("--requirepass", "secret") as redis, Faultline("--record", cls.rec) as fl:
             proxy = fl.create_proxy("cache", redis.address, protocol="resp")
             c = RespConn(int(proxy["listen"].rsplit(":", 1)[1]))
-            self.assertEqual(c.call("AUTH", "secret"), b"+OK\r\n")
-            self.assertEqual(c.call("SELECT", "2"), b"+OK\r\n")
-            self.assertEqual(c.call("SET", "k", "v"), b"+OK\r\n")
+            assert c.call("AUTH", "secret") == b"+OK\r\n"
+            assert c.call("SELECT", "2") == b"+OK\r\n"
+            assert c.call("SET", "k", "v") == b"+OK\r\n"
             c.close()
             time.sleep(0.3)
             fl.stop()
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def test_replay_client_puts_the_password_back(self):
+        journal = recording_bytes(self.rec)
+        self.assertNotIn(b"secret", journal, "the password is redacted in the recording")
+        with RedisServer("--requirepass", "secret") as live:
+            args = [BIN, "replay", "client", "--journal", self.rec, "--target", live.address, "--speed", "max"]
+            r = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)  # the token is not the password
+            self.assertIn("AUTH (password)", r.stderr)
+            r = subprocess.run(args + ["--redis-password", "secret"], capture_output=True, text=True, timeout=TIMEOUT)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("3 exchanges, 3 matched, 0 mismatched, 0 errors", r.stdout)
+            direct = RespConn(live.port)
+            self.addCleanup(direct.close)
+            direct.call("AUTH", "secret")
+            direct.call("SELECT", "2")
+            self.assertEqual(direct.call("GET", "k"), b"$1\r\nv\r\n", "the replayed SET landed in database 2")
+
+    def test_forwarded_commands_are_authenticated_and_in_the_selected_database(self):
+        rec = self.rec
 
         with RedisServer("--requirepass", "secret") as live, RedisServer("--requirepass", "other") as wrong:
             direct = RespConn(live.port)
@@ -593,6 +629,60 @@ class ReplayRedisForwardState(unittest.TestCase):
                                                  b" failed: AUTH on the forward link: WRONGPASS"), reply)
             finally:
                 srv.finish()
+
+
+class NeedsKey(http.server.BaseHTTPRequestHandler):
+    """GET /whoami: 200 with the caller's name for `Authorization: Bearer sk-live-123`, else 401."""
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        ok = self.headers.get("Authorization") == "Bearer sk-live-123"
+        data = json.dumps({"user": "ada"} if ok else {"error": "bad key"}).encode()
+        self.send_response(200 if ok else 401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+class ReplayClientCredentials(unittest.TestCase):
+    def test_header_puts_back_the_authorization_the_recording_redacted(self):
+        tmp = tempfile.mkdtemp(prefix="faultline-replay-key-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        rec = os.path.join(tmp, "rec")
+        origin = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NeedsKey)
+        threading.Thread(target=origin.serve_forever, daemon=True).start()
+        self.addCleanup(origin.server_close)
+        self.addCleanup(origin.shutdown)
+        target = f"127.0.0.1:{origin.server_address[1]}"
+        with Faultline("--record", rec) as fl:
+            proxy = fl.create_proxy("api", target, protocol="http")
+            conn = http.client.HTTPConnection("127.0.0.1", int(proxy["listen"].rsplit(":", 1)[1]), timeout=10)
+            conn.request("GET", "/whoami", headers={"Authorization": "Bearer sk-live-123"})
+            r = conn.getresponse()
+            self.assertEqual((r.status, json.loads(r.read())), (200, {"user": "ada"}))
+            conn.close()
+            time.sleep(0.3)
+            fl.stop()
+        journal = recording_bytes(rec)
+        self.assertNotIn(b"sk-live-123", journal)
+
+        args = [BIN, "replay", "client", "--journal", rec, "--target", target, "--speed", "max"]
+        r = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("status 401, recorded 200", r.stderr)
+        r = subprocess.run(args + ["--header", "Authorization: Bearer sk-live-123"], capture_output=True, text=True,
+                           timeout=TIMEOUT)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("1 exchanges, 1 matched, 0 mismatched, 0 errors", r.stdout)
+        for bad, why in [("Authorization", "expected 'Name: value'"),
+                         ("Bad Name: x", "\"Bad Name\" is not a header name")]:
+            r = subprocess.run(args + ["--header", bad], capture_output=True, text=True, timeout=TIMEOUT)
+            self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+            self.assertIn(why, r.stderr)
 
 
 class GatedStream(http.server.BaseHTTPRequestHandler):

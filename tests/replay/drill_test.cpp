@@ -229,7 +229,8 @@ TEST_CASE("replay actions parse with their options checked") {
                                                    "unmatched": "forward", "forward": "127.0.0.1:9", "rules": ["GET=error"]}},
       {"type": "action", "name": "c", "provider": {"type": "replay.client", "journal": "j.jsonl",
                                                    "target": "${replay.api.address}", "speed": "max", "open_loop": true,
-                                                   "threshold": 0.1}},
+                                                   "threshold": 0.1, "headers": {"Authorization": "Bearer k"},
+                                                   "redis_password": "pw"}},
       {"type": "action", "name": "s", "provider": {"type": "replay.stop", "name": "api"}}]})",
                 d) == "");
   CHECK(d.method[0].provider == Provider::replay_start);
@@ -241,6 +242,8 @@ TEST_CASE("replay actions parse with their options checked") {
   CHECK(client.speed == 0);
   CHECK(client.open_loop);
   CHECK(client.threshold == 0.1);
+  CHECK(client.headers == std::vector<std::pair<std::string, std::string>>{{"Authorization", "Bearer k"}});
+  CHECK(client.redis_password == "pw");
   CHECK(d.method[2].provider == Provider::replay_stop);
 
   auto with = [](const std::string& provider) {
@@ -257,6 +260,10 @@ TEST_CASE("replay actions parse with their options checked") {
   CHECK(with(R"({"type": "replay.stop", "name": "a", "journal": "j"})").rfind("$.method[0].provider.journal: unknown field", 0) == 0);
   CHECK(with(R"({"type": "replay.client", "journal": "j", "target": "nope"})") ==
         "$.method[0].provider.target: expected host:port, got \"nope\"");
+  CHECK(with(R"({"type": "replay.client", "journal": "j", "target": "h:1", "headers": {"Bad Name": "x"}})") ==
+        "$.method[0].provider.headers[\"Bad Name\"]: \"Bad Name\" is not a header name");
+  CHECK(with(R"({"type": "replay.client", "journal": "j", "target": "h:1", "headers": {"X-Key": 7}})")
+            .rfind("$.method[0].provider.headers.X-Key: expected a string", 0) == 0);
   CHECK(with(R"({"type": "tcp", "address": "${replay.a.port}"})").find("unknown reference ${replay.a.port}") != std::string::npos);
 }
 

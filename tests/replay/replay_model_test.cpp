@@ -125,6 +125,30 @@ TEST_CASE("MCP session ids: read from either message, replaced in the request he
   CHECK(with_mcp_session_id(plain, "z") == plain);
 }
 
+TEST_CASE("credentials put back into replayed requests: a header set or replaced, a Redis password re-encoded") {
+  const std::string body = R"({"model":"m"})";
+  const std::string request = "POST /v1/chat HTTP/1.1\r\nHost: x\r\nauthorization: Bearer REDACTED-0c1\r\nContent-Length: " +
+                              std::to_string(body.size()) + "\r\n\r\n" + body;
+  CHECK(with_header(request, "Authorization", "Bearer sk-live-key") ==
+        "POST /v1/chat HTTP/1.1\r\nHost: x\r\nauthorization: Bearer sk-live-key\r\nContent-Length: " +
+            std::to_string(body.size()) + "\r\n\r\n" + body);
+  CHECK(with_header("GET / HTTP/1.1\r\nHost: x\r\n\r\n", "X-Api-Key", "k") == "GET / HTTP/1.1\r\nHost: x\r\nX-Api-Key: k\r\n\r\n");
+  CHECK(with_header("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nA: 3\r\n\r\n", "a", "9") == "GET / HTTP/1.1\r\nA: 9\r\nB: 2\r\n\r\n");
+  CHECK(!header_problem("Authorization", "Bearer x"));
+  CHECK(header_problem("", "x") == "the header name is empty");
+  CHECK(header_problem("Bad Name", "x") == "\"Bad Name\" is not a header name");
+  CHECK(header_problem("X", "a\r\nInjected: 1") == "a header value cannot hold a line break");
+
+  CHECK(with_redis_password("*2\r\n$4\r\nAUTH\r\n$6\r\n9f2c41\r\n", "a-longer-secret") ==
+        "*2\r\n$4\r\nAUTH\r\n$15\r\na-longer-secret\r\n");
+  CHECK(with_redis_password("*3\r\n$4\r\nauth\r\n$3\r\nada\r\n$2\r\nab\r\n", "pw") == "*3\r\n$4\r\nauth\r\n$3\r\nada\r\n$2\r\npw\r\n");
+  CHECK(with_redis_password("AUTH tok\r\n", "pw") == "*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n");  // inline: re-encoded
+  CHECK(with_redis_password("*5\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$4\r\nAUTH\r\n$3\r\nada\r\n$3\r\ntok\r\n", "pw") ==
+        "*5\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$4\r\nAUTH\r\n$3\r\nada\r\n$2\r\npw\r\n");
+  const std::string get = "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
+  CHECK(with_redis_password(get, "pw") == get);
+}
+
 TEST_CASE("SSE replies compare by the data of each event, JSON canonically") {
   CHECK(sse_data(": keep-alive\n\nevent: message\ndata: {\"a\":1}\n\ndata: x\r\ndata: y\r\n\r\ndata: cut") ==
         std::vector<std::string>{"{\"a\":1}", "x\ny", "cut"});
