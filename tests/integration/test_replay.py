@@ -476,9 +476,9 @@ def post(port, path, obj):
     return out
 
 
-def start_origin(test):
-    """A Handler server on a free port, shut down when `test` ends."""
-    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+def start_origin(test, handler=None):
+    """A `handler` (default Handler) server on a free port, shut down when `test` ends."""
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler or Handler)
     threading.Thread(target=web.serve_forever, daemon=True).start()
     test.addCleanup(web.server_close)
     test.addCleanup(web.shutdown)
@@ -653,10 +653,7 @@ class ReplayClientCredentials(unittest.TestCase):
         tmp = tempfile.mkdtemp(prefix="faultline-replay-key-")
         self.addCleanup(shutil.rmtree, tmp, True)
         rec = os.path.join(tmp, "rec")
-        origin = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NeedsKey)
-        threading.Thread(target=origin.serve_forever, daemon=True).start()
-        self.addCleanup(origin.server_close)
-        self.addCleanup(origin.shutdown)
+        origin = start_origin(self, NeedsKey)
         target = f"127.0.0.1:{origin.server_address[1]}"
         with Faultline("--record", rec) as fl:
             proxy = fl.create_proxy("api", target, protocol="http")
@@ -735,11 +732,8 @@ class ReplayHttpForward(unittest.TestCase):
         the next request. A stream the upstream cuts is cut for the client too (no 502 after
         part of an answer)."""
         rec, _ = self.record_one_item()
-        origin = http.server.ThreadingHTTPServer(("127.0.0.1", 0), GatedStream)
+        origin = start_origin(self, GatedStream)
         origin.gate = threading.Event()
-        threading.Thread(target=origin.serve_forever, daemon=True).start()
-        self.addCleanup(origin.server_close)
-        self.addCleanup(origin.shutdown)
         self.addCleanup(origin.gate.set)
         srv = ReplayServerProc("--journal", rec, "--unmatched", "forward",
                                "--forward", f"127.0.0.1:{origin.server_address[1]}")
