@@ -282,11 +282,11 @@ class Forwarder {
     std::size_t framed = 0;  // in_[0, framed) is part of the answer, not yet relayed
     auto flush = [&]() -> awaitable<bool> {
       if (framed == 0) co_return true;
+      relayed = true;  // from here the client may have part of it: no retry, no error answer
       if (!co_await write_all(client, std::string_view(in_).substr(0, framed))) {
         why = "the client went away";
         co_return false;
       }
-      relayed = true;
       in_.erase(0, framed);
       framed = 0;
       co_return true;
