@@ -353,17 +353,14 @@ class Forwarder {
 
   // AUTH before HELLO (which may itself authenticate and pick the protocol) before SELECT.
   static int state_slot(std::string_view name) {
-    std::string upper(name);
-    for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    if (upper == "AUTH") return 0;
-    if (upper == "HELLO") return 1;
-    if (upper == "SELECT") return 2;
+    for (int slot = 0; slot < 3; ++slot) {
+      if (http::iequals(name, kStateCommands[slot])) return slot;
+    }
     return -1;
   }
 
   // Sends a state command on the link; an error reply fails it, naming the command.
   awaitable<bool> send_state(int slot, std::string& why) {
-    static constexpr const char* kNames[] = {"AUTH", "HELLO", "SELECT"};
     const std::string& command = state_[slot];
     auto [wec, wn] = co_await net::async_write(*stream_, net::buffer(command), use_nothrow);
     (void)wn;
@@ -374,7 +371,7 @@ class Forwarder {
     }
     if (!co_await read_response(*stream_, Protocol::resp, "", 0, in_, reply, why)) co_return false;
     if (!reply.empty() && (reply[0] == '-' || reply[0] == '!')) {
-      why = std::string(kNames[slot]) + " on the forward link: " + one_line(reply.substr(1, reply.find('\r') - 1));
+      why = std::string(kStateCommands[slot]) + " on the forward link: " + one_line(reply.substr(1, reply.find('\r') - 1));
       co_return false;
     }
     co_return true;
@@ -383,7 +380,8 @@ class Forwarder {
   ServerState& st_;
   std::unique_ptr<boost::beast::tcp_stream> stream_;
   std::string in_;
-  std::string state_[3];  // RESP: the live connection's last AUTH, HELLO and SELECT (see state_slot)
+  static constexpr const char* kStateCommands[] = {"AUTH", "HELLO", "SELECT"};
+  std::string state_[3];  // RESP: the live connection's last of each kStateCommands (see state_slot)
 };
 
 // Decides what to do with a request the recording does not cover and logs it with the

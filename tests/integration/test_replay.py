@@ -539,6 +539,13 @@ class ReplayHttp(unittest.TestCase):
         self.assertIn("3 exchanges, 3 matched, 0 mismatched, 0 errors", r.stdout)
 
 
+def recording_dir(test, prefix):
+    """A fresh directory for `faultline --record`, removed when `test` ends."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    test.addCleanup(shutil.rmtree, tmp, True)
+    return os.path.join(tmp, "rec")
+
+
 def recording_bytes(directory):
     """Every file of a recording, concatenated: to check what it does not hold."""
     out = b""
@@ -650,9 +657,7 @@ class NeedsKey(http.server.BaseHTTPRequestHandler):
 
 class ReplayClientCredentials(unittest.TestCase):
     def test_header_puts_back_the_authorization_the_recording_redacted(self):
-        tmp = tempfile.mkdtemp(prefix="faultline-replay-key-")
-        self.addCleanup(shutil.rmtree, tmp, True)
-        rec = os.path.join(tmp, "rec")
+        rec = recording_dir(self, "faultline-replay-key-")
         origin = start_origin(self, NeedsKey)
         target = f"127.0.0.1:{origin.server_address[1]}"
         with Faultline("--record", rec) as fl:
@@ -715,9 +720,7 @@ class GatedStream(http.server.BaseHTTPRequestHandler):
 class ReplayHttpForward(unittest.TestCase):
     def record_one_item(self):
         """A journal holding one POST /items exchange; returns (its path, the answer)."""
-        tmp = tempfile.mkdtemp(prefix="faultline-replay-fwd-")
-        self.addCleanup(shutil.rmtree, tmp, True)
-        rec = os.path.join(tmp, "rec")
+        rec = recording_dir(self, "faultline-replay-fwd-")
         web = start_origin(self)
         with Faultline("--record", rec) as fl:
             proxy = fl.create_proxy("api", f"127.0.0.1:{web.server_address[1]}", protocol="http")
