@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -482,7 +483,7 @@ ControlPlane::PopulateResult ControlPlane::populate(const rapidjson::Value& entr
         it->second->spec().replay_json == specs[i].replay_json) {
       // Unchanged: keep its state and toxics, unless the entry brings toxics of its own.
       if (f.toxics) {
-        it->second->toxics() = std::move(toxics[i]);
+        it->second->replace_toxics(std::move(toxics[i]));
         it->second->publish();
       }
       result.proxies.push_back(it->second.get());
@@ -664,6 +665,7 @@ ApiResponse ControlPlane::delete_toxic(Proxy& proxy, const std::string& toxic) {
   auto& toxics = proxy.toxics();
   auto it = std::find_if(toxics.begin(), toxics.end(), [&](const auto& t) { return t->name == toxic; });
   if (it == toxics.end()) return error_response(404, "toxic not found");
+  proxy.retire(*it);
   toxics.erase(it);
   proxy.publish();
   return no_content();
@@ -676,6 +678,7 @@ ApiResponse ControlPlane::reset() {
       if (auto e = proxy->start()) return error_response(500, *e);
     }
     proxy->toxics().clear();
+    proxy->forget_retired();
     proxy->publish();
   }
   return no_content();
@@ -726,16 +729,26 @@ std::string ControlPlane::metrics_text(bool runtime_metrics) const {
             [](const ProxyStats& s) { return s.upstream_connect_failures.load(); });
   per_proxy("faultline_proxy_resets_sent_total", "counter", "Connections aborted with RST.",
             [](const ProxyStats& s) { return s.resets_sent.load(); });
+  per_proxy("faultline_proxy_data_connections_total", "counter",
+            "Connections on which the client sent at least one byte (a check that only connects is not one).",
+            [](const ProxyStats& s) { return s.data_connections.load(); });
   // What each fault did, per toxic.
+  // Removed toxics keep their counters (state="removed", one series per name and type, summed
+  // over every removal) until /reset, so what a fault did can be read after it has gone.
   auto per_toxic = [&](const char* metric, const char* help, auto value) {
     family(metric, "counter", help);
+    auto line = [&](const std::string& proxy, const std::string& toxic, const std::string& type, const char* state,
+                    std::uint64_t v) {
+      // Appended piece by piece: GCC 12 misreads long temporary concatenations (-Warray-bounds).
+      out.append(metric).append("{proxy=\"").append(prom_escape(proxy)).append("\",state=\"").append(state);
+      out.append("\",toxic=\"").append(prom_escape(toxic)).append("\",type=\"").append(prom_escape(type)).append("\"} ");
+      out.append(std::to_string(v)).append("\n");
+    };
     for (const auto& [name, p] : proxies_) {
-      for (const auto& t : p->toxics()) {
-        // Appended piece by piece: GCC 12 misreads long temporary concatenations (-Warray-bounds).
-        out.append(metric).append("{proxy=\"").append(prom_escape(name)).append("\",toxic=\"");
-        out.append(prom_escape(t->name)).append("\",type=\"").append(prom_escape(t->type)).append("\"} ");
-        out.append(std::to_string(value(*t->shared))).append("\n");
-      }
+      for (const auto& t : p->toxics()) line(name, t->name, t->type, "active", value(*t->shared));
+      std::map<std::pair<std::string, std::string>, std::uint64_t> removed;
+      for (const auto& t : p->retired_toxics()) removed[{t->name, t->type}] += value(*t->shared);
+      for (const auto& [key, v] : removed) line(name, key.first, key.second, "removed", v);
     }
   };
   per_toxic("faultline_toxic_connections_total", "Connection directions a fault applied to.",

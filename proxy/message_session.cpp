@@ -442,7 +442,7 @@ awaitable<void> MessageSession::read_loop(Stream from) {
     refresh(false);
     if (n > 0) {
       stats.received_bytes.fetch_add(n, std::memory_order_relaxed);
-      info_->bytes[from == Stream::upstream ? 0 : 1].fetch_add(n, std::memory_order_relaxed);
+      count_received(runtime_->stats, *info_, from, n);
       const std::string_view data(buffer.get(), n);
       if (engine_) {
         engine_->on_bytes(from, data, now, *output_);

@@ -1,5 +1,7 @@
 #include "proxy/proxy.hpp"
 
+#include <algorithm>
+
 #include <sys/socket.h>
 
 #include <spdlog/spdlog.h>
@@ -328,6 +330,19 @@ void Proxy::upstream_failed() {
   listener_->probing = true;
   listener_->close();
   net::co_spawn(context_.control, listener_->probe_loop(), net::detached);
+}
+
+void Proxy::retire(std::shared_ptr<const ToxicConfig> toxic) {
+  if (retired_.size() >= kMaxRetiredToxics) retired_.erase(retired_.begin());
+  retired_.push_back(std::move(toxic));
+}
+
+void Proxy::replace_toxics(std::vector<std::shared_ptr<const ToxicConfig>> next) {
+  for (auto& t : toxics_) {
+    const bool kept = std::any_of(next.begin(), next.end(), [&](const auto& n) { return n->shared == t->shared; });
+    if (!kept) retire(std::move(t));
+  }
+  toxics_ = std::move(next);
 }
 
 void Proxy::publish() {

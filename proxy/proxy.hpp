@@ -62,6 +62,15 @@ class Proxy {
   // Toxics in insertion order, both streams.
   std::vector<std::shared_ptr<const ToxicConfig>>& toxics() { return toxics_; }
   const std::vector<std::shared_ptr<const ToxicConfig>>& toxics() const { return toxics_; }
+  // Toxics taken out (deleted, or replaced by /populate) whose counters /metrics keeps, with
+  // state="removed", until POST /reset: a drill reads what a fault did after it has gone.
+  // Bounded: past kMaxRetiredToxics the oldest are forgotten.
+  static constexpr std::size_t kMaxRetiredToxics = 512;
+  const std::vector<std::shared_ptr<const ToxicConfig>>& retired_toxics() const { return retired_; }
+  void retire(std::shared_ptr<const ToxicConfig> toxic);
+  // Replaces the toxic list, retiring those not kept.
+  void replace_toxics(std::vector<std::shared_ptr<const ToxicConfig>> next);
+  void forget_retired() { retired_.clear(); }
   // Hands the current spec and toxics to the data plane as a new immutable snapshot.
   void publish();
 
@@ -76,6 +85,7 @@ class Proxy {
   ServerContext& context_;
   ProxySpec spec_;
   std::vector<std::shared_ptr<const ToxicConfig>> toxics_;
+  std::vector<std::shared_ptr<const ToxicConfig>> retired_;
   std::shared_ptr<ProxyRuntime> runtime_;
   std::shared_ptr<Listener> listener_;
   std::uint64_t revision_ = 0;

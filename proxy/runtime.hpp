@@ -51,6 +51,9 @@ struct ProxyStats {
   std::atomic<std::uint64_t> connections_refused_upstream{0};  // closed because the upstream was down
   std::atomic<std::uint64_t> upstream_connect_failures{0};
   std::atomic<std::uint64_t> resets_sent{0};
+  // Connections on which the client sent at least one byte: application traffic on a tcp
+  // proxy, as a failover verdict counts it (a health check that only connects is not).
+  std::atomic<std::uint64_t> data_connections{0};
   // Message-aware proxies.
   std::atomic<std::uint64_t> messages_requests{0};
   std::atomic<std::uint64_t> messages_responses{0};
@@ -71,6 +74,14 @@ struct ConnectionInfo {
   std::mutex mutex;
   std::vector<std::string> toxics[2];  // guarded by mutex
 };
+
+// Counts `n` bytes a connection received from `from`'s source, in the connection's own
+// counters and, on its first client byte, as a connection that carried data. One place for
+// both session kinds.
+inline void count_received(ProxyStats& stats, ConnectionInfo& info, Stream from, std::uint64_t n) {
+  const auto before = info.bytes[from == Stream::upstream ? 0 : 1].fetch_add(n, std::memory_order_relaxed);
+  if (from == Stream::upstream && before == 0 && n > 0) stats.data_connections.fetch_add(1, std::memory_order_relaxed);
+}
 
 // Shared by the control plane and every live connection of one proxy.
 class ProxyRuntime {

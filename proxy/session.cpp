@@ -330,7 +330,7 @@ awaitable<Session::SpliceOutcome> Session::splice_burst(Pipe& p) {
       co_return SpliceOutcome::done;
     }
     p.stats.received_bytes.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
-    info_->bytes[static_cast<int>(p.stream)].fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
+    count_received(runtime_->stats, *info_, p.stream, static_cast<std::uint64_t>(n));
     std::size_t left = static_cast<std::size_t>(n);
     if (!taps_.empty() && !tee_to_taps(taps_, p.stream, pipe.read_end, tap, left)) {
       // Not expected (the tap had room for all of it): take the bytes out of the pipe the
@@ -540,7 +540,7 @@ awaitable<void> Session::read_loop(Pipe& p) {
         co_return;
       }
       p.stats.received_bytes.fetch_add(n, std::memory_order_relaxed);
-      info_->bytes[static_cast<int>(p.stream)].fetch_add(n, std::memory_order_relaxed);
+      count_received(runtime_->stats, *info_, p.stream, n);
       refresh(p, false);
       if (fast_path(p)) {
         // A large read: bulk transfer under way (splice(2); a recording gets its copy by tee(2)).

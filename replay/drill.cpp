@@ -15,6 +15,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "replay/record.hpp"
 #include "replay/replay_run.hpp"
 #include "replay/wire.hpp"
 
@@ -162,6 +163,36 @@ std::string json_text(const Value& v) {
 
 std::string number_text(double n) { return Scalar::of(n).display(); }
 
+// Edit distance, for "did you mean": a typo is a few edits from the key it meant.
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// The allowed key closest to `key`, if it is close enough to be what was meant.
+std::string closest(std::string_view key, const std::vector<const char*>& allowed) {
+  std::string best;
+  std::size_t best_distance = std::max<std::size_t>(2, key.size() / 3) + 1;
+  for (const char* a : allowed) {
+    const std::size_t d = edit_distance(key, a);
+    if (d < best_distance) {
+      best_distance = d;
+      best = a;
+    }
+  }
+  return best;
+}
+
 // An object being read: unknown keys are errors (a misspelt "tolerance" must not silently
 // mean "no tolerance"), null means absent.
 class Obj {
@@ -177,7 +208,9 @@ class Obj {
       if (!ok) {
         std::string list;
         for (const char* a : allowed) list += std::string(list.empty() ? "" : ", ") + a;
-        fail(member_path(path_, key), "unknown field (expected one of: " + list + ")");
+        const std::string near = closest(key, allowed);
+        fail(member_path(path_, key),
+             "unknown field" + (near.empty() ? "" : " (did you mean \"" + near + "\"?)") + " (expected one of: " + list + ")");
       }
     }
   }
@@ -428,6 +461,14 @@ class Parser {
             typed(*text, as, value, path, "environment variable " + key);
           } else if (def) {
             value.CopyFrom(*def, alloc);
+          } else if (options_.placeholders) {
+            // drill --check in CI, without the stack's environment: check the rest of the file.
+            const std::string placeholder = "127.0.0.1:9";
+            if (as == "number") value.SetInt(9);
+            else if (as == "bool") value.SetBool(false);
+            else value.SetString(placeholder.c_str(), static_cast<rapidjson::SizeType>(placeholder.size()), alloc);
+            out.notes.push_back(path + ": environment variable " + key + " is not set and there is no default; checked with " +
+                                (as == "number" ? std::string("9") : as == "bool" ? std::string("false") : "\"" + placeholder + "\""));
           } else {
             fail(path, "environment variable " + key + " is not set and there is no default");
           }
@@ -701,6 +742,7 @@ class Parser {
     }
     for (const auto& [k, v] : o.labels("env")) s.env.emplace_back(k, v);
     s.timeout = o.number("timeout", 60, 0.001);
+    s.steps = o.boolean("steps", false);
     return s;
   }
 
@@ -737,7 +779,7 @@ class Parser {
       s.window = o.number("window", 0, 0);
       a.spec = s;
     } else if (type == "command" || type == "process") {
-      Obj o(pv, ppath, {"type", "path", "arguments", "env", "timeout"});
+      Obj o(pv, ppath, {"type", "path", "arguments", "env", "timeout", "steps"});
       a.provider = Provider::command;
       a.spec = command_spec(o);
     } else if (type == "toxic.add") {
@@ -1026,6 +1068,29 @@ class Parser {
       if (required) fail(o.path(key), "missing required field (an activity name, NAME.start or NAME.end)");
       return "";
     }
+    // "NAME+2s", "NAME.removed-500ms": the event, moved (no marker activities needed).
+    if (!known_event(*text)) {
+      if (auto split = split_offset(*text); split && known_event(split->first)) {
+        const auto sign = text->find_last_of("+-");
+        return event_key(o, key, split->first) + text->substr(sign);
+      }
+    }
+    return event_key(o, key, *text);
+  }
+
+  bool known_event(const std::string& text) const {
+    if (text == "method.start" || text == "method.end" || timed_.count(text)) return true;
+    for (const char* edge : {".start", ".end", ".removed"}) {
+      const std::string e = edge;
+      if (text.size() > e.size() && text.compare(text.size() - e.size(), e.size(), e) == 0 &&
+          timed_.count(text.substr(0, text.size() - e.size())))
+        return true;
+    }
+    return false;
+  }
+
+  std::string event_key(const Obj& o, const char* key, const std::string& given) {
+    const std::optional<std::string> text = given;
     if (*text == "method.start" || *text == "method.end") return *text;
     if (timed_.count(*text)) return *text + ".end";
     for (const char* edge : {".start", ".end", ".removed"}) {
@@ -1043,7 +1108,8 @@ class Parser {
         }
       }
     }
-    fail(o.path(key), "no method or rollback activity named \"" + *text + "\" (or use method.start / method.end)");
+    fail(o.path(key), "no method or rollback activity named \"" + *text +
+                          "\" (or use method.start / method.end; an offset is written NAME+2s or NAME-500ms)");
   }
 
   std::vector<std::string> sources(const Obj& o, const char* key, bool required) {
@@ -1063,6 +1129,54 @@ class Parser {
     if (v.IsString()) return {faultline_url_, v.GetString()};
     Obj p(v, o.path(key), {"proxy", "faultline"});
     return {faultline(p), p.string("proxy")};
+  }
+
+  // The activities that inject a verdict's fault: `fault` (a name or a list), else the
+  // activity `after` names when that is a fault. With require_failure, one is needed.
+  std::vector<FaultRef> fault_refs(const Obj& o, const std::string& after, bool required) {
+    std::vector<std::string> names = o.names("fault");
+    const bool given = !names.empty();
+    if (!given) {
+      std::string base = after;
+      if (auto split = split_offset(base); split && !timed_.count(base)) base = split->first;
+      for (const char* edge : {".start", ".end", ".removed"}) {
+        const std::string e = edge;
+        if (base.size() > e.size() && base.compare(base.size() - e.size(), e.size(), e) == 0) {
+          base.resize(base.size() - e.size());
+          break;
+        }
+      }
+      if (auto it = declared_.find(base); it != declared_.end() &&
+          (it->second.provider == Provider::toxic_add || it->second.provider == Provider::proxy_disable))
+        names.push_back(base);
+    }
+    std::vector<FaultRef> out;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      const std::string where = given ? (o.get("fault")->IsArray() ? index_path(o.path("fault"), i) : o.path("fault")) : o.path("after");
+      auto it = declared_.find(names[i]);
+      if (it == declared_.end() || !(it->second.provider == Provider::toxic_add || it->second.provider == Provider::proxy_disable))
+        fail(where, "no toxic.add or proxy.disable activity named \"" + names[i] + "\"");
+      FaultRef f;
+      f.activity = names[i];
+      f.provider = it->second.provider;
+      if (const auto* t = std::get_if<ToxicSpec>(&it->second.spec)) {
+        f.proxy = {t->faultline, t->proxy};
+        f.toxic = t->toxic;
+      } else {
+        const auto& p = std::get<ProxySpec>(it->second.spec);
+        f.proxy = {p.faultline, p.proxy};
+        for (const auto& [name, a] : declared_) {
+          const auto* q = std::get_if<ProxySpec>(&a.spec);
+          if (a.provider == Provider::proxy_enable && q && q->faultline == p.faultline && q->proxy == p.proxy) f.enables.push_back(name);
+        }
+      }
+      out.push_back(std::move(f));
+    }
+    if (out.empty() && required)
+      fail(o.path("after"), "which fault is recovered from? \"" + after +
+                                "\" is not a toxic.add or proxy.disable: name it in \"fault\" (its effect is read from faultline's "
+                                "counters), or set \"require_failure\": false");
+    return out;
   }
 
   void parse_verdicts(const Value& v, const std::string& path, Drill& out) {
@@ -1091,13 +1205,19 @@ class Parser {
         make({"source", "threshold", "min_samples", "from", "until"});
       } else if (type == "error_recovery") {
         s.type = VerdictType::error_recovery;
-        make({"source", "after", "within", "later_success_rate", "require_failure", "retries"});
+        make({"source", "after", "fault", "within", "later_success_rate", "success_rate", "max_recovery", "require_failure",
+              "retries", "from", "until"});
       } else if (type == "latency") {
         s.type = VerdictType::latency;
         make({"source", "avg", "p50", "p95", "p99", "max", "calls", "min_samples", "from", "until"});
       } else if (type == "failover") {
         s.type = VerdictType::failover;
-        make({"primary", "backup", "after", "within", "metric", "labels", "min_delta", "primary_max_delta", "health", "writes"});
+        if (item.HasMember("primary_max_delta"))
+          fail(vpath + ".primary_max_delta",
+               "replaced by primary_max_share: the share of application traffic still on the primary after the move "
+               "(a byte total grows with the drill's length)");
+        make({"primary", "backup", "after", "until", "within", "traffic", "min_requests", "primary_max_share", "metric",
+              "labels", "min_delta", "health", "writes"});
       } else if (type == "no_critical_errors") {
         s.type = VerdictType::no_critical_errors;
         make({"no_5xx", "max"});
@@ -1126,14 +1246,20 @@ class Parser {
           s.after = event(o, "after", true);
           s.within = o.number("within", 1, 0);
           s.later_success_rate = o.number("later_success_rate", 1, 0, 1);
+          s.success_rate = o.number("success_rate", 1, 0, 1);
+          s.max_recovery = o.opt_number("max_recovery", 0);
           s.require_failure = o.boolean("require_failure", true);
+          s.from = event(o, "from", false);
+          s.until = event(o, "until", false);
+          s.faults = fault_refs(o, s.after, s.require_failure);
           if (const Value* r = o.get("retries")) {
-            Obj ro(*r, o.path("retries"), {"proxy", "faultline", "metric", "max"});
+            Obj ro(*r, o.path("retries"), {"proxy", "faultline", "metric", "min", "max"});
             VerdictSpec::Retries retries;
             retries.proxy = {faultline(ro), ro.string("proxy")};
             retries.metric = ro.string_or("metric", retries.metric);
-            ro.require("max");
-            retries.max = ro.number("max", 0, 0);
+            retries.min = ro.opt_number("min", 0);
+            retries.max = ro.opt_number("max", 0);
+            if (!retries.min && !retries.max) fail(o.path("retries"), "give min (proof that retries happened) and/or max (a budget)");
             s.retries = retries;
           }
           break;
@@ -1157,11 +1283,32 @@ class Parser {
           s.primary = proxy_ref(o, "primary");
           s.backup = proxy_ref(o, "backup");
           s.after = event(o, "after", true);
+          s.until = event(o, "until", false);
           s.within = o.number("within", 5, 0);
-          s.metric = o.string_or("metric", s.metric);
-          if (o.get("labels")) s.labels = o.labels("labels");
-          s.min_delta = o.number("min_delta", 1, 0);
-          s.primary_max_delta = o.number("primary_max_delta", 0, 0);
+          if (auto m = o.opt_string("metric")) {
+            s.custom_metric = true;
+            s.metric = *m;
+            s.labels = o.labels("labels");
+            s.min_requests = o.number("min_delta", 1, 0);
+            if (o.get("traffic")) fail(o.path("traffic"), "traffic counts requests; with a custom metric there is nothing to exclude");
+            if (o.get("min_requests")) fail(o.path("min_requests"), "with a custom metric, the threshold is min_delta");
+          } else {
+            if (o.get("labels")) fail(o.path("labels"), "labels select a custom metric's series: give metric too");
+            if (o.get("min_delta")) fail(o.path("min_delta"), "min_delta goes with a custom metric; application traffic uses min_requests");
+            s.min_requests = o.number("min_requests", 1, 0);
+            if (const Value* t = o.get("traffic")) {
+              Obj to(*t, o.path("traffic"), {"exclude"});
+              if (const Value* ex = to.get("exclude")) {
+                if (!ex->IsArray()) fail(to.path("exclude"), std::string("expected an array of match objects, got ") + kind_of(*ex));
+                for (rapidjson::SizeType k = 0; k < ex->Size(); ++k) {
+                  if (!(*ex)[k].IsObject() || (*ex)[k].ObjectEmpty())
+                    fail(index_path(to.path("exclude"), k), "expected a match object, e.g. {\"path\": \"/health\"}");
+                  s.traffic_exclude.push_back(json_text((*ex)[k]));
+                }
+              }
+            }
+          }
+          s.primary_max_share = o.number("primary_max_share", 0.05, 0, 1);
           if (const Value* h = o.get("health")) {
             Obj ho(*h, o.path("health"), {"source", "min"});
             VerdictSpec::Health health;

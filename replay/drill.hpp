@@ -58,6 +58,10 @@ struct CommandSpec {
   std::vector<std::string> arguments;
   Headers env;  // added to the drill's environment
   double timeout = 60;
+  // The command is a workflow that reports its own steps: each stdout line that is a JSON
+  // object {"start", "end" (unix seconds), "ok", "status", "detail"} is one step of the
+  // activity's series, as a load's calls are (verdicts read them the same way).
+  bool steps = false;
 };
 
 // toxic.add / toxic.update / toxic.remove
@@ -174,6 +178,17 @@ struct ProxyRef {
   std::string proxy;
 };
 
+// An activity that injects a fault, as a verdict that needs the fault to have acted reads it:
+// a toxic.add (faultline's per-toxic counters) or a proxy.disable (down from its end until a
+// proxy.enable of the same proxy ends).
+struct FaultRef {
+  std::string activity;
+  Provider provider = Provider::toxic_add;
+  ProxyRef proxy;
+  std::string toxic;                 // toxic.add
+  std::vector<std::string> enables;  // proxy.disable: the proxy.enable activities of that proxy
+};
+
 struct VerdictSpec {
   VerdictType type = VerdictType::success_rate;
   std::string name;
@@ -181,7 +196,8 @@ struct VerdictSpec {
   std::string path;       // "$.verdicts[3]"
 
   // Series the verdict reads: names of load or probe activities (success_rate, latency,
-  // error_recovery) and an optional time window (event keys, see RunRecord::events).
+  // error_recovery) and an optional time window (event keys, see RunRecord::events; an
+  // event may carry an offset: "kill+2s", "storm.removed-500ms").
   std::vector<std::string> sources;
   std::string from, until;
 
@@ -192,11 +208,16 @@ struct VerdictSpec {
   std::string after;            // event key: the fault's removal (or its injection)
   double within = 1;            // seconds to the first success after `after`
   double later_success_rate = 1;
-  bool require_failure = true;  // a fault that never bit proves nothing
+  double success_rate = 1;      // share of every step in the window, those during the fault included
+  std::optional<double> max_recovery;  // seconds: bound on the longest run from a failed step to success
+  // The fault must have acted, by faultline's own count (never inferred from the client:
+  // a good client hides failures).
+  bool require_failure = true;
+  std::vector<FaultRef> faults;  // what injected the fault (default: the activity of `after`)
   struct Retries {
     ProxyRef proxy;
     std::string metric = "faultline_proxy_requests_total";
-    double max = 0;
+    std::optional<double> min, max;
   };
   std::optional<Retries> retries;
 
@@ -204,12 +225,17 @@ struct VerdictSpec {
   std::optional<double> avg, p50, p95, p99, max;
   bool ok_only = false;
 
-  // failover
+  // failover: application traffic per proxy, counted by faultline. On a message proxy
+  // (http, mcp, resp) the requests it decoded minus those matching `traffic_exclude` (health
+  // checks, counted by zero-delay toxics the runner adds); on a tcp proxy the connections
+  // that carried client data. `metric` (custom_metric) counts a counter of your choice.
   ProxyRef primary, backup;
-  std::string metric = "toxiproxy_proxy_received_bytes_total";
-  Labels labels{{"direction", "upstream"}};
-  double min_delta = 1;
-  double primary_max_delta = 0;
+  std::vector<std::string> traffic_exclude;  // protocol-fault `match` objects, as JSON text
+  double min_requests = 1;                   // backup traffic after `after` that shows the move
+  double primary_max_share = 0.05;           // share of traffic still on the primary after the move
+  bool custom_metric = false;
+  std::string metric;
+  Labels labels;
   struct Health {
     std::vector<std::string> sources;
     double min = 0.75;
@@ -238,6 +264,7 @@ struct Drill {
   std::vector<Activity> hypothesis, method, rollbacks;
   Runtime runtime;
   std::vector<VerdictSpec> verdicts;
+  std::vector<std::string> notes;  // said by drill --check (placeholders used)
 
   // Every faultline API the drill talks to (checked before anything runs).
   std::vector<std::string> faultline_urls() const;
@@ -246,6 +273,9 @@ struct Drill {
 };
 
 struct ParseOptions {
+  // drill --check: an env configuration variable with neither a value nor a default gets a
+  // placeholder (and a note in Drill::notes) instead of failing the check.
+  bool placeholders = false;
   // Looks up an environment variable; defaults to std::getenv.
   std::function<std::optional<std::string>(const std::string&)> getenv;
   std::vector<std::pair<std::string, std::string>> vars;  // --var name=value overrides

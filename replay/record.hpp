@@ -34,11 +34,15 @@ struct ActivityRecord {
 };
 
 struct LoadCall {
-  double start = 0;  // seconds since the run started
+  // Seconds since the run started: the call's intended start (open loop: its place in the
+  // schedule, so a call sent late counts its lateness in latency_ms, as wrk2 does).
+  double start = 0;
   double latency_ms = 0;
   bool ok = false;
   int status = 0;      // http status code, else 0
   std::string detail;  // why it failed (empty when ok)
+  double late_ms = 0;  // how long after its intended start it was sent
+  bool sent = true;    // false: its time came while every worker was busy, and the load ended first
 };
 
 struct WriteCheck {
@@ -69,6 +73,10 @@ struct HypothesisRun {
   std::vector<ActivityRecord> probes;
 };
 
+// "kill+2s" -> ("kill", 2), "storm.removed-500ms" -> ("storm.removed", -0.5); nullopt when the
+// text does not end in an offset (a number with s or ms after + or -).
+std::optional<std::pair<std::string, double>> split_offset(const std::string& key);
+
 struct RunRecord {
   std::vector<HypothesisRun> hypothesis;
   std::vector<ActivityRecord> method;
@@ -78,9 +86,14 @@ struct RunRecord {
   std::map<std::string, std::string> metric_errors;        // per URL: why polling failed (last error)
   // "NAME.start", "NAME.end", "NAME.removed", "method.start", "method.end" -> seconds
   std::map<std::string, double> events;
+  // The protocol of each proxy a verdict counts traffic on ("http", "mcp", "resp", "tcp"),
+  // keyed by proxy_key(faultline, proxy); read at preflight.
+  std::map<std::string, std::string> proxy_protocols;
+  static std::string proxy_key(const std::string& faultline, const std::string& proxy) { return faultline + " " + proxy; }
 
   // Every run of a probe (any phase) with that name, in time order.
   std::vector<const ActivityRecord*> probe_runs(const std::string& name) const;
+  // The time of an event key, with its offset applied ("kill+2s" is 2 s after kill).
   std::optional<double> event(const std::string& key) const;
 };
 

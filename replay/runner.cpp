@@ -16,6 +16,8 @@
 #include <set>
 #include <thread>
 
+#include <rapidjson/document.h>
+
 #include "proxy/asio.hpp"
 #include "replay/clients.hpp"
 #include "replay/process.hpp"
@@ -38,6 +40,15 @@ std::string fmt(double v, int decimals = 2) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
   return buf;
+}
+
+// A failed call's reason with the start of what it got back: the real cause is often there
+// (a provider's RateLimitError, "Premature close", an HTML error page).
+std::string with_body_start(const std::string& why, const Observation& o) {
+  if (o.kind != ProbeKind::http || !o.answered || o.body.empty()) return why;
+  std::string start;
+  for (char c : o.body.substr(0, 160)) start += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? ' ' : c;
+  return why + " (body: " + start + (o.body.size() > 160 ? "..." : "") + ")";
 }
 
 // Coroutines started together and awaited together: background activities, a load's
@@ -94,10 +105,23 @@ class Runner {
       : ioc_(ioc), d_(drill), opts_(options), t0_(clock::now()), replays_(directory_of(drill.file)) {
     for (const auto& v : d_.verdicts) {
       if (v.type == VerdictType::failover) {
-        want_metric(v.primary.faultline, v.metric);
-        want_metric(v.backup.faultline, v.metric);
+        for (const auto* ref : {&v.primary, &v.backup}) {
+          if (v.custom_metric) {
+            want_metric(ref->faultline, v.metric);
+          } else {
+            want_metric(ref->faultline, "faultline_proxy_requests_total");
+            want_metric(ref->faultline, "faultline_proxy_data_connections_total");
+            if (!v.traffic_exclude.empty()) want_metric(ref->faultline, "faultline_toxic_messages_total");
+          }
+        }
       }
       if (v.retries) want_metric(v.retries->proxy.faultline, v.retries->metric);
+      // What each fault did, by faultline's own count (verdicts never infer it from the client).
+      for (const auto& f : v.faults)
+        if (f.provider == Provider::toxic_add)
+          for (const char* m : {"faultline_toxic_messages_total", "faultline_toxic_resets_total", "faultline_toxic_bytes_dropped_total",
+                                "faultline_toxic_bytes_delayed_total"})
+            want_metric(f.proxy.faultline, m);
     }
   }
 
@@ -113,7 +137,8 @@ class Runner {
   awaitable<void> run() {
     signals_ = std::make_unique<net::signal_set>(ioc_, SIGINT, SIGTERM);
     arm_signals();
-    if (!co_await preflight()) {
+    if (!co_await preflight() || !co_await add_traffic_counters()) {
+      co_await remove_traffic_counters();
       outcome.preflight_failed = true;
       outcome.status = Status::aborted;
       outcome.reason = reason_;
@@ -163,6 +188,7 @@ class Runner {
     } else {
       for (const auto& a : d_.rollbacks) record.rollbacks.push_back(skipped(a, Phase::rollback));
     }
+    co_await remove_traffic_counters();  // the method never ran, or was cut short
     replays_.stop_all();  // a replay server never outlives its drill
     outcome.status = interrupted_ ? Status::interrupted : aborted_ ? Status::aborted : failed_ ? Status::failed : Status::completed;
     outcome.deviated = deviated_;
@@ -306,8 +332,59 @@ class Runner {
         reason_ = path + ": " + (r.error.empty() ? "HTTP " + std::to_string(r.status) : r.error);
         co_return false;
       }
+      rapidjson::Document doc;
+      doc.Parse(r.body.c_str(), r.body.size());
+      std::string protocol = "tcp";
+      if (!doc.HasParseError() && doc.IsObject())
+        if (auto it = doc.FindMember("protocol"); it != doc.MemberEnd() && it->value.IsString()) protocol = it->value.GetString();
+      record.proxy_protocols[RunRecord::proxy_key(ref.faultline, ref.proxy)] = protocol;
+    }
+    // A failover verdict that leaves health checks out counts them on both proxies.
+    for (const auto& v : d_.verdicts) {
+      if (v.type != VerdictType::failover || v.traffic_exclude.empty()) continue;
+      for (const auto* ref : {&v.primary, &v.backup}) {
+        const std::string protocol = record.proxy_protocols[RunRecord::proxy_key(ref->faultline, ref->proxy)];
+        if (protocol == "tcp") {
+          reason_ = v.path + ".traffic.exclude: " + ref->proxy + " is a tcp proxy, whose requests faultline does not decode; " +
+                    "its traffic is the connections that carry data (leave exclude out)";
+          co_return false;
+        }
+      }
     }
     co_return true;
+  }
+
+  // ---- traffic counters (failover verdicts' health-check exclusion) -------------------
+
+  awaitable<bool> add_traffic_counters() {
+    for (const auto& v : d_.verdicts) {
+      if (v.type != VerdictType::failover) continue;
+      for (std::size_t k = 0; k < v.traffic_exclude.size(); ++k) {
+        for (const auto* ref : {&v.primary, &v.backup}) {
+          const std::string protocol = record.proxy_protocols[RunRecord::proxy_key(ref->faultline, ref->proxy)];
+          const std::string type = protocol == "resp" ? "resp_delay" : "http_delay";
+          const std::string name = traffic_counter_name(v, k);
+          const std::string body = "{\"name\":\"" + name + "\",\"type\":\"" + type + "\",\"stream\":\"upstream\"," +
+                                   "\"attributes\":{\"delay\":0,\"jitter\":0,\"match\":" + v.traffic_exclude[k] + "}}";
+          const auto path = "/proxies/" + escape_segment(ref->proxy) + "/toxics";
+          co_await api_call(ref->faultline, "DELETE", path + "/" + escape_segment(name));  // left by an interrupted run
+          const auto r = co_await api_call(ref->faultline, "POST", path, body);
+          if (r.status != 200) {
+            reason_ = v.path + ".traffic.exclude[" + std::to_string(k) + "]: cannot count these requests on " + ref->proxy + ": " +
+                      (r.error.empty() ? "HTTP " + std::to_string(r.status) : r.error);
+            co_return false;
+          }
+          counters_.push_back({*ref, name});
+        }
+      }
+    }
+    co_return true;
+  }
+
+  awaitable<void> remove_traffic_counters() {
+    for (const auto& [ref, name] : counters_)
+      co_await api_call(ref.faultline, "DELETE", "/proxies/" + escape_segment(ref.proxy) + "/toxics/" + escape_segment(name));
+    counters_.clear();
   }
 
   // ---- metrics -----------------------------------------------------------------------
@@ -454,7 +531,8 @@ class Runner {
       const Observation o = co_await observe(a, phase);
       const CheckResult c = check(a.tolerance, o);
       r.ok = c.ok;
-      r.why = c.why;
+      r.why = c.ok ? c.why : with_body_start(c.why, o);
+      if (a.provider == Provider::command && std::get<CommandSpec>(a.spec).steps) add_steps(a.name, o, r);
       r.observed = o.summary();
       r.latency_ms = o.latency_ms;
       if (a.provider == Provider::http && o.answered) r.http_status = o.status;
@@ -464,6 +542,51 @@ class Runner {
     r.end = now();
     finished(r);
     co_return r;
+  }
+
+  // A workflow command's own steps (stdout, one JSON object per line with unix-time start and
+  // end) become the activity's series, as a load's calls are. Lines that are not such objects
+  // are the script's own output and are left alone.
+  void add_steps(const std::string& name, const Observation& o, ActivityRecord& r) {
+    LoadRecord& out = record.loads[name];
+    out.name = name;
+    out.target = ProbeKind::command;
+    const double wall0 = std::chrono::duration<double>(wall0_.time_since_epoch()).count();
+    std::size_t steps = 0, ok = 0, bad = 0;
+    std::size_t at = 0;
+    while (at < o.body.size()) {
+      auto nl = o.body.find('\n', at);
+      if (nl == std::string::npos) nl = o.body.size();
+      const std::string line = o.body.substr(at, nl - at);
+      at = nl + 1;
+      if (line.find('{') == std::string::npos) continue;
+      rapidjson::Document doc;
+      doc.Parse(line.c_str(), line.size());
+      if (doc.HasParseError() || !doc.IsObject()) continue;
+      auto num = [&](const char* key) -> std::optional<double> {
+        auto it = doc.FindMember(key);
+        return it != doc.MemberEnd() && it->value.IsNumber() ? std::optional<double>(it->value.GetDouble()) : std::nullopt;
+      };
+      const auto start = num("start"), end = num("end");
+      auto okm = doc.FindMember("ok");
+      if (!start || !end || okm == doc.MemberEnd() || !okm->value.IsBool() || *end < *start) {
+        ++bad;
+        continue;
+      }
+      LoadCall call;
+      call.start = *start - wall0;
+      call.latency_ms = (*end - *start) * 1000;
+      call.ok = okm->value.GetBool();
+      if (auto st = num("status")) call.status = static_cast<int>(*st);
+      if (auto d = doc.FindMember("detail"); d != doc.MemberEnd() && d->value.IsString() && !call.ok)
+        call.detail = std::string(d->value.GetString(), std::min<std::size_t>(d->value.GetStringLength(), 200));
+      ok += call.ok;
+      ++steps;
+      out.calls.push_back(std::move(call));
+    }
+    std::stable_sort(out.calls.begin(), out.calls.end(), [](const LoadCall& x, const LoadCall& y) { return x.start < y.start; });
+    r.observed += "; " + std::to_string(steps) + " steps reported, " + std::to_string(ok) + " ok" +
+                  (bad ? ", " + std::to_string(bad) + " step lines without start, end and ok" : "");
   }
 
   static std::string toxic_path(const ToxicSpec& t) { return "/proxies/" + escape_segment(t.proxy) + "/toxics"; }
@@ -592,8 +715,11 @@ class Runner {
       }
       const std::uint64_t i = st.next;
       if (spec.requests && i >= *spec.requests) break;
+      LoadCall call;
       if (spec.rate > 0) {
-        // Open-loop pacing: call i is due at start + i/rate, whichever worker is free.
+        // Open-loop pacing: call i is due at start + i/rate, on whichever worker is free. A
+        // call is never sent after the load's end: one whose time came while every worker was
+        // busy is recorded as not sent, not silently made late (the wall time stays bounded).
         const double due = st.start + static_cast<double>(i) / spec.rate;
         if (due >= st.deadline) break;
         ++st.next;
@@ -602,12 +728,20 @@ class Runner {
           st.cut_short = true;
           break;
         }
+        call.start = due;
+        if (now() >= st.deadline) {
+          call.sent = false;
+          call.latency_ms = (st.deadline - due) * 1000;  // a lower bound: it waited at least this long
+          call.detail = "not sent: every worker was busy until the load's end";
+          out.calls.push_back(std::move(call));
+          continue;
+        }
+        call.late_ms = std::max(0.0, (now() - due) * 1000);
       } else {
         if (now() >= st.deadline) break;
         ++st.next;
+        call.start = now();
       }
-      LoadCall call;
-      call.start = now();
       Observation o;
       switch (spec.target) {
         case ProbeKind::http: {
@@ -631,10 +765,10 @@ class Runner {
         }
       }
       const CheckResult c = check(spec.success, o);
-      call.latency_ms = o.latency_ms;
+      call.latency_ms = o.latency_ms + call.late_ms;  // from the intended start (coordinated omission)
       call.ok = c.ok;
       call.status = o.kind == ProbeKind::http && o.answered ? o.status : 0;
-      if (!c.ok) call.detail = c.why;
+      if (!c.ok) call.detail = with_body_start(c.why, o);
       out.calls.push_back(std::move(call));
       if (c.ok && spec.verify) st.acknowledged.push_back(i);
     }
@@ -659,18 +793,21 @@ class Runner {
     // Workers finish out of order; verdicts read calls by start time.
     std::stable_sort(out.calls.begin(), out.calls.end(), [](const LoadCall& x, const LoadCall& y) { return x.start < y.start; });
     const std::size_t n = out.calls.size() - before;
-    std::size_t ok = 0;
-    double total_ms = 0;
+    std::size_t ok = 0, not_sent = 0;
+    double total_ms = 0, max_late = 0;
     for (std::size_t k = before; k < out.calls.size(); ++k) {
       ok += out.calls[k].ok;
+      not_sent += !out.calls[k].sent;
       total_ms += out.calls[k].latency_ms;
+      max_late = std::max(max_late, out.calls[k].late_ms);
     }
     r.ok = true;  // a load records; verdicts judge
     r.observed = std::to_string(n) + " calls, " + std::to_string(ok) + " ok" +
                  (n ? " (" + fmt(100.0 * static_cast<double>(ok) / static_cast<double>(n), 1) + "%), avg " +
                           fmt(total_ms / static_cast<double>(n), 2) + " ms"
                     : "") +
-                 (st.cut_short ? ", stopped early" : "");
+                 (not_sent ? ", " + std::to_string(not_sent) + " not sent (every worker busy)" : "") +
+                 (max_late >= 10 ? ", sent up to " + fmt(max_late, 0) + " ms late" : "") + (st.cut_short ? ", stopped early" : "");
     if (spec.verify) co_await verify(spec, st, out);
   }
 
@@ -805,6 +942,7 @@ class Runner {
       co_await poller.wait();
       co_await poll_once();
     }
+    co_await remove_traffic_counters();  // after the last poll has read them
   }
 
   awaitable<void> rollbacks() {
@@ -828,6 +966,8 @@ class Runner {
   std::unique_ptr<net::signal_set> signals_;
   std::set<net::steady_timer*> sleepers_;
   std::map<std::string, std::vector<std::string>> metric_names_;  // faultline URL -> series names to keep
+  std::vector<std::pair<ProxyRef, std::string>> counters_;        // traffic-counting toxics added
+  std::chrono::system_clock::time_point wall0_ = std::chrono::system_clock::now();  // the run's start, for command steps
   std::vector<std::shared_ptr<std::atomic<bool>>> cancels_;  // of every helper-thread job
   std::vector<std::thread> threads_;
   ReplayActions replays_;
@@ -863,11 +1003,14 @@ bool write_file(const std::string& path, const std::string& text) {
 
 int run_drill(const RunOptions& options) {
   Drill drill;
-  if (auto error = load_drill(options.drill_path, options.parse, drill)) {
+  ParseOptions parse = options.parse;
+  parse.placeholders = options.check_only;  // CI lints drills without the stack's environment
+  if (auto error = load_drill(options.drill_path, parse, drill)) {
     std::cerr << "faultline drill: " << *error << "\n";
     return 2;
   }
   if (options.check_only) {
+    for (const auto& note : drill.notes) std::cout << options.drill_path << ": note: " << note << "\n";
     std::cout << options.drill_path << ": ok (" << drill.hypothesis.size() << " hypothesis probes, " << drill.method.size()
               << " method steps, " << drill.rollbacks.size() << " rollbacks, " << drill.verdicts.size() << " verdicts)\n";
     return 0;

@@ -43,6 +43,8 @@ struct Sample {
   bool ok = false;
   double latency_ms = 0;
   int status = 0;
+  bool sent = true;    // a load call whose time came but that was never sent
+  std::string detail;  // why it failed
 };
 
 std::string fmt(double v, int decimals = 2) {
@@ -72,10 +74,11 @@ std::vector<Sample> series(const RunRecord& record, const std::vector<std::strin
   for (const auto& name : names) {
     if (auto it = record.loads.find(name); it != record.loads.end()) {
       for (const auto& c : it->second.calls)
-        out.push_back({c.start, c.start + c.latency_ms / 1000.0, c.ok, c.latency_ms, c.status});
+        out.push_back({c.start, c.start + c.latency_ms / 1000.0, c.ok, c.latency_ms, c.status, c.sent, c.detail});
       continue;
     }
-    for (const auto* p : record.probe_runs(name)) out.push_back({p->start, p->end, p->ok, p->latency_ms, p->http_status});
+    for (const auto* p : record.probe_runs(name))
+      out.push_back({p->start, p->end, p->ok, p->latency_ms, p->http_status, true, p->ok ? "" : p->why});
   }
   std::stable_sort(out.begin(), out.end(), [](const Sample& a, const Sample& b) { return a.start < b.start; });
   return out;
@@ -118,6 +121,9 @@ double success_ratio(const std::vector<Sample>& samples) {
   return static_cast<double>(ok) / static_cast<double>(samples.size());
 }
 
+std::string locate_failures(const std::vector<Sample>& samples, const RunRecord& record);
+std::string failure_examples(const std::vector<Sample>& samples);
+
 void success_rate(const VerdictSpec& spec, const RunRecord& record, VerdictResult& r) {
   Window w;
   if (!window(spec, record, w, r)) return;
@@ -129,7 +135,8 @@ void success_rate(const VerdictSpec& spec, const RunRecord& record, VerdictResul
   if (samples.size() < spec.min_samples)
     r.failures.push_back("only " + std::to_string(samples.size()) + " samples, at least " + std::to_string(spec.min_samples) + " needed");
   else if (ratio < spec.threshold)
-    r.failures.push_back("success rate " + pct(ratio) + " is below " + pct(spec.threshold));
+    r.failures.push_back("success rate " + pct(ratio) + " is below " + pct(spec.threshold) + ": " + locate_failures(samples, record) +
+                         failure_examples(samples));
 }
 
 // The value of `metric{labels, proxy}` in one poll of a faultline's /metrics.
@@ -148,19 +155,162 @@ const std::vector<MetricPoll>* polls_of(const RunRecord& record, const std::stri
   return &it->second;
 }
 
+// Where in time a series' failures sit, for a reason a user can act on: "18 of 20 failed
+// steps started 0-1.9 s after overloaded". The reference is the latest activity (not a load)
+// that started at or before the first failure.
+std::string locate_failures(const std::vector<Sample>& samples, const RunRecord& record) {
+  std::vector<const Sample*> failed;
+  for (const auto& s : samples)
+    if (!s.ok) failed.push_back(&s);
+  if (failed.empty()) return "";
+  const double first = failed.front()->start, last = failed.back()->start;
+  const ActivityRecord* ref = nullptr;
+  for (const auto* list : {&record.method, &record.rollbacks})
+    for (const auto& a : *list) {
+      if (a.skipped || a.provider == Provider::load || a.provider == Provider::wait) continue;
+      if (a.start <= first + 1e-9 && (!ref || a.start >= ref->start)) ref = &a;
+    }
+  const std::string n = std::to_string(failed.size()) + " of " + std::to_string(samples.size()) + " steps";
+  if (!ref) return n + " failed, from " + fmt(first, 2) + " s to " + fmt(last, 2) + " s into the run";
+  const double window = last - ref->start;
+  std::size_t within2 = 0;
+  for (const auto* f : failed) within2 += f->start - ref->start <= 2.0;
+  std::string out = n + " failed, " + fmt(first - ref->start, 2) + "-" + fmt(window, 2) + " s after " + ref->name + " started";
+  if (within2 != failed.size()) out += " (" + std::to_string(within2) + " within 2 s of it)";
+  return out;
+}
+
+// The first few distinct reasons the failed samples give (a failed call keeps the start of
+// its answer: RateLimitError, Premature close...).
+std::string failure_examples(const std::vector<Sample>& samples) {
+  std::vector<std::string> seen;
+  for (const auto& s : samples) {
+    if (s.ok || s.detail.empty()) continue;
+    if (std::find(seen.begin(), seen.end(), s.detail) == seen.end()) seen.push_back(s.detail);
+    if (seen.size() == 2) break;
+  }
+  std::string out;
+  for (const auto& d : seen) out += (out.empty() ? "" : "; ") + d;
+  return out.empty() ? "" : " — e.g. " + out;
+}
+
+// What faultline's own counters say a fault did during the run (first poll to last).
+struct FaultEffect {
+  double messages = 0, resets = 0, bytes_dropped = 0, bytes_delayed = 0;
+  std::uint64_t steps_while_down = 0;  // proxy.disable
+  double total() const { return messages + resets + bytes_dropped + bytes_delayed + static_cast<double>(steps_while_down); }
+};
+
+constexpr const char* kToxicMetrics[4] = {"faultline_toxic_messages_total", "faultline_toxic_resets_total",
+                                          "faultline_toxic_bytes_dropped_total", "faultline_toxic_bytes_delayed_total"};
+
+std::optional<std::string> fault_effect(const FaultRef& f, const RunRecord& record, const std::vector<Sample>& samples,
+                                        FaultEffect& e, VerdictResult& r) {
+  if (f.provider == Provider::proxy_disable) {
+    const auto down = record.event(f.activity + ".end");
+    if (!down) return f.activity + " never ran";
+    double up = HUGE_VAL;
+    for (const auto& name : f.enables)
+      if (auto t = record.event(name + ".end"); t && *t >= *down) up = std::min(up, *t);
+    for (const auto& s : samples) e.steps_while_down += s.start >= *down && s.start < up;
+    return std::nullopt;
+  }
+  auto it = record.metrics.find(f.proxy.faultline);
+  if (it == record.metrics.end() || it->second.empty()) {
+    auto err = record.metric_errors.find(f.proxy.faultline);
+    return "no /metrics samples from " + f.proxy.faultline + (err != record.metric_errors.end() ? ": " + err->second : "");
+  }
+  const Labels labels{{"proxy", f.proxy.proxy}, {"toxic", f.toxic}};
+  double* out[4] = {&e.messages, &e.resets, &e.bytes_dropped, &e.bytes_delayed};
+  for (int k = 0; k < 4; ++k) {
+    const auto a = sum_matching(it->second.front().samples, kToxicMetrics[k], labels).value_or(0);
+    const auto b = sum_matching(it->second.back().samples, kToxicMetrics[k], labels).value_or(0);
+    *out[k] += std::max(0.0, b - a);
+  }
+  (void)r;
+  return std::nullopt;
+}
+
+std::string effect_text(const FaultEffect& e) {
+  std::vector<std::string> parts;
+  if (e.messages > 0) parts.push_back(fmt(e.messages, 0) + " messages acted on");
+  if (e.resets > 0) parts.push_back(fmt(e.resets, 0) + " connections reset");
+  if (e.bytes_dropped > 0) parts.push_back(fmt(e.bytes_dropped, 0) + " bytes dropped");
+  if (e.bytes_delayed > 0) parts.push_back(fmt(e.bytes_delayed, 0) + " bytes delayed");
+  if (e.steps_while_down > 0) parts.push_back(std::to_string(e.steps_while_down) + " steps while the proxy was down");
+  std::string out;
+  for (const auto& p : parts) out += (out.empty() ? "" : ", ") + p;
+  return out.empty() ? "nothing" : out;
+}
+
 void error_recovery(const VerdictSpec& spec, const RunRecord& record, VerdictResult& r) {
-  const auto samples = series(record, spec.sources);
+  Window w;
+  if (!window(spec, record, w, r)) return;
+  const auto samples = in_window(series(record, spec.sources), w);
   const auto failures = std::count_if(samples.begin(), samples.end(), [](const Sample& s) { return !s.ok; });
+  const double ratio = success_ratio(samples);
   r.measured.push_back({"samples", static_cast<double>(samples.size())});
   r.measured.push_back({"failures", static_cast<double>(failures)});
+  r.measured.push_back({"success_rate", ratio});
   const auto t_ref = record.event(spec.after);
   if (!t_ref) {
     r.failures.push_back(label(spec.after) + " never happened (the method stopped before it?)");
     r.summary = "no recovery measured";
     return;
   }
-  if (spec.require_failure && failures == 0)
-    r.failures.push_back("no call of " + source_text(spec.sources) + " failed: the fault never bit, so recovery is unproven");
+  if (samples.empty()) {
+    r.failures.push_back("no step of " + source_text(spec.sources) + " to judge recovery by");
+    r.summary = "no steps";
+    return;
+  }
+
+  // Did the fault act? faultline counted what it injected; the client's view is not asked.
+  FaultEffect effect;
+  std::string fault_names;
+  for (const auto& f : spec.faults) {
+    fault_names += (fault_names.empty() ? "" : ", ") + f.activity;
+    if (auto e = fault_effect(f, record, samples, effect, r)) r.failures.push_back("cannot tell whether " + f.activity + " acted: " + *e);
+  }
+  if (!spec.faults.empty()) {
+    r.measured.push_back({"fault_messages", effect.messages});
+    r.measured.push_back({"fault_resets", effect.resets});
+    r.measured.push_back({"fault_bytes_dropped", effect.bytes_dropped});
+    r.measured.push_back({"fault_bytes_delayed", effect.bytes_delayed});
+    if (effect.steps_while_down > 0) r.measured.push_back({"fault_steps_while_down", static_cast<double>(effect.steps_while_down)});
+  }
+  if (spec.require_failure && !spec.faults.empty() && effect.total() == 0 && r.failures.empty())
+    r.failures.push_back("the fault never acted: faultline's counters for " + fault_names +
+                         " show nothing injected, so recovery is unproven (did the traffic match the fault?)");
+
+  // Every step counts, those made during the fault included.
+  if (ratio < spec.success_rate)
+    r.failures.push_back(locate_failures(samples, record) + ": " + pct(ratio) + " of steps succeeded, need " + pct(spec.success_rate) +
+                         failure_examples(samples));
+
+  // The longest recovery: from a step that failed to the end of the next one that succeeded.
+  double longest = 0;
+  bool unrecovered = false;
+  for (std::size_t i = 0; i < samples.size();) {
+    if (samples[i].ok) {
+      ++i;
+      continue;
+    }
+    const double began = samples[i].start;
+    std::size_t j = i;
+    while (j < samples.size() && !samples[j].ok) ++j;
+    if (j == samples.size()) {
+      unrecovered = true;
+      longest = std::max(longest, samples.back().end - began);
+    } else {
+      longest = std::max(longest, samples[j].end - began);
+    }
+    i = j;
+  }
+  r.measured.push_back({"longest_recovery_s", longest});
+  if (spec.max_recovery && longest > *spec.max_recovery)
+    r.failures.push_back("the longest recovery took " + fmt(longest, 3) + " s" + (unrecovered ? " (and had not ended)" : "") +
+                         ", more than " + fmt(*spec.max_recovery, 3) + " s");
+
   const Sample* first_ok = nullptr;
   for (const auto& s : samples) {
     if (s.start >= *t_ref && s.ok) {
@@ -168,13 +318,15 @@ void error_recovery(const VerdictSpec& spec, const RunRecord& record, VerdictRes
       break;
     }
   }
+  std::string summary = pct(ratio) + " of " + std::to_string(samples.size()) + " steps ok";
+  if (!spec.faults.empty()) summary += "; faultline injected " + effect_text(effect);
   if (!first_ok) {
     const auto after = std::count_if(samples.begin(), samples.end(), [&](const Sample& s) { return s.start >= *t_ref; });
-    r.failures.push_back(after == 0 ? "no call of " + source_text(spec.sources) + " after " + label(spec.after)
-                                    : "none of the " + std::to_string(after) + " calls after " + label(spec.after) + " succeeded");
-    r.summary = "did not recover after " + label(spec.after);
+    r.failures.push_back(after == 0 ? "no step of " + source_text(spec.sources) + " after " + label(spec.after)
+                                    : "none of the " + std::to_string(after) + " steps after " + label(spec.after) + " succeeded");
+    r.summary = summary + "; did not recover after " + label(spec.after);
   } else {
-    const double took = first_ok->end - *t_ref;
+    const double took = std::max(0.0, first_ok->end - *t_ref);
     std::vector<Sample> later;
     for (const auto& s : samples)
       if (s.start >= first_ok->start) later.push_back(s);
@@ -182,17 +334,18 @@ void error_recovery(const VerdictSpec& spec, const RunRecord& record, VerdictRes
     r.measured.push_back({"time_to_first_success_s", took});
     r.measured.push_back({"later_success_rate", later_ratio});
     r.measured.push_back({"later_samples", static_cast<double>(later.size())});
-    r.summary = "first success " + fmt(took, 3) + " s after " + label(spec.after) + " (bound " + fmt(spec.within, 3) + " s), then " +
-                pct(later_ratio) + " of " + std::to_string(later.size()) + " calls ok";
+    r.summary = summary + "; first success " + fmt(took, 3) + " s after " + label(spec.after) + " (bound " + fmt(spec.within, 3) +
+                " s), then " + pct(later_ratio) + " of " + std::to_string(later.size()) + " ok; longest recovery " +
+                fmt(longest, 3) + " s";
     if (took > spec.within)
       r.failures.push_back("first success came " + fmt(took, 3) + " s after " + label(spec.after) + ", more than " + fmt(spec.within, 3) + " s");
     if (later_ratio < spec.later_success_rate)
-      r.failures.push_back("after recovering, only " + pct(later_ratio) + " of the later calls succeeded (need " +
-                           pct(spec.later_success_rate) + ")");
+      r.failures.push_back("after recovering, only " + pct(later_ratio) + " of the later steps succeeded (need " +
+                           pct(spec.later_success_rate) + ")" + failure_examples(later));
   }
   if (spec.retries) {
-    // Retries are what faultline saw beyond the calls the drill made: a client library that
-    // retries internally sends more requests than it was asked to.
+    // Retries are what faultline saw beyond the steps the drill made: a client library that
+    // retries sends more requests than it was asked to.
     const auto& rt = *spec.retries;
     const auto* polls = polls_of(record, rt.proxy.faultline, r);
     if (!polls) return;
@@ -204,15 +357,18 @@ void error_recovery(const VerdictSpec& spec, const RunRecord& record, VerdictRes
     }
     const double seen = *last - *first;
     const double t0 = polls->front().t, t1 = polls->back().t;
-    const auto calls = std::count_if(samples.begin(), samples.end(), [&](const Sample& s) { return s.start >= t0 && s.start <= t1; });
+    const auto calls = std::count_if(samples.begin(), samples.end(), [&](const Sample& s) { return s.sent && s.start >= t0 && s.start <= t1; });
     const double retries = std::max(0.0, seen - static_cast<double>(calls));
     r.measured.push_back({"requests_seen", seen});
     r.measured.push_back({"calls_made", static_cast<double>(calls)});
     r.measured.push_back({"retries", retries});
-    r.summary += "; " + fmt(retries, 0) + " retries (budget " + fmt(rt.max, 0) + ")";
-    if (retries > rt.max)
+    r.summary += "; " + fmt(retries, 0) + " retries seen by faultline";
+    if (rt.max && retries > *rt.max)
       r.failures.push_back(fmt(retries, 0) + " retries (" + fmt(seen, 0) + " requests seen by " + rt.proxy.proxy + " for " +
-                           std::to_string(calls) + " calls), more than the budget of " + fmt(rt.max, 0));
+                           std::to_string(calls) + " steps), more than the budget of " + fmt(*rt.max, 0));
+    if (rt.min && retries < *rt.min)
+      r.failures.push_back("only " + fmt(retries, 0) + " retries (" + fmt(seen, 0) + " requests seen by " + rt.proxy.proxy + " for " +
+                           std::to_string(calls) + " steps), at least " + fmt(*rt.min, 0) + " needed as proof that the client retried");
   }
 }
 
@@ -220,14 +376,21 @@ void latency(const VerdictSpec& spec, const RunRecord& record, VerdictResult& r)
   Window w;
   if (!window(spec, record, w, r)) return;
   std::vector<double> ms;
-  for (const auto& s : in_window(series(record, spec.sources), w))
+  std::size_t not_sent = 0;
+  for (const auto& s : in_window(series(record, spec.sources), w)) {
+    not_sent += !s.sent;
     if (!spec.ok_only || s.ok) ms.push_back(s.latency_ms);
+  }
   const LatencyStats st = latency_stats(ms);
   r.measured = {{"samples", static_cast<double>(st.count)}, {"avg_ms", st.avg}, {"p50_ms", st.p50},
                 {"p95_ms", st.p95},                          {"p99_ms", st.p99}, {"max_ms", st.max}};
   r.summary = std::to_string(st.count) + (spec.ok_only ? " ok" : "") + " calls of " + source_text(spec.sources) +
               ": avg " + fmt(st.avg) + " ms, p50 " + fmt(st.p50) + ", p95 " + fmt(st.p95) + ", p99 " + fmt(st.p99) +
-              ", max " + fmt(st.max);
+              ", max " + fmt(st.max) + " (from each call's intended start)";
+  if (not_sent > 0) {
+    r.measured.push_back({"not_sent", static_cast<double>(not_sent)});
+    r.summary += "; " + std::to_string(not_sent) + " calls never sent (every worker busy), counted with their wait until the load ended";
+  }
   if (st.count < spec.min_samples) {
     r.failures.push_back("only " + std::to_string(st.count) + " samples, at least " + std::to_string(spec.min_samples) + " needed");
     return;
@@ -243,6 +406,40 @@ void latency(const VerdictSpec& spec, const RunRecord& record, VerdictResult& r)
   bound("max", spec.max, st.max);
 }
 
+// Application traffic on one proxy as of one poll: requests minus health checks on a message
+// proxy, connections that carried data on a tcp one, or the custom metric.
+struct Traffic {
+  std::optional<double> app;
+  double excluded = 0;  // health-check requests left out
+};
+
+Traffic traffic_at(const VerdictSpec& spec, const MetricPoll& p, const ProxyRef& ref, const RunRecord& record) {
+  Traffic t;
+  if (spec.custom_metric) {
+    t.app = counter(p, spec.metric, spec.labels, ref.proxy);
+    return t;
+  }
+  auto it = record.proxy_protocols.find(RunRecord::proxy_key(ref.faultline, ref.proxy));
+  const std::string protocol = it == record.proxy_protocols.end() ? "tcp" : it->second;
+  if (protocol == "tcp") {
+    t.app = counter(p, "faultline_proxy_data_connections_total", {}, ref.proxy);
+    return t;
+  }
+  const auto requests = counter(p, "faultline_proxy_requests_total", {}, ref.proxy);
+  if (!requests) return t;
+  for (std::size_t k = 0; k < spec.traffic_exclude.size(); ++k)
+    t.excluded += sum_matching(p.samples, "faultline_toxic_messages_total", {{"proxy", ref.proxy}, {"toxic", traffic_counter_name(spec, k)}})
+                      .value_or(0);
+  t.app = *requests - t.excluded;
+  return t;
+}
+
+std::string traffic_unit(const VerdictSpec& spec, const RunRecord& record, const ProxyRef& ref) {
+  if (spec.custom_metric) return spec.metric;
+  auto it = record.proxy_protocols.find(RunRecord::proxy_key(ref.faultline, ref.proxy));
+  return it == record.proxy_protocols.end() || it->second == "tcp" ? "connections carrying data" : "application requests";
+}
+
 void failover(const VerdictSpec& spec, const RunRecord& record, VerdictResult& r) {
   const auto t0 = record.event(spec.after);
   if (!t0) {
@@ -250,56 +447,91 @@ void failover(const VerdictSpec& spec, const RunRecord& record, VerdictResult& r
     r.summary = "no failover measured";
     return;
   }
+  double t_end = HUGE_VAL;
+  if (!spec.until.empty()) {
+    const auto u = record.event(spec.until);
+    if (!u) {
+      r.failures.push_back(label(spec.until) + " never happened (the method stopped before it?)");
+      return;
+    }
+    t_end = *u;
+  }
   const auto* backup_polls = polls_of(record, spec.backup.faultline, r);
   const auto* primary_polls = polls_of(record, spec.primary.faultline, r);
-  std::string series_b = spec.metric + "{proxy=\"" + spec.backup.proxy + "\"}";
+  const std::string unit = traffic_unit(spec, record, spec.backup);
   if (backup_polls) {
-    // The backup's counter just before the failure is the baseline; traffic has moved once
-    // it grows by min_delta.
+    // The backup's traffic just before the failure is the baseline; traffic has moved once
+    // it grows by min_requests inside the window.
     std::optional<double> base;
+    double base_excluded = 0;
     for (const auto& p : *backup_polls) {
       if (p.t > *t0 && base) break;
-      if (auto v = counter(p, spec.metric, spec.labels, spec.backup.proxy)) base = v;
+      if (auto v = traffic_at(spec, p, spec.backup, record); v.app) {
+        base = v.app;
+        base_excluded = v.excluded;
+      }
     }
     if (!base) {
-      r.failures.push_back("no series " + series_b + " on " + spec.backup.faultline);
+      r.failures.push_back("no traffic counters for " + spec.backup.proxy + " on " + spec.backup.faultline);
     } else {
       const MetricPoll* moved = nullptr;
-      double last_b = *base;
+      const MetricPoll* last_in_window = nullptr;
+      double last_b = *base, last_excluded = base_excluded;
       for (const auto& p : *backup_polls) {
         if (p.t <= *t0) continue;
-        const auto v = counter(p, spec.metric, spec.labels, spec.backup.proxy);
-        if (v) last_b = *v;
-        if (v && *v - *base >= spec.min_delta) {
-          moved = &p;
-          break;
-        }
+        if (p.t > t_end) break;
+        const auto v = traffic_at(spec, p, spec.backup, record);
+        if (!v.app) continue;
+        last_in_window = &p;
+        last_b = *v.app;
+        last_excluded = v.excluded;
+        if (!moved && *v.app - *base >= spec.min_requests) moved = &p;
       }
-      r.measured.push_back({"backup_delta", last_b - *base});
+      r.measured.push_back({"backup_traffic", last_b - *base});
+      r.measured.push_back({"backup_excluded", last_excluded - base_excluded});
+      const std::string window_text = spec.until.empty() ? "after " + label(spec.after)
+                                                          : "between " + label(spec.after) + " and " + label(spec.until);
       if (!moved) {
-        r.failures.push_back("no traffic reached " + spec.backup.proxy + " after " + label(spec.after) + " (" + series_b +
-                             " grew by " + fmt(last_b - *base, 0) + ", need " + fmt(spec.min_delta, 0) + ")");
+        std::string why = "no " + unit + " reached " + spec.backup.proxy + " " + window_text + " (" + fmt(last_b - *base, 0) +
+                          ", need " + fmt(spec.min_requests, 0) + ")";
+        if (last_excluded - base_excluded > 0)
+          why += "; its " + fmt(last_excluded - base_excluded, 0) + " other requests were health checks, which do not count";
+        r.failures.push_back(why);
         r.summary = "traffic did not move to " + spec.backup.proxy;
       } else {
         const double took = moved->t - *t0;
         r.measured.push_back({"failover_s", took});
-        r.summary = "traffic reached " + spec.backup.proxy + " " + fmt(took, 3) + " s after " + label(spec.after) + " (bound " +
+        r.summary = unit + " reached " + spec.backup.proxy + " " + fmt(took, 3) + " s after " + label(spec.after) + " (bound " +
                     fmt(spec.within, 3) + " s)";
+        if (last_excluded - base_excluded > 0)
+          r.summary += ", " + fmt(last_excluded - base_excluded, 0) + " health checks left out";
         if (took > spec.within)
-          r.failures.push_back("traffic reached " + spec.backup.proxy + " after " + fmt(took, 3) + " s, more than " + fmt(spec.within, 3) + " s");
+          r.failures.push_back(unit + " reached " + spec.backup.proxy + " after " + fmt(took, 3) + " s, more than " + fmt(spec.within, 3) + " s");
+        const double span = last_in_window && last_in_window->t > moved->t ? last_in_window->t - moved->t : 0;
+        const double backup_after = last_in_window ? last_b - traffic_at(spec, *moved, spec.backup, record).app.value_or(last_b) : 0;
+        if (span > 0) r.measured.push_back({"backup_rate_per_s", backup_after / span});
         if (primary_polls) {
-          // "Moved from" the primary: once the backup carries traffic, the primary stops.
+          // "Moved from" the primary: once the backup carries traffic, the primary's share of it
+          // is near zero (a rate, so it does not grow with the drill's length).
           const MetricPoll* at = nullptr;
-          for (const auto& p : *primary_polls)
+          const MetricPoll* end = nullptr;
+          for (const auto& p : *primary_polls) {
             if (p.t <= moved->t) at = &p;
-          const auto a0 = at ? counter(*at, spec.metric, spec.labels, spec.primary.proxy) : std::nullopt;
-          const auto a1 = counter(primary_polls->back(), spec.metric, spec.labels, spec.primary.proxy);
-          if (a0 && a1) {
-            const double grew = *a1 - *a0;
-            r.measured.push_back({"primary_delta_after", grew});
-            if (grew > spec.primary_max_delta)
-              r.failures.push_back(spec.primary.proxy + " still carried traffic after the failover (" + spec.metric + " grew by " +
-                                   fmt(grew, 0) + ", at most " + fmt(spec.primary_max_delta, 0) + " allowed)");
+            if (p.t <= t_end) end = &p;
+          }
+          // Plain doubles and a flag: GCC 12 misreads two optionals here (-Wmaybe-uninitialized).
+          const Traffic p0 = at ? traffic_at(spec, *at, spec.primary, record) : Traffic{};
+          const Traffic p1 = end ? traffic_at(spec, *end, spec.primary, record) : Traffic{};
+          if (p0.app.has_value() && p1.app.has_value()) {
+            const double grew = std::max(0.0, p1.app.value_or(0) - p0.app.value_or(0));
+            const double total = grew + std::max(0.0, backup_after);
+            const double share = total > 0 ? grew / total : 0;
+            r.measured.push_back({"primary_traffic_after", grew});
+            r.measured.push_back({"primary_share_after", share});
+            if (span > 0) r.measured.push_back({"primary_rate_per_s", grew / span});
+            if (share > spec.primary_max_share)
+              r.failures.push_back(spec.primary.proxy + " still carried " + pct(share) + " of the " + unit + " after the failover (" +
+                                   fmt(grew, 0) + " of " + fmt(total, 0) + "; at most " + pct(spec.primary_max_share) + " allowed)");
           }
         }
       }
@@ -347,20 +579,33 @@ void no_critical_errors(const VerdictSpec& spec, const RunRecord& record, Verdic
     for (const auto& p : h.probes) scan(p);
   for (const auto& a : record.method) scan(a);
   for (const auto& a : record.rollbacks) scan(a);
+  std::string first_5xx;
   for (const auto& s : series(record, spec.no_5xx))
-    if (s.status >= 500) ++server_errors;
+    if (s.status >= 500) {
+      if (++server_errors == 1) first_5xx = "first at " + fmt(s.start, 2) + " s: " + (s.detail.empty() ? std::to_string(s.status) : s.detail);
+    }
   const std::uint64_t total = critical + server_errors;
   r.measured = {{"critical_probe_failures", static_cast<double>(critical)}, {"http_5xx", static_cast<double>(server_errors)}};
   r.summary = std::to_string(critical) + " critical probe failures, " + std::to_string(server_errors) + " 5xx answers (at most " +
               std::to_string(spec.max_errors) + " allowed)";
   if (total > spec.max_errors) {
+    // Said apart: a failed critical probe and a 5xx answer call for different fixes.
     std::string detail;
     for (const auto& e : examples) detail += (detail.empty() ? "" : "; ") + e;
-    r.failures.push_back(std::to_string(total) + " critical errors" + (detail.empty() ? "" : ": " + detail));
+    std::string why = std::to_string(total) + " critical errors (at most " + std::to_string(spec.max_errors) + "):";
+    if (critical > 0) why += " " + std::to_string(critical) + " critical probe failures (" + detail + ")";
+    if (server_errors > 0)
+      why += std::string(critical > 0 ? ";" : "") + " " + std::to_string(server_errors) + " 5xx answers in " + source_text(spec.no_5xx) +
+             " (" + first_5xx + ")";
+    r.failures.push_back(why);
   }
 }
 
 }  // namespace
+
+std::string traffic_counter_name(const VerdictSpec& spec, std::size_t k) {
+  return "drill-count-" + spec.name + "-" + std::to_string(k);
+}
 
 std::vector<VerdictResult> evaluate_verdicts(const std::vector<VerdictSpec>& specs, const RunRecord& record) {
   std::vector<VerdictResult> out;

@@ -22,6 +22,10 @@ struct VerdictResult {
   std::vector<std::pair<std::string, double>> measured;  // numbers for the JSON report
 };
 
+// The name of the zero-delay toxic that counts a failover verdict's k-th `traffic.exclude`
+// match (health checks) on a proxy; the runner adds it, the verdict reads its counter.
+std::string traffic_counter_name(const VerdictSpec& spec, std::size_t k);
+
 std::vector<VerdictResult> evaluate_verdicts(const std::vector<VerdictSpec>& specs, const RunRecord& record);
 
 // Chaos Toolkit's run statuses.

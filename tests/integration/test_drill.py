@@ -146,7 +146,9 @@ def loading_drill(faultline_url, redis_proxy, redis_direct):
         ],
         "verdicts": [
             {"type": "error_recovery", "name": "gets-recover", "criterion": "V.2", "source": "gets",
-             "after": "loading.removed", "within": 1, "retries": {"proxy": "redis", "max": 2}},
+             # The load does not retry, so 40 % of its GETs fail under the fault: this verdict asks
+             # only that GETs come back (success_rate 0.5), the default (every step) would fail it.
+             "after": "loading.removed", "within": 1, "success_rate": 0.5, "retries": {"proxy": "redis", "max": 2}},
             {"type": "success_rate", "name": "gets-success", "criterion": "V.1",
              "source": "gets", "threshold": "${threshold}"},
             {"type": "no_critical_errors", "name": "no-critical", "criterion": "V.7"},
@@ -174,7 +176,9 @@ class RedisRecoveryDrillTest(unittest.TestCase):
             recover = run.verdict("gets-recover")
             self.assertTrue(recover["passed"], recover)
             self.assertLessEqual(recover["measured"]["time_to_first_success_s"], 1.0)
-            self.assertGreater(recover["measured"]["failures"], 0, "the fault never bit")
+            self.assertGreater(recover["measured"]["failures"], 0)
+            # The fault bit by faultline's own count: the GETs it answered with -LOADING.
+            self.assertGreater(recover["measured"]["fault_messages"], 100, recover)
             self.assertLessEqual(recover["measured"]["retries"], 2)
             success = run.verdict("gets-success")
             self.assertTrue(success["passed"], success)
@@ -380,7 +384,7 @@ class HAProxyFailoverDrillTest(unittest.TestCase):
                     v = run.verdict("moves-to-backup")
                     self.assertTrue(v["passed"], v)
                     self.assertLessEqual(v["measured"]["failover_s"], 3)
-                    self.assertGreater(v["measured"]["backup_delta"], 0)
+                    self.assertGreater(v["measured"]["backup_traffic"], 0)
                     self.assertGreaterEqual(v["measured"]["health_ratio"], 0.75)
                     self.assertEqual(run.testcases()[("drill.verdicts", "moves-to-backup (V.5)")], "pass")
                     print(f"\n  failover: traffic on the backup {v['measured']['failover_s']:.2f} s after the kill, "
@@ -403,7 +407,7 @@ class HAProxyFailoverDrillTest(unittest.TestCase):
                     self.assertEqual(run.report["run"][-1]["status"], "failed")
                     v = run.verdict("moves-to-backup")
                     self.assertFalse(v["passed"], v)
-                    self.assertTrue(any("no traffic reached backup" in f for f in v["failures"]), v)
+                    self.assertTrue(any("no connections carrying data reached backup" in f for f in v["failures"]), v)
                     self.assertEqual(run.testcases()[("drill.verdicts", "moves-to-backup (V.5)")], "failure")
                     for name in ("primary", "backup"):
                         status, proxy, _ = fl.request("GET", f"/proxies/{name}")

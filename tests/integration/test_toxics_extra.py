@@ -634,6 +634,38 @@ class ToxicMetrics(ToxicTestCase):
         self.assertIsNotNone(v, "faultline_toxic_bytes_delayed_total missing")
         self.assertGreaterEqual(v, 500)
 
+    def test_counters_of_a_removed_toxic_stay_until_reset(self):
+        # A drill reads what a fault did after the fault is gone (its duration ended).
+        self.add({"name": "gone", "type": "timeout", "attributes": {"timeout": 0}})
+        s = self.conn()
+        s.sendall(b"x" * 700)
+        v = poll(lambda: self._m("faultline_toxic_bytes_dropped_total", "gone", state="active"),
+                 lambda v: v is not None and v >= 700)
+        self.assertGreaterEqual(v or 0, 700)
+        code, _, _ = self.fl.request("DELETE", "/proxies/p/toxics/gone")
+        self.assertEqual(code, 204)
+        self.assertIsNone(self._m("faultline_toxic_bytes_dropped_total", "gone", state="active"))
+        self.assertEqual(self._m("faultline_toxic_bytes_dropped_total", "gone", state="removed"), v)
+        # Added and removed again: one removed series, the sum of both lives.
+        self.add({"name": "gone", "type": "timeout", "attributes": {"timeout": 0}})
+        self.fl.request("DELETE", "/proxies/p/toxics/gone")
+        self.assertEqual(self._m("faultline_toxic_bytes_dropped_total", "gone", state="removed"), v)
+        code, _, _ = self.fl.request("POST", "/reset")
+        self.assertEqual(code, 204)
+        self.assertIsNone(self._m("faultline_toxic_bytes_dropped_total", "gone"))
+
+    def test_data_connections_leave_out_connections_that_sent_nothing(self):
+        before = metric(self.fl, "faultline_proxy_data_connections_total", proxy="p") or 0
+        quiet = self.conn()  # connects, sends nothing: a TCP health check
+        quiet.close()
+        s = self.conn()
+        s.sendall(b"hello")
+        v = poll(lambda: metric(self.fl, "faultline_proxy_data_connections_total", proxy="p"),
+                 lambda v: v is not None and v >= before + 1)
+        self.assertEqual(v, before + 1)
+        time.sleep(0.2)  # a wrongly counted quiet connection would have shown by now
+        self.assertEqual(metric(self.fl, "faultline_proxy_data_connections_total", proxy="p"), before + 1)
+
 
 class Connections(ToxicTestCase):
 

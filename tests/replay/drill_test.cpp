@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "replay/drill.hpp"
+#include "replay/record.hpp"
 #include "support.hpp"
 
 using namespace faultline::drill;
@@ -157,7 +158,8 @@ TEST_CASE("errors name the JSON path and the reason") {
   CHECK(with(R"("name": "sleep")", R"("name": "gets")") ==
         "$.method[3].name: \"gets\" is already the name of $.method[0] (names must be unique)");
   CHECK(with(R"("after": "inject.removed")", R"("after": "nothing")") ==
-        "$.verdicts[0].after: no method or rollback activity named \"nothing\" (or use method.start / method.end)");
+        "$.verdicts[0].after: no method or rollback activity named \"nothing\" (or use method.start / method.end; an offset is "
+        "written NAME+2s or NAME-500ms)");
   CHECK(with(R"("after": "inject.removed")", R"("after": "sleep.removed")") ==
         "$.verdicts[0].after: \"sleep\" is not a toxic.add with a duration, so it has no .removed");
   CHECK(with(R"("source": "gets", "avg")", R"("source": "ghost", "avg")") == "$.verdicts[2].source: no load or probe named \"ghost\"");
@@ -184,7 +186,90 @@ TEST_CASE("errors name the JSON path and the reason") {
   CHECK(with(R"("strategy": "continuously")", R"("strategy": "sometimes")") ==
         "$.runtime.hypothesis.strategy: expected default, before-method-only, after-method-only, during-method-only or continuously");
   CHECK(with(R"("type": "success_rate")", R"("type": "succes_rate")").rfind("$.verdicts[1].type: unknown verdict type", 0) == 0);
+  // A typo names the key it probably meant.
+  CHECK(with(R"("within": 1,)", R"("withn": 1,)") ==
+        "$.verdicts[0].withn: unknown field (did you mean \"within\"?) (expected one of: type, name, criterion, description, source, "
+        "after, fault, within, later_success_rate, success_rate, max_recovery, require_failure, retries, from, until)");
+  CHECK(with(R"("max": 3}},)", R"("max": 3}, "fault": "sleep"},)") ==
+        "$.verdicts[0].fault: no toxic.add or proxy.disable activity named \"sleep\"");
+  CHECK(with(R"("retries": {"proxy": "redis", "max": 3}})", R"("retries": {"proxy": "redis"}})") ==
+        "$.verdicts[0].retries: give min (proof that retries happened) and/or max (a budget)");
+  CHECK(with(R"("after": "inject.removed")", R"("after": "sleep")") ==
+        "$.verdicts[0].after: which fault is recovered from? \"sleep.end\" is not a toxic.add or proxy.disable: name it in \"fault\" "
+        "(its effect is read from faultline's counters), or set \"require_failure\": false");
 }
+
+TEST_CASE("error_recovery's fault defaults to the activity `after` names, and offsets move events") {
+  Drill d;
+  REQUIRE(parse(kDrill, d) == "");
+  REQUIRE(d.verdicts[0].faults.size() == 1);
+  CHECK(d.verdicts[0].faults[0].activity == "inject");
+  CHECK(d.verdicts[0].faults[0].provider == Provider::toxic_add);
+  CHECK(d.verdicts[0].faults[0].proxy.proxy == "redis");
+  CHECK(d.verdicts[0].faults[0].toxic == "resp_error_downstream");
+  CHECK(d.verdicts[0].success_rate == 1);
+  CHECK(d.verdicts[0].retries->max == 3);
+  CHECK_FALSE(d.verdicts[0].retries->min);
+
+  std::string text = kDrill;
+  text.replace(text.find(R"("from": "inject.start")"), 22, R"("from": "inject+1.5s")");
+  text.replace(text.find(R"("after": "inject.removed")"), 25, R"("after": "inject.removed-500ms")");
+  REQUIRE(parse(text, d) == "");
+  CHECK(d.verdicts[1].from == "inject.end+1.5s");
+  CHECK(d.verdicts[0].after == "inject.removed-500ms");
+  CHECK(d.verdicts[0].faults[0].activity == "inject");
+  RunRecord r;
+  r.events["inject.end"] = 2;
+  r.events["inject.removed"] = 4;
+  CHECK(r.event(d.verdicts[1].from) == 3.5);
+  CHECK(r.event(d.verdicts[0].after) == 3.5);
+  CHECK_FALSE(r.event("inject+2"));  // an offset needs its unit
+  CHECK(split_offset("kill-primary") == std::nullopt);
+  CHECK(split_offset("kill-primary-250ms")->second == -0.25);
+}
+
+TEST_CASE("failover: health checks are left out by match, and a byte total for the primary is refused") {
+  const std::string base = R"({"title": "t", "method": [
+      {"type": "action", "name": "kill", "provider": {"type": "proxy.disable", "proxy": "a"}},
+      {"type": "action", "name": "revive", "provider": {"type": "proxy.enable", "proxy": "a"}}],
+    "verdicts": [{"type": "failover", "primary": "a", "backup": "b", "after": "kill", "until": "revive+1s", VERDICT}]})";
+  auto with = [&](const std::string& v) {
+    std::string text = base;
+    text.replace(text.find("VERDICT"), 7, v);
+    return text;
+  };
+  Drill d;
+  REQUIRE(parse(with(R"("traffic": {"exclude": [{"path": "/health"}, {"method": "OPTIONS"}]}, "primary_max_share": 0.1)"), d) == "");
+  CHECK(d.verdicts[0].traffic_exclude == std::vector<std::string>{R"({"path":"/health"})", R"({"method":"OPTIONS"})"});
+  CHECK(d.verdicts[0].primary_max_share == 0.1);
+  CHECK(d.verdicts[0].until == "revive.end+1s");
+  CHECK_FALSE(d.verdicts[0].custom_metric);
+  CHECK(error_of(with(R"("primary_max_delta": 0)")) ==
+        "$.verdicts[0].primary_max_delta: replaced by primary_max_share: the share of application traffic still on the primary "
+        "after the move (a byte total grows with the drill's length)");
+  CHECK(error_of(with(R"("traffic": {"exclude": [{}]})")) ==
+        "$.verdicts[0].traffic.exclude[0]: expected a match object, e.g. {\"path\": \"/health\"}");
+  CHECK(error_of(with(R"("metric": "m", "traffic": {"exclude": [{"path": "/h"}]})")) ==
+        "$.verdicts[0].traffic: traffic counts requests; with a custom metric there is nothing to exclude");
+  REQUIRE(parse(with(R"("metric": "toxiproxy_proxy_received_bytes_total", "labels": {"direction": "upstream"}, "min_delta": 100)"), d) == "");
+  CHECK(d.verdicts[0].custom_metric);
+  CHECK(d.verdicts[0].min_requests == 100);
+}
+
+TEST_CASE("drill --check: an env variable with no value and no default gets a placeholder and a note") {
+  const std::string text = R"({"title": "t", "configuration": {"target": {"type": "env", "key": "TARGET_ADDR"}},
+    "method": [{"type": "action", "name": "l", "provider": {"type": "load", "requests": 1,
+                "target": {"type": "resp", "address": "${target}", "command": ["PING"]}}}]})";
+  CHECK(error_of(text) == "$.configuration.target: environment variable TARGET_ADDR is not set and there is no default");
+  auto o = options({});
+  o.placeholders = true;
+  Drill d;
+  REQUIRE(parse(text, d, o) == "");
+  REQUIRE(d.notes.size() == 1);
+  CHECK(d.notes[0] == "$.configuration.target: environment variable TARGET_ADDR is not set and there is no default; checked with "
+                      "\"127.0.0.1:9\"");
+}
+
 
 TEST_CASE("structural errors: not JSON, missing method, wrong shapes") {
   CHECK(error_of("{\"title\": \"t\",\n  \"method\": [}") == "line 2, column 14: not valid JSON: Invalid value.");
@@ -311,5 +396,6 @@ TEST_CASE("a hypothesis probe run in the method by reference has times verdicts 
     "steady-state-hypothesis": {"probes": [{"name": "ping", "provider": {"type": "tcp", "address": "h:1"}}]},
     "method": [],
     "verdicts": [{"type": "success_rate", "source": "ping", "from": "ping"}]})") ==
-        "$.verdicts[0].from: no method or rollback activity named \"ping\" (or use method.start / method.end)");
+        "$.verdicts[0].from: no method or rollback activity named \"ping\" (or use method.start / method.end; an offset is "
+        "written NAME+2s or NAME-500ms)");
 }

@@ -128,7 +128,7 @@ TEST_CASE("the JUnit report: a testcase per verdict and per hypothesis probe and
   CHECK(xml.find("<testcase classname=\"drill.steady-state.after\" name=\"health\" time=\"0.001\">\n"
                  "      <failure message=\"status 503, expected 200 &lt;&amp;&gt;\">") != std::string::npos);
   CHECK(xml.find("<testcase classname=\"drill.verdicts\" name=\"all (V.3)\"") != std::string::npos);
-  CHECK(xml.find("<failure message=\"success rate 66.7% is below 99%\">") != std::string::npos);
+  CHECK(xml.find("<failure message=\"success rate 66.7% is below 99%: 1 of 3 steps failed") != std::string::npos);
   CHECK(xml.find("<testcase classname=\"drill\" name=\"run\" time=\"3.250\">\n      <failure message=\"status completed, deviated\">") !=
         std::string::npos);
   CHECK(xml.find("<property name=\"seed\" value=\"42\"/>") != std::string::npos);
