@@ -1,5 +1,6 @@
 #include "replay/report.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -224,6 +225,24 @@ std::string report_json(const RunReport& report) {
     key(w, "success_rate");
     num(w, load.calls.empty() ? 0.0 : static_cast<double>(ok) / static_cast<double>(load.calls.size()));
     const auto st = latency_stats(ms);
+    // Open-loop honesty: calls never sent, and how late the sent ones went out (latency_ms
+    // already counts from each call's intended start).
+    std::size_t not_sent = 0;
+    double late_max = 0, late_sum = 0;
+    for (const auto& c : load.calls) {
+      not_sent += !c.sent;
+      late_max = std::max(late_max, c.late_ms);
+      late_sum += c.late_ms;
+    }
+    key(w, "not_sent");
+    w.Uint64(not_sent);
+    key(w, "late_ms");
+    w.StartObject();
+    key(w, "max");
+    num(w, late_max);
+    key(w, "avg");
+    num(w, load.calls.size() > not_sent ? late_sum / static_cast<double>(load.calls.size() - not_sent) : 0.0);
+    w.EndObject();
     key(w, "latency_ms");
     w.StartObject();
     key(w, "avg");
@@ -508,8 +527,10 @@ std::string report_table(const RunReport& report) {
       ms.push_back(c.latency_ms);
     }
     const auto st = latency_stats(ms);
+    const auto not_sent = std::count_if(load.calls.begin(), load.calls.end(), [](const LoadCall& c) { return !c.sent; });
     out += "  load      " + name + ": " + std::to_string(ok) + "/" + std::to_string(load.calls.size()) + " ok, avg " +
-           fmt(st.avg, 2) + " ms, p95 " + fmt(st.p95, 2) + " ms, p99 " + fmt(st.p99, 2) + " ms\n";
+           fmt(st.avg, 2) + " ms, p95 " + fmt(st.p95, 2) + " ms, p99 " + fmt(st.p99, 2) + " ms" +
+           (not_sent ? ", " + std::to_string(not_sent) + " not sent" : "") + "\n";
   }
   if (!report.verdicts.empty()) out += "verdicts:\n";
   for (const auto& v : report.verdicts) {

@@ -66,6 +66,7 @@ struct Fixture {
     calls.name = "gets";
     calls.target = ProbeKind::resp;
     calls.calls = {{0.1, 1.5, true, 0, ""}, {0.2, 2.5, false, 0, "reply \"-LOADING\""}, {0.3, 0.5, true, 0, ""}};
+    calls.calls[2].late_ms = 0.4;  // sent 0.4 ms after its intended start
     report.record.loads["gets"] = calls;
     report.record.events = {{"gets.start", 0.1}, {"gets.end", 0.4}};
     report.drill = &drill;
@@ -105,6 +106,8 @@ TEST_CASE("the JSON report has Chaos Toolkit's journal fields plus loads, events
   CHECK(load["calls"].GetInt() == 3);
   CHECK(load["ok"].GetInt() == 2);
   CHECK(load["latency_ms"]["max"].GetDouble() == 2.5);
+  CHECK(load["not_sent"].GetInt() == 0);
+  CHECK(load["late_ms"]["max"].GetDouble() == 0.4);
   REQUIRE(load["timeline"].Size() == 3);
   CHECK(load["timeline"][1][2].IsFalse());
   CHECK(std::string(load["timeline"][1][4].GetString()) == "reply \"-LOADING\"");
