@@ -7,6 +7,12 @@ It plays the part of the app's provider layer: chat completions go to the primar
 the seed stack's breakers do (Kimi 4 failures / 120 s). Against your own stack, drive the app
 instead and keep the drill's failover verdict: it reads faultline's counters, not this script.
 
+Stdout: one JSON line per call, as it ends, for a drill's `command` probe with `"steps": true`
+(docs/drills.md): {"start": unix_seconds, "end": unix_seconds, "ok": bool, "status": int,
+"detail": str}, `status` being the last answer's HTTP status (0: no answer) and `detail` who
+answered ("primary 200", "backup 200 after primary ConnectionRefusedError: ..."). A summary line goes to
+stderr.
+
 Exit 0 when at least --min-ok of the calls got a 200 from someone, else 1.
 Only the standard library; every call and the whole run are bounded in time.
 """
@@ -27,9 +33,9 @@ def call(base_url, model, timeout):
                      {"Content-Type": "application/json", "Authorization": "Bearer sk-faultline-FAKE-drill"})
         r = conn.getresponse()
         r.read()
-        return r.status
-    except OSError:
-        return None
+        return r.status, str(r.status)
+    except (OSError, http.client.HTTPException) as e:
+        return None, f"{type(e).__name__}: {e}"
     finally:
         conn.close()
 
@@ -56,24 +62,30 @@ def main():
         time.sleep(max(0.0, due - time.monotonic()))
         calls += 1
         now = time.monotonic()
+        began = time.time()
         if now < open_until:
-            status = call(a.backup, a.backup_model, a.timeout)
+            status, why = call(a.backup, a.backup_model, a.timeout)
             on_backup += 1
+            detail = f"backup {why} (breaker open)"
         else:
-            status = call(a.primary, a.primary_model, a.timeout)
+            status, why = call(a.primary, a.primary_model, a.timeout)
+            detail = f"primary {why}"
             if status is None or status == 429 or status >= 500:
                 failures_in_row += 1
                 if failures_in_row >= a.fail_max:
                     open_until = now + a.reset
                     failures_in_row = 0
                 # The app retries a failed call on the backup at once.
-                status = call(a.backup, a.backup_model, a.timeout)
+                status, why_b = call(a.backup, a.backup_model, a.timeout)
                 on_backup += 1
+                detail = f"backup {why_b} after primary {why}"
             else:
                 failures_in_row = 0
         ok += status == 200
+        print(json.dumps({"start": began, "end": time.time(), "ok": status == 200, "status": status or 0,
+                          "detail": detail}), flush=True)
     ratio = ok / calls if calls else 0.0
-    print(f"llm_fallback: {calls} calls, {ok} answered ({ratio:.0%}), {on_backup} on the backup")
+    print(f"llm_fallback: {calls} calls, {ok} answered ({ratio:.0%}), {on_backup} on the backup", file=sys.stderr)
     return 0 if ratio >= a.min_ok else 1
 
 
