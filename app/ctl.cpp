@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,9 +54,17 @@ std::string fail(const std::string& message) {
   return message;
 }
 
+// Transport errors without the library's source locations ("Connection refused
+// [system:111 at .../reactive_socket_service.hpp:587:5 in function ...]").
+std::string plain_error(std::string error) {
+  if (const auto at = error.find(" [system:"); at != std::string::npos) error.resize(at);
+  if (const auto at = error.find(" [asio"); at != std::string::npos) error.resize(at);
+  return error;
+}
+
 int report(const HttpResult& r) {
   if (!r.error.empty()) {
-    fail(r.error);
+    fail(plain_error(r.error));
     return 1;
   }
   rapidjson::Document doc;
@@ -71,6 +80,23 @@ int report(const HttpResult& r) {
 }
 
 bool ok(const HttpResult& r) { return r.error.empty() && r.status >= 200 && r.status < 300; }
+
+// Is a faultline (or Toxiproxy) API there? GET /version answers {"version": "..."}. Anything
+// else (another HTTP API, a web page, Redis) is said plainly, instead of a crash or an empty
+// success on a reply of the wrong shape.
+std::optional<std::string> not_an_api(const std::string& host) {
+  const auto r = http_call(host, "GET", "/version", std::nullopt);
+  if (!r.error.empty()) return "cannot reach a faultline/Toxiproxy API at " + host + ": " + plain_error(r.error);
+  rapidjson::Document doc;
+  doc.Parse(r.body.c_str(), r.body.size());
+  if (r.status == 200 && !doc.HasParseError() && doc.IsObject() && doc.HasMember("version") && doc["version"].IsString())
+    return std::nullopt;
+  std::string seen = r.body.substr(0, 80);
+  for (auto& c : seen)
+    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+  return "no faultline/Toxiproxy API at " + host + ": GET /version answered " + std::to_string(r.status) +
+         (seen.empty() ? "" : " \"" + seen + (r.body.size() > 80 ? "..." : "") + "\"");
+}
 
 // toxiproxy-cli's form: "[\tjitter=0\tlatency=100\t]", keys sorted.
 std::string attributes_text(const rapidjson::Value& toxic) {
@@ -202,6 +228,10 @@ int run_ctl(int argc, char** argv) {
   }
   const bool tty = isatty(STDOUT_FILENO);
   const std::string command = args.positional[0];
+  if (auto e = not_an_api(host)) {
+    fail(*e);
+    return 1;
+  }
   auto need_proxy = [&](std::size_t at) -> std::optional<std::string> {
     if (args.positional.size() <= at) {
       fail("command " + command + " needs a proxy name");

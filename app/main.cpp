@@ -16,6 +16,7 @@
 #include "app/drill_cmd.hpp"
 #include "app/export_cmd.hpp"
 #include "app/replay_cmd.hpp"
+#include "proxy/json_io.hpp"
 #include "proxy/server.hpp"
 #include "proxy/tls.hpp"
 
@@ -92,6 +93,8 @@ int serve(int argc, char** argv) {
     ("shutdown-timeout-ms", "on SIGINT/SIGTERM, how long open connections may finish", cxxopts::value<std::uint64_t>()->default_value("5000"))
     ("workers", "worker threads (0 = one per core)", cxxopts::value<std::size_t>()->default_value("0"))
     ("no-splice", "relay bulk data through user-space buffers instead of splice(2) (for comparison)")
+    ("lenient", "Toxiproxy's leniency: ignore toxic attributes a type does not have (default: refuse them with 400) "
+                "and answer Toxiproxy's bare error texts")
     ("ca-dir", "the CA that mints certificates for proxies with tls.listen.mint (default: faultline ca path)",
      cxxopts::value<std::string>())
     ("record", "record every proxy's traffic into this directory (a journal; see docs/journal.md)",
@@ -144,6 +147,7 @@ int serve(int argc, char** argv) {
     std::cerr << "faultline serve: --max-queued-bytes must be at least 65536\n";
     return 2;
   }
+  faultline::set_lenient_toxic_attributes(r.count("lenient") > 0);
   o.start_replay = faultline::replay_starter();  // proxies whose upstream is a journal
   return faultline::run_server(o);
 }

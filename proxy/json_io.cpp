@@ -1,5 +1,12 @@
 #include "proxy/json_io.hpp"
 
+#include <atomic>
+
+#include <spdlog/spdlog.h>
+
+#include "faults/suggest.hpp"
+#include "protocols/http.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -131,6 +138,15 @@ std::optional<DecodeError> decode_proxy(const rapidjson::Value& v, ProxyFields& 
 
 std::optional<DecodeError> decode_toxic(const rapidjson::Value& v, ToxicFields& out) {
   if (!v.IsObject()) return DecodeError{std::string("bad request body: expected a JSON object, got ") + kind_name(v)};
+  // Unknown top-level keys stay accepted, as Toxiproxy does (its clients send only known
+  // ones), but are logged: a misspelt "toxicty" would otherwise vanish without a word.
+  for (auto it = v.MemberBegin(); it != v.MemberEnd(); ++it) {
+    const std::string_view key(it->name.GetString(), it->name.GetStringLength());
+    static constexpr std::string_view known[] = {"name", "type", "stream", "toxicity", "attributes"};
+    if (std::none_of(std::begin(known), std::end(known), [&](std::string_view k) { return http::iequals(k, key); }))
+      spdlog::warn("toxic field \"{}\" is unknown and ignored{}", key,
+                   did_you_mean(key, std::vector<std::string_view>(std::begin(known), std::end(known))));
+  }
   for (auto [key, field] : {std::pair{"name", &out.name}, std::pair{"type", &out.type}}) {
     if (auto e = get_string(v, key, *field)) return e;
   }
@@ -152,8 +168,35 @@ std::optional<DecodeError> decode_toxic(const rapidjson::Value& v, ToxicFields& 
 
 namespace {
 
+std::atomic<bool> lenient_attributes{false};
+
+// Every attribute name the type takes, the generic ones included.
+std::vector<std::string_view> attribute_names(const ToxicType& type) {
+  std::vector<std::string_view> names;
+  for (const auto& spec : type.attributes) names.push_back(spec.name);
+  names.push_back("dice");
+  names.push_back("schedule");
+  return names;
+}
+
+std::optional<ToxicBuildError> unknown_attribute(const ToxicType& type, const rapidjson::Value& attrs) {
+  if (lenient_attributes.load(std::memory_order_relaxed)) return std::nullopt;
+  const auto names = attribute_names(type);
+  for (auto it = attrs.MemberBegin(); it != attrs.MemberEnd(); ++it) {
+    const std::string_view key(it->name.GetString(), it->name.GetStringLength());
+    // Keys match case-insensitively, as Toxiproxy's JSON decoding does.
+    if (std::any_of(names.begin(), names.end(), [&](std::string_view n) { return http::iequals(n, key); })) continue;
+    std::string list;
+    for (const auto n : names) list += (list.empty() ? "" : ", ") + std::string(n);
+    return ToxicBuildError{400, "attribute " + std::string(key) + " is unknown to " + std::string(type.name) +
+                                    did_you_mean(key, names) + " (its attributes: " + list + ")"};
+  }
+  return std::nullopt;
+}
+
 std::optional<ToxicBuildError> merge_attributes(const ToxicType& type, const rapidjson::Value* attrs, ToxicConfig& c) {
   if (!attrs) return std::nullopt;
+  if (auto e = unknown_attribute(type, *attrs)) return e;
   for (const auto& spec : type.attributes) {
     const rapidjson::Value* v = find_member(*attrs, spec.name);
     if (!v) continue;
@@ -252,6 +295,8 @@ std::optional<ToxicBuildError> check(const ToxicType& type, ToxicConfig& c) {
 
 }  // namespace
 
+void set_lenient_toxic_attributes(bool lenient) { lenient_attributes.store(lenient, std::memory_order_relaxed); }
+
 std::optional<ToxicBuildError> build_toxic(const ToxicFields& f, ToxicConfig& c) {
   c.stream_text = f.stream.value_or("downstream");
   auto stream = parse_stream(c.stream_text);
@@ -261,7 +306,16 @@ std::optional<ToxicBuildError> build_toxic(const ToxicFields& f, ToxicConfig& c)
   c.name = f.name.value_or("");
   if (c.name.empty()) c.name = c.type + "_" + c.stream_text;
   const ToxicType* type = ToxicRegistry::instance().find(c.type);
-  if (!type) return ToxicBuildError{400, "invalid toxic type"};
+  if (!type) {
+    // Toxiproxy's text first (clients match on it), then what was meant and what exists;
+    // --lenient keeps Toxiproxy's bare text for golden tests that compare it exactly.
+    if (lenient_attributes.load(std::memory_order_relaxed)) return ToxicBuildError{400, "invalid toxic type"};
+    std::vector<std::string_view> types;
+    for (const auto& t : ToxicRegistry::instance().types()) types.push_back(t.name);
+    std::string list;
+    for (const auto t : types) list += (list.empty() ? "" : ", ") + std::string(t);
+    return ToxicBuildError{400, "invalid toxic type \"" + c.type + "\"" + did_you_mean(c.type, types) + " (valid types: " + list + ")"};
+  }
   c.toxicity = f.toxicity.value_or(1.0);
   c.attributes.clear();
   for (const auto& spec : type->attributes) {

@@ -50,6 +50,10 @@ struct ToxicBuildError {
   std::string message;
 };
 std::optional<ToxicBuildError> build_toxic(const ToxicFields& fields, ToxicConfig& out);
+// An attribute the toxic's type does not have is refused (a misspelt `latncy` would give a
+// latency of 0 that reports success). `serve --lenient` turns this off process-wide, for
+// clients that relied on Toxiproxy ignoring unknown attributes; set once at start-up.
+void set_lenient_toxic_attributes(bool lenient);
 // Applies a partial update (attributes merged, toxicity kept when absent) to a copy.
 std::optional<ToxicBuildError> update_toxic(const ToxicFields& fields, ToxicConfig& inout);
 

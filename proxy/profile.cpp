@@ -1,5 +1,6 @@
 #include "proxy/profile.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -7,6 +8,8 @@
 
 #include <rapidjson/error/en.h>
 
+#include "faults/suggest.hpp"
+#include "protocols/http.hpp"
 #include "proxy/json_io.hpp"
 
 namespace faultline {
@@ -81,6 +84,23 @@ std::optional<std::string> expand_env(rapidjson::Value& v, rapidjson::Document::
   return std::nullopt;
 }
 
+const std::vector<std::string_view> kProxyKeys{"name",     "listen", "upstream", "enabled", "toxics", "on_upstream_down",
+                                               "max_connections", "protocol", "tls", "replay", "record"};
+const std::vector<std::string_view> kToxicKeys{"name", "type", "stream", "toxicity", "attributes"};
+
+// "$.proxies[0].protocl: unknown field (did you mean "protocol"?) (expected one of: ...)".
+std::optional<std::string> unknown_key(const rapidjson::Value& object, const std::vector<std::string_view>& known,
+                                       const std::string& at) {
+  for (auto it = object.MemberBegin(); it != object.MemberEnd(); ++it) {
+    const std::string_view key(it->name.GetString(), it->name.GetStringLength());
+    if (std::any_of(known.begin(), known.end(), [&](std::string_view k) { return http::iequals(k, key); })) continue;
+    std::string list;
+    for (const auto k : known) list += (list.empty() ? "" : ", ") + std::string(k);
+    return at + "." + std::string(key) + ": unknown field" + did_you_mean(key, known) + " (expected one of: " + list + ")";
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::optional<std::string> load_profile(const std::string& path, Profile& out) {
@@ -105,7 +125,8 @@ std::optional<std::string> load_profile(const std::string& path, Profile& out) {
   for (auto it = out.document.MemberBegin(); it != out.document.MemberEnd(); ++it) {
     const std::string key = it->name.GetString();
     if (key != "seed" && key != "proxies" && key != "description" && key != "$schema" && key != "recording") {
-      return path + ": $." + key + ": unknown field (expected seed, proxies, recording, description)";
+      return path + ": $." + key + ": unknown field" + did_you_mean(key, {"seed", "proxies", "recording", "description"}) +
+             " (expected seed, proxies, recording, description)";
     }
   }
   if (auto seed = out.document.FindMember("seed"); seed != out.document.MemberEnd()) {
@@ -123,6 +144,15 @@ std::optional<std::string> load_profile(const std::string& path, Profile& out) {
   for (rapidjson::SizeType i = 0; i < proxies->value.Size(); ++i) {
     const rapidjson::Value& p = proxies->value[i];
     if (!p.IsObject()) continue;  // populate reports it with its path
+    // A faultline profile is strict: "protocl": "resp" would silently give a tcp proxy. (A
+    // Toxiproxy config, the array form, keeps Toxiproxy's leniency.)
+    if (auto e = unknown_key(p, kProxyKeys, "$.proxies[" + std::to_string(i) + "]")) return path + ": " + *e;
+    if (auto t = p.FindMember("toxics"); t != p.MemberEnd() && t->value.IsArray()) {
+      for (rapidjson::SizeType k = 0; k < t->value.Size(); ++k)
+        if (t->value[k].IsObject())
+          if (auto e = unknown_key(t->value[k], kToxicKeys, "$.proxies[" + std::to_string(i) + "].toxics[" + std::to_string(k) + "]"))
+            return path + ": " + *e;
+    }
     auto record = p.FindMember("record");
     if (record == p.MemberEnd()) continue;
     if (!record->value.IsBool()) return path + ": $.proxies[" + std::to_string(i) + "].record: must be true or false";

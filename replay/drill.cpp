@@ -1,5 +1,6 @@
 #include "replay/drill.hpp"
 
+#include "faults/suggest.hpp"
 #include "proxy/json_io.hpp"
 
 #include <algorithm>
@@ -163,36 +164,6 @@ std::string json_text(const Value& v) {
 
 std::string number_text(double n) { return Scalar::of(n).display(); }
 
-// Edit distance, for "did you mean": a typo is a few edits from the key it meant.
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
-// The allowed key closest to `key`, if it is close enough to be what was meant.
-std::string closest(std::string_view key, const std::vector<const char*>& allowed) {
-  std::string best;
-  std::size_t best_distance = std::max<std::size_t>(2, key.size() / 3) + 1;
-  for (const char* a : allowed) {
-    const std::size_t d = edit_distance(key, a);
-    if (d < best_distance) {
-      best_distance = d;
-      best = a;
-    }
-  }
-  return best;
-}
-
 // An object being read: unknown keys are errors (a misspelt "tolerance" must not silently
 // mean "no tolerance"), null means absent.
 class Obj {
@@ -208,9 +179,8 @@ class Obj {
       if (!ok) {
         std::string list;
         for (const char* a : allowed) list += std::string(list.empty() ? "" : ", ") + a;
-        const std::string near = closest(key, allowed);
-        fail(member_path(path_, key),
-             "unknown field" + (near.empty() ? "" : " (did you mean \"" + near + "\"?)") + " (expected one of: " + list + ")");
+        const std::vector<std::string_view> known(allowed.begin(), allowed.end());
+        fail(member_path(path_, key), "unknown field" + did_you_mean(key, known) + " (expected one of: " + list + ")");
       }
     }
   }
@@ -803,6 +773,13 @@ class Parser {
       }
       s.body = json_text(toxic);
       s.duration = o.number("duration", 0, 0);
+      // Checked against the toxic registry here, so drill --check catches a misspelt type or
+      // attribute without a server (a fault that does nothing would otherwise PASS a drill).
+      ToxicFields fields;
+      ToxicConfig config;
+      if (auto e = decode_toxic(toxic, fields)) fail(o.path("toxic"), e->message);
+      if (auto e = build_toxic(fields, config)) fail(o.path("toxic"), strip_prefix(e->message));
+      toxic_types_[s.proxy + "\n" + s.toxic] = config.type;
       a.spec = s;
     } else if (type == "toxic.update") {
       Obj o(pv, ppath, {"type", "faultline", "proxy", "toxic", "attributes", "toxicity"});
@@ -820,6 +797,20 @@ class Parser {
       }
       if (auto tox = o.opt_number("toxicity", 0, 1)) body.AddMember("toxicity", *tox, body.GetAllocator());
       if (body.ObjectEmpty()) fail(ppath, "nothing to update: give attributes and/or toxicity");
+      // A toxic the drill added itself has a known type: its attribute names are checked too.
+      if (auto known = toxic_types_.find(s.proxy + "\n" + s.toxic); known != toxic_types_.end()) {
+        if (const Value* attrs = o.get("attributes")) {
+          rapidjson::Document probe;
+          probe.SetObject();
+          probe.AddMember("type", Value(known->second.c_str(), probe.GetAllocator()), probe.GetAllocator());
+          probe.AddMember("attributes", Value(*attrs, probe.GetAllocator()), probe.GetAllocator());
+          ToxicFields fields;
+          ToxicConfig config;
+          if (!decode_toxic(probe, fields))
+            if (auto e = build_toxic(fields, config); e && e->message.find("is unknown to") != std::string::npos)
+              fail(o.path("attributes"), strip_prefix(e->message));
+        }
+      }
       s.body = json_text(body);
       a.spec = s;
     } else if (type == "toxic.remove") {
@@ -1357,6 +1348,12 @@ class Parser {
     }
   }
 
+  static std::string strip_prefix(const std::string& message) {
+    constexpr std::string_view prefix = "bad request body: ";
+    return message.rfind(prefix, 0) == 0 ? message.substr(prefix.size()) : message;
+  }
+
+  std::map<std::string, std::string> toxic_types_;  // "proxy\ntoxic" -> type, for toxic.add activities
   const ParseOptions& options_;
   rapidjson::Document vars_;
   std::string faultline_url_;

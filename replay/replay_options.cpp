@@ -6,6 +6,8 @@
 #include "proxy/address.hpp"
 #include "replay/replay_run.hpp"
 
+#include "faults/suggest.hpp"
+
 namespace faultline::replay {
 
 std::string resolve_journal(const std::string& base_dir, const std::string& journal) {
@@ -39,7 +41,8 @@ std::optional<std::string> server_options_from_json(const std::string& json, con
     const std::string key(it->name.GetString(), it->name.GetStringLength());
     if (std::find(std::begin(known), std::end(known), key) != std::end(known)) continue;
     if (std::find(extra_keys.begin(), extra_keys.end(), key) != extra_keys.end()) continue;
-    return key + ": unknown field (expected journal, listen, protocol, unmatched, forward, ignore, rules)";
+    return key + ": unknown field" + did_you_mean(key, std::vector<std::string_view>(std::begin(known), std::end(known))) +
+           " (expected journal, listen, protocol, unmatched, forward, ignore, rules)";
   }
   auto text = [&](const char* key, std::string& into) -> std::optional<std::string> {
     auto it = doc.FindMember(key);

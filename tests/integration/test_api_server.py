@@ -187,6 +187,17 @@ class ConfigFile(unittest.TestCase):
              "toxics": [{"type": "latency"}, {"type": "bandwidth", "attributes": {"rate": -1}}]}]},
             "proxies[0]", "toxics[1]", "rate")
 
+    def test_typos_in_a_profile_are_errors_naming_the_path_and_the_key_meant(self):
+        # "protocl" would silently make a tcp proxy, "latancy" a latency of 0.
+        self.assert_bad_config({"proxies": [
+            {"name": "a", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:1", "protocl": "resp"}]},
+            "config.json", "$.proxies[0].protocl: unknown field", 'did you mean "protocol"?')
+        self.assert_bad_config({"proxies": [
+            {"name": "a", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:1",
+             "toxics": [{"type": "latency", "attributes": {"latancy": 100}}]}]},
+            "proxies[0]", "toxics[0]", "attribute latancy is unknown to latency", 'did you mean "latency"?')
+        self.assert_bad_config({"seeed": 1, "proxies": []}, "$.seeed: unknown field", 'did you mean "seed"?')
+
     def test_config_that_is_not_json(self):
         self.assert_bad_config("this is { not json", "config.json")
 

@@ -66,13 +66,16 @@ class ToxicRoutes(ApiTestCase):
         for t in listed:
             self.assert_toxic_shape(t)
 
-    def test_null_fields_mean_defaults_and_unknown_attributes_are_ignored(self):
+    def test_null_fields_mean_defaults_and_unknown_attributes_are_refused(self):
         t = self.ok("POST", "/proxies/p/toxics", {"type": "latency", "name": None, "stream": None,
                                                   "toxicity": None, "attributes": None}).json
         self.assertEqual((t["name"], t["stream"], t["toxicity"]), ("latency_downstream", "downstream", 1))
         self.assertEqual(t["attributes"], {"latency": 0, "jitter": 0})
-        t = self.ok("POST", "/proxies/p/toxics", {"type": "bandwidth", "attributes": {"rate": 5, "bogus": 1},
-                                                  "extra": True}).json
+        # A misspelt attribute would be a fault that does nothing: refused, naming the type's.
+        r = self.api("POST", "/proxies/p/toxics", {"type": "bandwidth", "attributes": {"rate": 5, "bogus": 1}})
+        self.assert_error(r, 400, "attribute bogus is unknown to bandwidth (its attributes: rate, dice, schedule)")
+        # Unknown top-level keys stay accepted (Toxiproxy compatibility), and are logged.
+        t = self.ok("POST", "/proxies/p/toxics", {"type": "bandwidth", "attributes": {"rate": 5}, "extra": True}).json
         self.assertEqual(t["attributes"], {"rate": 5})
 
     def test_case_insensitive_keys(self):
@@ -181,6 +184,21 @@ class ToxicRoutes(ApiTestCase):
         self.assertLess(timed_roundtrip(self, s), 0.2, "removal applies live")
 
 
+class LenientServer(ApiTestCase):
+    """serve --lenient: Toxiproxy's own behaviour, for clients that relied on it."""
+    server_args = ("--lenient",)
+
+    def setUp(self):
+        super().setUp()
+        self.echo = self.new_echo()
+        self.proxy = self.make_proxy("p", self.echo.address)
+
+    def test_unknown_attributes_are_ignored_and_errors_are_toxiproxys(self):
+        t = self.ok("POST", "/proxies/p/toxics", {"type": "bandwidth", "attributes": {"rate": 5, "bogus": 1}}).json
+        self.assertEqual(t["attributes"], {"rate": 5})
+        self.assert_error(self.api("POST", "/proxies/p/toxics", {"type": "lag"}), 400, "invalid toxic type")
+
+
 class ToxicErrors(ApiTestCase):
     def setUp(self):
         super().setUp()
@@ -214,7 +232,17 @@ class ToxicErrors(ApiTestCase):
     def test_invalid_type_is_400(self):
         for body in [{"type": "lag"}, {"type": ""}, {"name": "x"}]:
             with self.subTest(body=body):
-                self.assert_error(self.api("POST", "/proxies/p/toxics", body), 400, "invalid toxic type")
+                self.assert_error(self.api("POST", "/proxies/p/toxics", body), 400, prefix="invalid toxic type")
+        self.assertEqual(self.listed(), [])
+
+    def test_invalid_type_names_it_and_the_closest_type(self):
+        r = self.api("POST", "/proxies/p/toxics", {"type": "latncy"})
+        self.assert_error(r, 400, prefix='invalid toxic type "latncy" (did you mean "latency"?) (valid types: ')
+        self.assertIn("bandwidth", r.json["error"])
+
+    def test_unknown_attribute_is_400_naming_it(self):
+        r = self.api("POST", "/proxies/p/toxics", {"type": "latency", "attributes": {"latncy": 100}})
+        self.assert_error(r, 400, contains='attribute latncy is unknown to latency (did you mean "latency"?)')
         self.assertEqual(self.listed(), [])
 
     def test_bad_json_and_wrong_types_are_400(self):

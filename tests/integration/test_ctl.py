@@ -204,6 +204,81 @@ class CtlTest(unittest.TestCase):
         r = self.ctl("list", host=("--host", "http://127.0.0.1:1"))
         self.assertNotEqual(r.returncode, 0)
         self.assertTrue(r.stderr.strip())
+        self.assertIn("cannot reach a faultline/Toxiproxy API at http://127.0.0.1:1", r.stderr)
+        self.assertNotIn("[system:", r.stderr, "library internals in a user's error")
+
+    def test_a_typo_in_an_attribute_is_an_error_not_an_added_fault(self):
+        self.ok("create", "t", "-l", "127.0.0.1:0", "-u", self.echo.address)
+        r = self.ctl("toxic", "add", "t", "-t", "latency", "-a", "latncy=100")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn('attribute latncy is unknown to latency (did you mean "latency"?)', r.stderr)
+        self.assertNotIn("Added", r.stdout)
+
+    def test_pointed_at_something_that_is_not_faultline(self):
+        """Another JSON API, a web page, Redis: said plainly, exit 1, never a crash or a silent 0."""
+        import http.server
+        import socket
+        import threading
+
+        class Other(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path.startswith("/proxies"):
+                    body, kind = b'{"items": [1, 2], "name": 3}', "application/json"
+                elif self.path == "/version" and self.server.html:
+                    body, kind = b"<html><body>Welcome</body></html>", "text/html"
+                else:
+                    body, kind = (b"<html>hi</html>", "text/html") if self.server.html else (b'{"detail": "no"}', "application/json")
+                self.send_response(200 if self.server.html else 404)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        for html in (False, True):
+            srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Other)
+            srv.html = html
+            threading.Thread(target=srv.serve_forever, daemon=True).start()
+            try:
+                url = f"http://127.0.0.1:{srv.server_address[1]}"
+                for args in (("list",), ("inspect", "x"), ("toxic", "add", "x", "-t", "latency")):
+                    with self.subTest(html=html, args=args):
+                        r = self.ctl(*args, host=("--host", url))
+                        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+                        self.assertIn(f"no faultline/Toxiproxy API at {url}", r.stderr)
+                        self.assertEqual(r.stdout, "")
+            finally:
+                srv.shutdown()
+                srv.server_close()
+        # A Redis-like peer that answers RESP, not HTTP.
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(4)
+
+        def redis_like():
+            for _ in range(4):
+                try:
+                    c, _ = lsock.accept()
+                except OSError:
+                    return
+                c.settimeout(2)
+                try:
+                    c.recv(4096)
+                    c.sendall(b"-ERR unknown command 'GET'\r\n")
+                except OSError:
+                    pass
+                c.close()
+        threading.Thread(target=redis_like, daemon=True).start()
+        try:
+            url = f"http://127.0.0.1:{lsock.getsockname()[1]}"
+            r = self.ctl("list", host=("--host", url))
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn(f"faultline/Toxiproxy API at {url}", r.stderr)
+            self.assertNotIn("[system:", r.stderr)
+        finally:
+            lsock.close()
 
 
 if __name__ == "__main__":

@@ -59,7 +59,15 @@ TEST_CASE("toxic errors: stream, type, fractional integers, toxicity range") {
   CHECK(build(R"({"type":"latency","stream":"sideways"})")->message ==
         "stream was invalid, can be either upstream or downstream");
   CHECK(build(R"({"type":"latency","stream":""})")->status == 400);
+  CHECK(build(R"({"type":"latncy"})")->message.rfind("invalid toxic type \"latncy\" (did you mean \"latency\"?) (valid types: ", 0) == 0);
+  // A misspelt attribute is refused with the type's attributes, not ignored (a latency of 0).
+  CHECK(build(R"({"type":"latency","attributes":{"latncy":100}})")->message ==
+        "attribute latncy is unknown to latency (did you mean \"latency\"?) (its attributes: latency, jitter, distribution, correlation, dice, schedule)");
+  // --lenient: Toxiproxy's behaviour, unknown attributes ignored and its bare error text.
+  faultline::set_lenient_toxic_attributes(true);
+  CHECK_FALSE(build(R"({"type":"latency","attributes":{"latncy":100}})"));
   CHECK(build(R"({"type":"nope"})")->message == "invalid toxic type");
+  faultline::set_lenient_toxic_attributes(false);
   CHECK(build(R"({"type":"latency","attributes":{"latency":10.5}})")->message.find("latency") != std::string::npos);
   CHECK(build(R"({"type":"latency","toxicity":1.5})")->message.find("toxicity") != std::string::npos);
   CHECK_FALSE(build(R"({"type":"latency","stream":"Upstream","toxicity":0.2})"));

@@ -199,6 +199,23 @@ TEST_CASE("errors name the JSON path and the reason") {
         "(its effect is read from faultline's counters), or set \"require_failure\": false");
 }
 
+TEST_CASE("a toxic with a misspelt type or attribute is refused when the drill is read, without a server") {
+  auto with = [](const std::string& from, const std::string& to) {
+    std::string text = kDrill;
+    const auto at = text.find(from);
+    REQUIRE(at != std::string::npos);
+    text.replace(at, from.size(), to);
+    return error_of(text);
+  };
+  CHECK(with(R"("type": "resp_error", "attributes")", R"("type": "resp_eror", "attributes")")
+            .rfind("$.method[1].provider.toxic: invalid toxic type \"resp_eror\" (did you mean \"resp_error\"?) (valid types: ", 0) == 0);
+  CHECK(with(R"("error": "LOADING x")", R"("eror": "LOADING x")")
+            .rfind("$.method[1].provider.toxic: attribute eror is unknown to resp_error (did you mean \"error\"?)", 0) == 0);
+  CHECK(with(R"({"type": "action", "name": "sleep", "provider": {"type": "wait", "seconds": 1}})",
+             R"({"type": "action", "name": "sleep", "provider": {"type": "toxic.update", "proxy": "redis", "toxic": "resp_error_downstream", "attributes": {"eror": "x"}}})")
+            .rfind("$.method[3].provider.attributes: attribute eror is unknown to resp_error", 0) == 0);
+}
+
 TEST_CASE("error_recovery's fault defaults to the activity `after` names, and offsets move events") {
   Drill d;
   REQUIRE(parse(kDrill, d) == "");
