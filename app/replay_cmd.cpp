@@ -19,7 +19,8 @@ const char* kReplayUsage = R"(usage:
   faultline replay server --journal J --listen HOST:PORT [--protocol auto|http|resp|mcp|tcp]
                           [--unmatched error|closest|fail|forward] [--forward HOST:PORT]
                           [--rule 'MATCH=POLICY']... [--ignore PATH]... [--port-file F]
-  faultline replay client --journal J --target HOST:PORT [--speed N|max] [--open-loop]
+  faultline replay client --journal J --target HOST:PORT|NAME=HOST:PORT... [--proxy NAME]
+                          [--speed N|max] [--open-loop]
                           [--concurrency-scale K] [--threshold F] [--ignore PATH]... [--timeout S]
                           [--header 'Name: value']... [--redis-password P]
 See docs/replay.md.
@@ -122,7 +123,9 @@ int client(int argc, char** argv) {
   // clang-format off
   options.add_options()
     ("journal", "recording directory or journal file", cxxopts::value<std::string>())
-    ("target", "HOST:PORT of the server to drive", cxxopts::value<std::string>())
+    ("target", "HOST:PORT of the server to drive, or NAME=HOST:PORT for the connections of recorded proxy NAME (repeatable)",
+     cxxopts::value<std::vector<std::string>>())
+    ("proxy", "replay only the connections of this recorded proxy (a journal may hold several)", cxxopts::value<std::string>())
     ("protocol", "auto (from the journal), http, resp, mcp or tcp", cxxopts::value<std::string>()->default_value("auto"))
     ("speed", "timing: 1 = as recorded, N = N times faster, max = as fast as possible", cxxopts::value<std::string>()->default_value("1"))
     ("open-loop", "send each request at its recorded time without waiting for the previous reply")
@@ -159,7 +162,18 @@ int client(int argc, char** argv) {
   setup_logging(r);
   replay::ClientOptions o;
   o.journal = r["journal"].as<std::string>();
-  o.target = r["target"].as<std::string>();
+  for (const auto& t : r["target"].as<std::vector<std::string>>()) {
+    const auto eq = t.find('=');
+    if (eq != std::string::npos && eq < t.find(':')) {
+      o.proxy_targets[t.substr(0, eq)] = t.substr(eq + 1);
+    } else if (!o.target.empty()) {
+      std::cerr << "faultline replay client: --target HOST:PORT given twice (for a proxy of its own, write NAME=HOST:PORT)\n";
+      return 2;
+    } else {
+      o.target = t;
+    }
+  }
+  if (r.count("proxy")) o.proxy = r["proxy"].as<std::string>();
   if (!protocol_flag(r, o.protocol)) return 2;
   const auto speed = r["speed"].as<std::string>();
   if (speed == "max") {

@@ -1,5 +1,7 @@
 #include "replay/replay_model.hpp"
 
+#include "faults/suggest.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -38,6 +40,18 @@ std::string Exchange::response_bytes() const {
   std::string out;
   for (const auto& s : response) out += s.bytes;
   return out;
+}
+
+std::string diff_around(std::string_view live, std::string_view recorded) {
+  std::size_t at = 0;
+  while (at < live.size() && at < recorded.size() && live[at] == recorded[at]) ++at;
+  constexpr std::size_t before = 24, after = 48;
+  const std::size_t from = at > before ? at - before : 0;
+  auto piece = [&](std::string_view text) {
+    if (from >= text.size()) return std::string(at >= text.size() ? "(ends here)" : "");
+    return std::string(from > 0 ? "..." : "") + printable(text.substr(from, at - from + after), before + after);
+  };
+  return "at byte " + std::to_string(at) + ": \"" + piece(live) + "\", recorded \"" + piece(recorded) + "\"";
 }
 
 std::string printable(std::string_view bytes, std::size_t max) {
@@ -599,6 +613,9 @@ bool build_model(const std::string& journal, const ModelOptions& options, Model&
       auto& p = conns[ev.conn];
       p.conn.conn = ev.conn;
       p.conn.open_t = ev.t;
+      p.conn.proxy = ev.proxy;
+      if (!ev.proxy.empty() && std::find(out.proxies.begin(), out.proxies.end(), ev.proxy) == out.proxies.end())
+        out.proxies.push_back(ev.proxy);
       p.conn.protocol = options.protocol.value_or(parse_protocol(ev.protocol).value_or(Protocol::tcp));
     } else if (ev.type == rec::EventType::data) {
       if (!conns.count(ev.conn)) {
@@ -655,19 +672,7 @@ const Exchange* Matcher::take(const std::string& key) {
 }
 
 namespace {
-std::size_t distance(std::string_view a, std::string_view b) {
-  a = a.substr(0, 256);
-  b = b.substr(0, 256);
-  std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j)
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
-}
+std::size_t distance(std::string_view a, std::string_view b) { return edit_distance(a.substr(0, 256), b.substr(0, 256)); }
 std::string_view first_word(std::string_view k) {
   const auto e = k.find_first_of(" \x1f");
   return k.substr(0, e);
@@ -878,8 +883,7 @@ Verdict compare_http(std::string_view recorded, std::string_view live, const std
       const auto rj = canonical_json(re[i], ignore);
       const auto lj = canonical_json(le[i], ignore);
       if (rj && lj ? *rj != *lj : re[i] != le[i])
-        return {false, "SSE event " + std::to_string(i + 1) + " data " + printable(lj ? *lj : le[i], 100) +
-                           ", recorded " + printable(rj ? *rj : re[i], 100)};
+        return {false, "SSE event " + std::to_string(i + 1) + " data differs " + diff_around(lj ? *lj : le[i], rj ? *rj : re[i])};
     }
     if (re.size() != le.size())
       return {false, std::to_string(le.size()) + " SSE data events, recorded " + std::to_string(re.size())};
@@ -887,7 +891,7 @@ Verdict compare_http(std::string_view recorded, std::string_view live, const std
   }
   const auto rj = canonical_json(rb, ignore);
   const auto lj = canonical_json(lb, ignore);
-  if (rj && lj && *rj != *lj) return {false, "JSON body " + printable(*lj, 100) + ", recorded " + printable(*rj, 100)};
+  if (rj && lj && *rj != *lj) return {false, "JSON body differs " + diff_around(*lj, *rj)};
   if (rj && !lj) return {false, "body is not JSON: " + printable(lb, 60)};
   return v;
 }
@@ -897,12 +901,12 @@ Verdict compare_resp(std::string_view recorded, std::string_view live) {
   if (recorded.empty() || live.empty() || recorded[0] != live[0])
     return {false, "reply type " + printable(live.substr(0, 1)) + ", recorded " + printable(recorded.substr(0, 1)) +
                        " (" + printable(live, 60) + " vs " + printable(recorded, 60) + ")"};
-  return {false, "reply " + printable(live, 80) + ", recorded " + printable(recorded, 80)};
+  return {false, "reply differs " + diff_around(live, recorded)};
 }
 
 Verdict compare_bytes(std::string_view recorded, std::string_view live) {
   if (recorded == live) return {};
-  return {false, "bytes " + printable(live, 60) + ", recorded " + printable(recorded, 60)};
+  return {false, "bytes differ " + diff_around(live, recorded)};
 }
 
 }  // namespace faultline::replay

@@ -39,6 +39,7 @@ struct Exchange {
 
 struct Connection {
   std::uint64_t conn = 0;
+  std::string proxy;  // the recorded proxy it went through (a journal may hold several)
   Protocol protocol = Protocol::tcp;
   std::int64_t open_t = 0;
   std::vector<Exchange> exchanges;
@@ -46,6 +47,7 @@ struct Connection {
 
 struct Model {
   std::vector<Connection> connections;  // in the order they opened
+  std::vector<std::string> proxies;     // every recorded proxy, in the order first seen
   std::size_t exchanges = 0;
   std::vector<std::string> warnings;
 };
@@ -140,5 +142,8 @@ Verdict compare_bytes(std::string_view recorded, std::string_view live);
 bool split_http(std::string_view bytes, std::string& head, std::string& body, bool& chunked);
 int http_status(std::string_view head);
 std::string printable(std::string_view bytes, std::size_t max = 120);
+// Where two texts first differ, with a little context from each: `at byte 41: "...ount":
+// 4}" vs recorded "...ount": 3}"`, not the first N bytes of each (which may be equal).
+std::string diff_around(std::string_view live, std::string_view recorded);
 
 }  // namespace faultline::replay

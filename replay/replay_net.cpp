@@ -769,11 +769,15 @@ struct ClientState {
   ClientOptions options;
   bool quiet = false;
   Model model;
-  std::string host, port;
+  struct Target {
+    std::string text, host, port;
+  };
+  std::map<std::string, Target> targets;  // by recorded proxy; "" = every other connection
   std::int64_t t0 = 0;
   Clock::time_point start;
   std::uint64_t total = 0, done = 0, matches = 0, mismatches = 0, errors = 0;
   std::uint64_t running = 0;
+  bool progress_shown = false;  // a progress line is on the terminal: clear it before other output
   std::vector<std::string> divergences;
   // MCP (Streamable HTTP): a fresh server issues its own Mcp-Session-Id; recorded id -> live
   // id, learned from the replies, so later requests carry the id this server knows.
@@ -819,7 +823,7 @@ void learn_session(ClientState& st, Protocol p, const std::string& recorded_repl
 void report_divergence(ClientState& st, const Connection& c, const Exchange& e, const std::string& what) {
   if (st.divergences.size() >= 20) return;
   std::string line = "conn " + std::to_string(c.conn) + " #" + std::to_string(e.index) + " " + e.label + ": " + what;
-  if (!st.quiet) std::cerr << "replay: " << line << "\n";
+  if (!st.quiet) std::cerr << (st.progress_shown ? "\r\x1b[K" : "") << "replay: " << line << "\n";
   st.divergences.push_back(std::move(line));
 }
 
@@ -890,17 +894,20 @@ awaitable<void> drive(ClientState& st, const Connection& c) {
   co_await wait_until(timer, st, c.open_t);
   boost::beast::tcp_stream stream(ex);
   tcp::resolver resolver(ex);
-  auto [rec, results] = co_await resolver.async_resolve(st.host, st.port, use_nothrow);
+  auto t = st.targets.find(c.proxy);
+  if (t == st.targets.end()) t = st.targets.find("");
+  const ClientState::Target target = t->second;  // replay_client made sure there is one
+  auto [rec, results] = co_await resolver.async_resolve(target.host, target.port, use_nothrow);
   bool connected = false;
   std::string why;
   if (rec) {
-    why = "cannot resolve " + st.options.target + ": " + rec.message();
+    why = "cannot resolve " + target.text + ": " + rec.message();
   } else {
     stream.expires_after(reply_timeout(st));
     auto [cec, ep] = co_await stream.async_connect(results, use_nothrow);
     (void)ep;
     connected = !cec;
-    if (cec) why = "cannot connect to " + st.options.target + ": " + cec.message();
+    if (cec) why = "cannot connect to " + target.text + ": " + cec.message();
   }
   if (!connected) {
     // As a divergence, so a drill's report (quiet) says why too.
@@ -990,12 +997,15 @@ awaitable<void> progress(ClientState& st) {
     timer.expires_after(std::chrono::milliseconds(250));
     co_await timer.async_wait(use_nothrow);
     const double secs = std::chrono::duration<double>(Clock::now() - st.start).count();
-    std::fprintf(stderr, "\rreplay: %llu/%llu  %.0f/s  mismatches %llu  errors %llu   ",
-                 static_cast<unsigned long long>(st.done), static_cast<unsigned long long>(st.total),
-                 secs > 0 ? static_cast<double>(st.done) / secs : 0.0,
+    const double rate = secs > 0 ? static_cast<double>(st.done) / secs : 0.0;
+    char eta[32] = "--";
+    if (rate > 0 && st.total >= st.done) std::snprintf(eta, sizeof eta, "%.0f s", static_cast<double>(st.total - st.done) / rate);
+    std::fprintf(stderr, "\rreplay: %llu/%llu  %.0f/s  eta %s  mismatches %llu  errors %llu\x1b[K",
+                 static_cast<unsigned long long>(st.done), static_cast<unsigned long long>(st.total), rate, eta,
                  static_cast<unsigned long long>(st.mismatches), static_cast<unsigned long long>(st.errors));
+    st.progress_shown = true;
   }
-  std::fprintf(stderr, "\n");
+  if (st.progress_shown) std::fprintf(stderr, "\r\x1b[K");  // cleared: the summary follows on a clean line
 }
 
 }  // namespace
@@ -1009,13 +1019,55 @@ bool replay_client(const ClientOptions& options, ClientResult& result, std::stri
   mo.ignore = options.ignore;
   if (!build_model(options.journal, mo, st.model, error)) return false;
   for (const auto& w : st.model.warnings) spdlog::warn("replay: {}", w);
-  const auto hp = split_host_port(options.target);
-  if (!hp || hp->port.empty()) {
-    error = "target: expected HOST:PORT, got \"" + options.target + "\"";
+  auto proxy_list = [&] {
+    std::string list;
+    for (const auto& p : st.model.proxies) list += (list.empty() ? "" : ", ") + p;
+    return list;
+  };
+  if (!options.proxy.empty()) {
+    auto& conns = st.model.connections;
+    conns.erase(std::remove_if(conns.begin(), conns.end(), [&](const Connection& c) { return c.proxy != options.proxy; }),
+                conns.end());
+    if (conns.empty()) {
+      error = "proxy: the journal has no connection of proxy \"" + options.proxy + "\" (it holds: " + proxy_list() + ")";
+      return false;
+    }
+  }
+  auto add_target = [&](const std::string& proxy, const std::string& text) {
+    const auto hp = split_host_port(text);
+    if (!hp || hp->port.empty()) {
+      error = "target: expected HOST:PORT" + std::string(proxy.empty() ? "" : " for " + proxy) + ", got \"" + text + "\"";
+      return false;
+    }
+    st.targets[proxy] = {text, hp->host.empty() ? "127.0.0.1" : hp->host, hp->port};
+    return true;
+  };
+  if (!options.target.empty() && !add_target("", options.target)) return false;
+  for (const auto& [proxy, text] : options.proxy_targets) {
+    if (std::find(st.model.proxies.begin(), st.model.proxies.end(), proxy) == st.model.proxies.end()) {
+      error = "target: the journal has no proxy \"" + proxy + "\" (it holds: " + proxy_list() + ")";
+      return false;
+    }
+    if (!add_target(proxy, text)) return false;
+  }
+  std::set<std::string> untargeted;
+  for (const auto& c : st.model.connections)
+    if (!st.targets.count(c.proxy)) untargeted.insert(c.proxy);
+  if (!untargeted.empty() && !st.targets.count("")) {
+    error = "target: no --target for proxy \"" + *untargeted.begin() + "\" (give HOST:PORT for all, or " +
+            *untargeted.begin() + "=HOST:PORT)";
     return false;
   }
-  st.host = hp->host.empty() ? "127.0.0.1" : hp->host;
-  st.port = hp->port;
+  if (options.proxy.empty() && untargeted.size() > 1) {
+    // Several proxies' traffic to one server: half of it will not match. Say so.
+    std::string list;
+    for (const auto& p : untargeted) list += (list.empty() ? "" : ", ") + p;
+    const std::string warning = "the journal holds connections of " + std::to_string(untargeted.size()) + " proxies (" + list +
+                                "); all of them go to " + options.target + ": choose one with --proxy NAME, or give each its "
+                                "server with --target NAME=HOST:PORT";
+    if (!quiet) std::cerr << "replay: warning: " << warning << "\n";
+    result.warnings.push_back(warning);
+  }
   const unsigned k = std::max(1u, options.concurrency_scale);
   bool first = true;
   for (const auto& c : st.model.connections) {

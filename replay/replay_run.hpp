@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -80,7 +81,11 @@ int run_server(const ServerOptions& options);
 
 struct ClientOptions {
   std::string journal;
-  std::string target;
+  std::string target;  // HOST:PORT every connection goes to (unless proxy_targets names its proxy)
+  // A journal may hold the connections of several proxies: `proxy` replays only one of them,
+  // `proxy_targets` sends each proxy's connections to a server of its own.
+  std::string proxy;
+  std::map<std::string, std::string> proxy_targets;  // recorded proxy -> HOST:PORT
   std::optional<Protocol> protocol;
   double speed = 1.0;                   // 0 = as fast as possible
   bool open_loop = false;               // send on the recorded schedule without waiting for replies
@@ -101,6 +106,7 @@ struct ClientOptions {
 struct ClientResult {
   std::uint64_t exchanges = 0, matched = 0, mismatched = 0, errors = 0;
   std::vector<std::string> divergences;  // the first 20, "conn 1 #4 INCR counter: reply :4, recorded :3"
+  std::vector<std::string> warnings;     // e.g. several proxies' connections sent to one target
   double ratio() const { return exchanges ? static_cast<double>(mismatched + errors) / static_cast<double>(exchanges) : 0.0; }
 };
 

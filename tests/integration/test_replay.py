@@ -193,6 +193,67 @@ class ReplayRedis(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
 
+class ReplayTwoProxies(unittest.TestCase):
+    """A recording that holds two proxies' connections (a cache and a queue, each its own
+    Redis): sent to one target, half of it cannot match, so the client says so and can
+    replay one proxy (--proxy) or give each its own server (--target NAME=HOST:PORT)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="faultline-replay-two-")
+        cls.rec = os.path.join(cls.tmp, "rec")
+        with RedisServer() as a, RedisServer() as b, Faultline("--record", cls.rec) as fl:
+            for name, redis, value in (("cache", a, "from-the-cache-server"), ("queue", b, "from-the-queue-server")):
+                proxy = fl.create_proxy(name, redis.address, protocol="resp")
+                c = RespConn(int(proxy["listen"].rsplit(":", 1)[1]))
+                c.call("SET", "where", value)
+                c.call("GET", "where")
+                c.close()
+            time.sleep(0.3)  # the journal writer flushes every few ms
+            fl.stop()
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def client(self, *args):
+        return subprocess.run([BIN, "replay", "client", "--journal", self.rec, "--speed", "max", *args],
+                              capture_output=True, text=True, timeout=TIMEOUT)
+
+    def test_one_target_for_two_proxies_warns_and_shows_where_answers_differ(self):
+        with RedisServer() as redis:
+            seed = RespConn(int(redis.address.rsplit(":", 1)[1]))
+            self.addCleanup(seed.close)
+            r = self.client("--target", redis.address)
+            self.assertIn("the journal holds connections of 2 proxies (cache, queue)", r.stderr)
+            self.assertIn("--proxy NAME", r.stderr)
+            # Both SETs reach one server: one of the GETs answers the other's value. The
+            # report shows where the answers differ, not the first bytes of each (equal here).
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn("1 mismatched", r.stdout)
+            self.assertRegex(r.stderr, r'GET where: reply differs at byte 14: ".*from-the-(queue|cache)-server.*", '
+                                       r'recorded ".*from-the-(queue|cache)-server')
+
+    def test_proxy_selects_its_connections(self):
+        with RedisServer() as redis:
+            r = self.client("--target", redis.address, "--proxy", "queue")
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("2 exchanges, 2 matched, 0 mismatched", r.stdout)
+            self.assertNotIn("warning", r.stderr)
+        r = self.client("--target", "127.0.0.1:1", "--proxy", "nope")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn('no connection of proxy "nope" (it holds: cache, queue)', r.stderr)
+
+    def test_a_target_per_proxy(self):
+        with RedisServer() as a, RedisServer() as b:
+            r = self.client("--target", f"cache={a.address}", "--target", f"queue={b.address}")
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("4 exchanges, 4 matched, 0 mismatched", r.stdout)
+            r = self.client("--target", f"cache={a.address}")
+            self.assertEqual(r.returncode, 2)
+            self.assertIn('no --target for proxy "queue"', r.stderr)
+
+
 class CountingUpstream:
     """A fake Redis for the forward policy: counts connections and commands, answers each
     command with $9 forwarded."""
