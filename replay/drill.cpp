@@ -433,12 +433,15 @@ class Parser {
             value.CopyFrom(*def, alloc);
           } else if (options_.placeholders) {
             // drill --check in CI, without the stack's environment: check the rest of the file.
-            const std::string placeholder = "127.0.0.1:9";
-            if (as == "number") value.SetInt(9);
+            // A URL where the name says so, else an address; 1 fits most bounded numbers.
+            std::string lower = name + " " + key;
+            for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+            const std::string placeholder = lower.find("url") != std::string::npos ? "http://127.0.0.1:9" : "127.0.0.1:9";
+            if (as == "number") value.SetInt(1);
             else if (as == "bool") value.SetBool(false);
             else value.SetString(placeholder.c_str(), static_cast<rapidjson::SizeType>(placeholder.size()), alloc);
             out.notes.push_back(path + ": environment variable " + key + " is not set and there is no default; checked with " +
-                                (as == "number" ? std::string("9") : as == "bool" ? std::string("false") : "\"" + placeholder + "\""));
+                                (as == "number" ? std::string("1") : as == "bool" ? std::string("false") : "\"" + placeholder + "\""));
           } else {
             fail(path, "environment variable " + key + " is not set and there is no default");
           }

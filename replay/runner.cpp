@@ -532,8 +532,8 @@ class Runner {
       const CheckResult c = check(a.tolerance, o);
       r.ok = c.ok;
       r.why = c.ok ? c.why : with_body_start(c.why, o);
-      if (a.provider == Provider::command && std::get<CommandSpec>(a.spec).steps) add_steps(a.name, o, r);
       r.observed = o.summary();
+      if (a.provider == Provider::command && std::get<CommandSpec>(a.spec).steps) add_steps(a.name, o, r);
       r.latency_ms = o.latency_ms;
       if (a.provider == Provider::http && o.answered) r.http_status = o.status;
     } else {

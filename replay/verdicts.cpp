@@ -223,8 +223,11 @@ std::optional<std::string> fault_effect(const FaultRef& f, const RunRecord& reco
   const Labels labels{{"proxy", f.proxy.proxy}, {"toxic", f.toxic}};
   double* out[4] = {&e.messages, &e.resets, &e.bytes_dropped, &e.bytes_delayed};
   for (int k = 0; k < 4; ++k) {
+    // The highest value any poll saw, over the first: a faultline.reset later in the run
+    // clears the counters, and must not make a fault that acted look as if it never did.
     const auto a = sum_matching(it->second.front().samples, kToxicMetrics[k], labels).value_or(0);
-    const auto b = sum_matching(it->second.back().samples, kToxicMetrics[k], labels).value_or(0);
+    double b = a;
+    for (const auto& poll : it->second) b = std::max(b, sum_matching(poll.samples, kToxicMetrics[k], labels).value_or(0));
     *out[k] += std::max(0.0, b - a);
   }
   (void)r;
@@ -357,7 +360,10 @@ void error_recovery(const VerdictSpec& spec, const RunRecord& record, VerdictRes
     }
     const double seen = *last - *first;
     const double t0 = polls->front().t, t1 = polls->back().t;
-    const auto calls = std::count_if(samples.begin(), samples.end(), [&](const Sample& s) { return s.sent && s.start >= t0 && s.start <= t1; });
+    // Every step the drill made while faultline counted, not only those in the verdict's
+    // window: the request counter spans the whole method.
+    const auto all_steps = series(record, spec.sources);
+    const auto calls = std::count_if(all_steps.begin(), all_steps.end(), [&](const Sample& s) { return s.sent && s.start >= t0 && s.start <= t1; });
     const double retries = std::max(0.0, seen - static_cast<double>(calls));
     r.measured.push_back({"requests_seen", seen});
     r.measured.push_back({"calls_made", static_cast<double>(calls)});

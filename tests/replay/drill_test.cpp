@@ -285,6 +285,14 @@ TEST_CASE("drill --check: an env variable with no value and no default gets a pl
   REQUIRE(d.notes.size() == 1);
   CHECK(d.notes[0] == "$.configuration.target: environment variable TARGET_ADDR is not set and there is no default; checked with "
                       "\"127.0.0.1:9\"");
+  // A URL variable gets a URL (an http probe checks its form), a number one that fits bounds.
+  const std::string urls = R"({"title": "t", "configuration": {"kimi_url": {"type": "env", "key": "KIMI_URL"},
+      "threshold": {"type": "env", "key": "T", "env_var_type": "float"}},
+    "method": [{"type": "probe", "name": "p", "provider": {"type": "http", "url": "${kimi_url}/chat/completions"}}],
+    "verdicts": [{"type": "success_rate", "source": "p", "threshold": "${threshold}"}]})";
+  REQUIRE(parse(urls, d, o) == "");
+  CHECK(std::get<HttpSpec>(d.method[0].spec).url == "http://127.0.0.1:9/chat/completions");
+  CHECK(d.notes.size() == 2);
 }
 
 
