@@ -86,7 +86,15 @@ bool ok(const HttpResult& r) { return r.error.empty() && r.status >= 200 && r.st
 // success on a reply of the wrong shape.
 std::optional<std::string> not_an_api(const std::string& host) {
   const auto r = http_call(host, "GET", "/version", std::nullopt);
-  if (!r.error.empty()) return "cannot reach a faultline/Toxiproxy API at " + host + ": " + plain_error(r.error);
+  if (!r.error.empty()) {
+    const std::string e = plain_error(r.error);
+    // Something answered, but not in HTTP (Redis, a raw TCP service): Beast's parse errors.
+    for (const char* parse_error : {"bad version", "bad status", "bad reason", "bad line ending", "bad field", "partial message",
+                                    "bad chunk", "bad content-length"})
+      if (e.find(parse_error) != std::string::npos)
+        return "no faultline/Toxiproxy API at " + host + ": the reply is not HTTP (" + parse_error + ")";
+    return e.rfind("cannot reach", 0) == 0 ? e : "cannot reach a faultline/Toxiproxy API at " + host + ": " + e;
+  }
   rapidjson::Document doc;
   doc.Parse(r.body.c_str(), r.body.size());
   if (r.status == 200 && !doc.HasParseError() && doc.IsObject() && doc.HasMember("version") && doc["version"].IsString())

@@ -87,9 +87,15 @@ int serve(int argc, char** argv) {
     ("port-file", "write the control API's bound HOST:PORT here once it listens", cxxopts::value<std::string>())
     ("token-file", "require 'Authorization: Bearer <first line of this file>' on every route but /version", cxxopts::value<std::string>())
     ("allow-host", "also accept this Host header name (repeatable)", cxxopts::value<std::vector<std::string>>())
+    ("allow-origin", "let web pages of this origin (e.g. http://localhost:3000, or *) call the API (repeatable)",
+     cxxopts::value<std::vector<std::string>>())
+    ("max-api-connections", "control API connections served at once; more get 503", cxxopts::value<std::size_t>()->default_value("256"))
+    ("api-request-timeout-ms", "a control API request must arrive in full within this", cxxopts::value<std::uint64_t>()->default_value("10000"))
+    ("recordings-root", "POST /recordings writes only under this directory", cxxopts::value<std::string>()->default_value("recordings"))
     ("connect-timeout-ms", "upstream connect timeout", cxxopts::value<std::uint64_t>()->default_value("5000"))
     ("max-connections", "per-proxy connection limit (0 = none)", cxxopts::value<std::uint64_t>()->default_value("0"))
     ("max-queued-bytes", "per connection and direction, bytes held by faults before reading pauses", cxxopts::value<std::uint64_t>()->default_value("16777216"))
+    ("max-buffered-bytes", "over every connection, bytes held by faults before reading pauses (0 = no limit)", cxxopts::value<std::uint64_t>()->default_value("1073741824"))
     ("shutdown-timeout-ms", "on SIGINT/SIGTERM, how long open connections may finish", cxxopts::value<std::uint64_t>()->default_value("5000"))
     ("workers", "worker threads (0 = one per core)", cxxopts::value<std::size_t>()->default_value("0"))
     ("no-splice", "relay bulk data through user-space buffers instead of splice(2) (for comparison)")
@@ -133,9 +139,14 @@ int serve(int argc, char** argv) {
   if (r.count("port-file")) o.port_file = r["port-file"].as<std::string>();
   if (r.count("token-file")) o.token_file = r["token-file"].as<std::string>();
   if (r.count("allow-host")) o.allowed_hosts = r["allow-host"].as<std::vector<std::string>>();
+  if (r.count("allow-origin")) o.allowed_origins = r["allow-origin"].as<std::vector<std::string>>();
+  o.max_api_connections = r["max-api-connections"].as<std::size_t>();
+  o.api_request_timeout_ms = r["api-request-timeout-ms"].as<std::uint64_t>();
+  o.recordings_root = r["recordings-root"].as<std::string>();
   o.connect_timeout_ms = r["connect-timeout-ms"].as<std::uint64_t>();
   o.max_connections = r["max-connections"].as<std::uint64_t>();
   o.max_queued_bytes = r["max-queued-bytes"].as<std::uint64_t>();
+  o.max_buffered_bytes = r["max-buffered-bytes"].as<std::uint64_t>();
   o.shutdown_timeout_ms = r["shutdown-timeout-ms"].as<std::uint64_t>();
   o.workers = r["workers"].as<std::size_t>();
   o.splice = r.count("no-splice") == 0;
@@ -145,6 +156,10 @@ int serve(int argc, char** argv) {
   o.runtime_metrics = r.count("runtime-metrics") > 0;
   if (o.max_queued_bytes < 64 * 1024) {
     std::cerr << "faultline serve: --max-queued-bytes must be at least 65536\n";
+    return 2;
+  }
+  if (o.max_buffered_bytes != 0 && o.max_buffered_bytes < 64 * 1024) {
+    std::cerr << "faultline serve: --max-buffered-bytes must be 0 (no limit) or at least 65536\n";
     return 2;
   }
   faultline::set_lenient_toxic_attributes(r.count("lenient") > 0);

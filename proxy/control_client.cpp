@@ -46,6 +46,10 @@ HttpResult http_call(const std::string& base_url, const std::string& method, con
     result.body = res.body();
     beast::error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  } catch (const boost::system::system_error& e) {
+    // code().message(), not what(): what() appends Boost's source location
+    // ("[system:111 at .../reactive_socket_service.hpp:587:5 in function ...]").
+    result.error = "cannot reach the faultline API at " + base_url + ": " + e.code().message();
   } catch (const std::exception& e) {
     result.error = "cannot reach the faultline API at " + base_url + ": " + e.what();
   }

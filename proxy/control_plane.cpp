@@ -10,6 +10,7 @@
 
 #include "faults/protocol_fault.hpp"
 #include "proxy/address.hpp"
+#include "proxy/api_checks.hpp"
 #include "proxy/json_io.hpp"
 #include "proxy/server_context.hpp"
 #include "proxy/tls.hpp"
@@ -25,6 +26,44 @@ ApiResponse error_response(int status, std::string_view message) {
 }
 ApiResponse error_response(const ApiError& e) { return error_response(e.status, e.message); }
 ApiResponse no_content() { return ApiResponse{204, "", ""}; }
+
+// Toxiproxy's text first (clients may match on it), then what it is about; with --lenient,
+// Toxiproxy's text alone.
+std::string naming(std::string_view toxiproxy_text, const std::string& what) {
+  if (lenient_toxic_attributes()) return std::string(toxiproxy_text);
+  return std::string(toxiproxy_text) + ": " + what;
+}
+std::string quoted(std::string_view name) { return "\"" + std::string(name) + "\""; }
+ApiResponse proxy_not_found(const std::string& name) { return error_response(404, naming("proxy not found", quoted(name))); }
+ApiResponse toxic_not_found(const std::string& proxy, const std::string& toxic) {
+  return error_response(404, naming("toxic not found", quoted(toxic) + " on proxy " + quoted(proxy)));
+}
+std::string toxic_exists(const std::string& proxy, const std::string& toxic) {
+  return naming("toxic already exists", quoted(toxic) + " on proxy " + quoted(proxy));
+}
+
+// An error of the API's decoders at a JSON path of a config file: the path says where, so
+// "bad request body" (the API's words) goes, and "field X ..." becomes "PATH.X: ...".
+std::string at_path(const std::string& path, std::string message) {
+  const std::string prefix = "bad request body: ";
+  if (message.rfind(prefix, 0) == 0) message.erase(0, prefix.size());
+  if (message.rfind("field ", 0) == 0) {
+    const auto end = message.find_first_of(" :", 6);
+    if (end != std::string::npos && end > 6) {
+      std::string rest = message.substr(end);
+      if (rest.rfind(": ", 0) == 0) rest.erase(0, 2);
+      else rest.erase(0, 1);
+      return path + "." + message.substr(6, end - 6) + ": " + rest;
+    }
+  }
+  return path + ": " + message;
+}
+
+std::optional<std::string> upstream_error(const std::optional<std::string>& upstream) {
+  if (!upstream || upstream->empty()) return std::nullopt;  // missing: reported as such
+  if (auto e = check_upstream(*upstream)) return "field upstream: " + *e + " (got \"" + *upstream + "\")";
+  return std::nullopt;
+}
 
 std::string percent_decode(std::string_view in) {
   std::string out;
@@ -110,6 +149,19 @@ ProxySpec spec_from(const ProxyFields& f) {
 }
 
 
+// A TLS error under the field that named the file it is about ("certificate file '...': ..."
+// is tls.listen.cert's), else under the object.
+std::string tls_field(const std::string& object, const std::string& error) {
+  static const struct {
+    const char* prefix;
+    const char* field;
+  } files[] = {{"certificate file '", ".cert"}, {"key file '", ".key"}, {"CA file '", ".ca"}};
+  for (const auto& f : files) {
+    if (error.rfind(f.prefix, 0) == 0) return "field " + object + f.field + ": " + error;
+  }
+  return "field " + object + ": " + error;
+}
+
 // Applies `protocol` and `tls` of a body to a spec: the TLS contexts are made here, so a
 // bad certificate path is a 400 naming it, not a failure on the first connection.
 std::optional<std::string> configure_protocol(const ProxyFields& f, const std::string& ca_dir, ProxySpec& spec) {
@@ -157,7 +209,7 @@ std::optional<std::string> configure_protocol(const ProxyFields& f, const std::s
     if (up && !https) return std::string("field tls.upstream needs an https:// upstream (got \"" + spec.upstream + "\")");
     std::string error;
     spec.upstream_tls = tls::make_client_context(options, error);
-    if (!spec.upstream_tls) return "field tls.upstream: " + error;
+    if (!spec.upstream_tls) return tls_field("tls.upstream", error);
     spec.upstream_verify = options.verify;
     spec.upstream_server_name = options.server_name;
   }
@@ -174,7 +226,7 @@ std::optional<std::string> configure_protocol(const ProxyFields& f, const std::s
     std::string error;
     spec.listen_tls = tls::make_server_context(options, error);
     if (!spec.listen_tls) {
-      return "field tls.listen: " + error + (mint ? " (create the CA with: faultline ca init --dir " + ca_dir + ")" : "");
+      return tls_field("tls.listen", error) + (mint ? " (create the CA with: faultline ca init --dir " + ca_dir + ")" : "");
     }
   }
   if (f.tls) spec.tls_json = compact_json(*f.tls);
@@ -240,6 +292,14 @@ ApiResponse ControlPlane::handle(const ApiRequest& request) {
       return error_response(403, "host not allowed: " + host);
     }
   }
+  // A page on another site that a local browser opens can send simple requests (a form POST)
+  // without a preflight; its Origin header says where it comes from.
+  if (!origin_allowed(request.origin, request.host, security_.allowed_origins)) {
+    spdlog::warn("control API: refused a request from Origin \"{}\" (allow it with --allow-origin)", request.origin);
+    return error_response(403, "origin not allowed: " + request.origin +
+                                   " (pages of other sites may not drive the API; allow one with --allow-origin)");
+  }
+  if (request.method == "OPTIONS" && cross_origin_allowed(request)) return no_content();  // CORS preflight
   const auto segments = split_path(request.target);
   const bool is_version = segments.size() == 1 && segments[0] == "version";
   if (security_.token && !is_version) {
@@ -249,6 +309,12 @@ ApiResponse ControlPlane::handle(const ApiRequest& request) {
     if (!ok) return error_response(401, "missing or invalid bearer token");
   }
   return route(request, segments);
+}
+
+std::optional<std::string> ControlPlane::cross_origin_allowed(const ApiRequest& request) const {
+  if (request.origin.empty() || security_.allowed_origins.empty()) return std::nullopt;
+  if (!origin_allowed(request.origin, "", security_.allowed_origins)) return std::nullopt;
+  return request.origin;
 }
 
 ApiResponse ControlPlane::route(const ApiRequest& req, const std::vector<std::string>& seg) {
@@ -297,7 +363,7 @@ ApiResponse ControlPlane::route(const ApiRequest& req, const std::vector<std::st
     if (m != "GET") return bad_method();
     if (browser()) return browser_refused();
     auto it = proxies_.find(name);
-    if (it == proxies_.end()) return error_response(404, "proxy not found");
+    if (it == proxies_.end()) return proxy_not_found(name);
     return list_connections(*it->second);
   }
   if (seg.size() > 4 || (seg.size() >= 3 && seg[2] != "toxics")) return not_found();
@@ -305,7 +371,7 @@ ApiResponse ControlPlane::route(const ApiRequest& req, const std::vector<std::st
     if (m != "GET" && !update && m != "DELETE") return bad_method();
     if (browser()) return browser_refused();
     auto it = proxies_.find(name);
-    if (it == proxies_.end()) return error_response(404, "proxy not found");
+    if (it == proxies_.end()) return proxy_not_found(name);
     if (m == "GET") return json_response(200, proxy_json(*it->second));
     if (m == "DELETE") return delete_proxy(name);
     if (m == "POST") spdlog::warn("POST /proxies/{} is deprecated (Toxiproxy 2.6.0); use PATCH", name);
@@ -315,20 +381,20 @@ ApiResponse ControlPlane::route(const ApiRequest& req, const std::vector<std::st
     if (m != "GET" && m != "POST") return bad_method();
     if (browser()) return browser_refused();
     auto it = proxies_.find(name);
-    if (it == proxies_.end()) return error_response(404, "proxy not found");
+    if (it == proxies_.end()) return proxy_not_found(name);
     return m == "GET" ? list_toxics(*it->second) : create_toxic(*it->second, req.body);
   }
   if (m != "GET" && !update && m != "DELETE") return bad_method();
   if (browser()) return browser_refused();
   auto it = proxies_.find(name);
-  if (it == proxies_.end()) return error_response(404, "proxy not found");
+  if (it == proxies_.end()) return proxy_not_found(name);
   Proxy& proxy = *it->second;
   const std::string& toxic = seg[3];
   if (m == "GET") {
     for (const auto& t : proxy.toxics()) {
       if (t->name == toxic) return json_response(200, toxic_json(*t));
     }
-    return error_response(404, "toxic not found");
+    return toxic_not_found(name, toxic);
   }
   if (m == "DELETE") return delete_toxic(proxy, toxic);
   return update_toxic_route(proxy, toxic, req.body);
@@ -363,12 +429,17 @@ std::optional<ApiError> ControlPlane::build_toxics(const rapidjson::Value& list,
                                                    std::vector<std::shared_ptr<const ToxicConfig>>& out) {
   for (rapidjson::SizeType i = 0; i < list.Size(); ++i) {
     const std::string path = where + "[" + std::to_string(i) + "]";
+    const bool in_file = !where.empty() && where[0] == '$';
+    auto at = [&](const std::string& message) { return in_file ? at_path(path, message) : path + ": " + message; };
     ToxicFields fields;
-    if (auto e = decode_toxic(list[i], fields)) return ApiError{400, path + ": " + e->message};
+    if (auto e = decode_toxic(list[i], fields)) return ApiError{400, at(e->message)};
     auto config = std::make_shared<ToxicConfig>();
-    if (auto e = build_toxic(fields, *config)) return ApiError{e->status, path + ": " + e->message};
+    if (auto e = build_toxic(fields, *config)) return ApiError{e->status, at(e->message)};
+    if (auto e = unaddressable_name("toxic", config->name)) return ApiError{400, at(*e)};
     for (const auto& existing : out) {
-      if (existing->name == config->name) return ApiError{409, path + ": toxic already exists"};
+      if (existing->name == config->name) {
+        return ApiError{409, at(naming("toxic already exists", quoted(config->name)))};
+      }
     }
     config->revision = ++toxic_revision_;
     out.push_back(std::move(config));
@@ -392,6 +463,17 @@ std::optional<std::string> ControlPlane::start_replay(ProxyFields& f, const std:
       return std::nullopt;
     }
   }
+  // The journal is read (and indexed) on this thread when the replay server starts: refuse
+  // what is not a recording, or too big to read in a moment, before it is opened.
+  if (const rapidjson::Value* journal = find_member(*f.replay, "journal"); journal && journal->IsString()) {
+    std::string path(journal->GetString(), journal->GetStringLength());
+    if (path.find('\0') != std::string::npos) return std::string("replay.journal: must not contain a NUL byte");
+    if (!path.empty() && path[0] != '/' && !base_dir.empty()) path = base_dir + "/" + path;
+    if (auto e = check_bounded_tree(path, kMaxReplayJournalBytes)) {
+      return "replay.journal: " + *e + " (a larger recording can be served by `faultline replay server --journal " +
+             path + "`)";
+    }
+  }
   std::string upstream;
   if (auto e = context_.start_replay(replay_json, base_dir, upstream, owner)) return "replay." + *e;
   f.upstream = upstream;
@@ -404,7 +486,9 @@ ApiResponse ControlPlane::create_proxy(const std::string& body) {
   ProxyFields f;
   if (auto e = decode_proxy(doc, f)) return error_response(400, e->message);
   if (!f.name || f.name->empty()) return error_response(400, "missing required field: name");
-  if (proxies_.count(*f.name)) return error_response(409, "proxy already exists");
+  if (auto e = unaddressable_name("proxy", *f.name)) return error_response(400, *e);
+  if (proxies_.count(*f.name)) return error_response(409, naming("proxy already exists", quoted(*f.name)));
+  if (auto e = upstream_error(f.upstream)) return error_response(400, "bad request body: " + *e);
   std::string replay_json;
   std::shared_ptr<void> replay_owner;
   if (auto e = start_replay(f, "", replay_json, replay_owner)) return error_response(400, "bad request body: field " + *e);
@@ -441,8 +525,18 @@ ControlPlane::PopulateResult ControlPlane::populate(const rapidjson::Value& entr
   for (rapidjson::SizeType i = 0; i < entries.Size(); ++i) {
     const std::string path = base + "[" + std::to_string(i) + "]";
     if (auto e = decode_proxy(entries[i], fields[i])) {
-      result.error = ApiError{400, with_paths ? path + ": " + e->message : e->message + " at proxy " + std::to_string(i + 1)};
+      result.error = ApiError{400, with_paths ? at_path(path, e->message) : e->message + " at proxy " + std::to_string(i + 1)};
       return result;
+    }
+    if (auto e = upstream_error(fields[i].upstream)) {
+      result.error = ApiError{400, with_paths ? at_path(path, *e) : "bad request body: " + *e + " at proxy " + std::to_string(i + 1)};
+      return result;
+    }
+    if (fields[i].name && !fields[i].name->empty()) {  // (a missing one is reported below)
+      if (auto e = unaddressable_name("proxy", *fields[i].name)) {
+        result.error = ApiError{400, with_paths ? path + ".name: " + *e : *e + " at proxy " + std::to_string(i + 1)};
+        return result;
+      }
     }
     if (auto e = start_replay(fields[i], relative_to, specs[i].replay_json, specs[i].replay_owner)) {
       result.error = ApiError{400, with_paths ? path + "." + *e : "bad request body: field " + *e + " at proxy " + std::to_string(i + 1)};
@@ -470,7 +564,7 @@ ControlPlane::PopulateResult ControlPlane::populate(const rapidjson::Value& entr
     std::optional<std::string> e = configure_protocol(fields[i], context_.ca_dir, specs[i]);
     if (!e) e = check_layers(specs[i].protocol, toxics[i]);
     if (e) {
-      result.error = ApiError{400, with_paths ? path + ": " + *e : *e + " at proxy " + std::to_string(i + 1)};
+      result.error = ApiError{400, with_paths ? at_path(path, *e) : *e + " at proxy " + std::to_string(i + 1)};
       return result;
     }
   }
@@ -531,6 +625,8 @@ ApiResponse ControlPlane::update_proxy(Proxy& proxy, const std::string& body) {
   if (auto e = parse_body(body, doc)) return error_response(400, *e);
   ProxyFields f;
   if (auto e = decode_proxy(doc, f)) return error_response(400, e->message);
+  if (f.upstream && f.upstream->empty()) return error_response(400, "bad request body: field upstream must not be empty");
+  if (auto e = upstream_error(f.upstream)) return error_response(400, "bad request body: " + *e);
   ProxySpec& spec = proxy.spec();
   if (f.replay && compact_json(*f.replay) != spec.replay_json)
     return error_response(400, "bad request body: field replay can only be set when the proxy is created "
@@ -635,9 +731,10 @@ ApiResponse ControlPlane::create_toxic(Proxy& proxy, const std::string& body) {
   if (auto e = decode_toxic(doc, f)) return error_response(400, e->message);
   auto config = std::make_shared<ToxicConfig>();
   if (auto e = build_toxic(f, *config)) return error_response(e->status, e->message);
+  if (auto e = unaddressable_name("toxic", config->name)) return error_response(400, *e);
   if (auto e = check_layers(proxy.spec().protocol, {config})) return error_response(400, *e);
   for (const auto& t : proxy.toxics()) {
-    if (t->name == config->name) return error_response(409, "toxic already exists");
+    if (t->name == config->name) return error_response(409, toxic_exists(proxy.spec().name, config->name));
   }
   config->revision = ++toxic_revision_;
   proxy.toxics().push_back(config);
@@ -648,7 +745,7 @@ ApiResponse ControlPlane::create_toxic(Proxy& proxy, const std::string& body) {
 ApiResponse ControlPlane::update_toxic_route(Proxy& proxy, const std::string& toxic, const std::string& body) {
   auto& toxics = proxy.toxics();
   auto it = std::find_if(toxics.begin(), toxics.end(), [&](const auto& t) { return t->name == toxic; });
-  if (it == toxics.end()) return error_response(404, "toxic not found");
+  if (it == toxics.end()) return toxic_not_found(proxy.spec().name, toxic);
   rapidjson::Document doc;
   if (auto e = parse_body(body, doc)) return error_response(400, *e);
   ToxicFields f;
@@ -664,7 +761,7 @@ ApiResponse ControlPlane::update_toxic_route(Proxy& proxy, const std::string& to
 ApiResponse ControlPlane::delete_toxic(Proxy& proxy, const std::string& toxic) {
   auto& toxics = proxy.toxics();
   auto it = std::find_if(toxics.begin(), toxics.end(), [&](const auto& t) { return t->name == toxic; });
-  if (it == toxics.end()) return error_response(404, "toxic not found");
+  if (it == toxics.end()) return toxic_not_found(proxy.spec().name, toxic);
   proxy.retire(*it);
   toxics.erase(it);
   proxy.publish();
@@ -768,6 +865,15 @@ std::string ControlPlane::metrics_text(bool runtime_metrics) const {
   per_proxy("faultline_proxy_undecodable_streams_total", "counter",
             "Connection directions that did not parse as the proxy's protocol and were passed through as bytes.",
             [](const ProxyStats& s) { return s.undecodable_streams.load(); });
+  if (context_.budget) {
+    family("faultline_buffered_bytes", "gauge", "Bytes held by faults right now, over every connection.");
+    out.append("faultline_buffered_bytes ").append(std::to_string(context_.budget->held())).append("\n");
+    family("faultline_buffered_bytes_limit", "gauge", "The server-wide budget of bytes held by faults (--max-buffered-bytes; 0: none).");
+    out.append("faultline_buffered_bytes_limit ").append(std::to_string(context_.budget->limit())).append("\n");
+    family("faultline_buffer_budget_pauses_total", "counter",
+           "Times a connection stopped reading because the server-wide budget was spent.");
+    out.append("faultline_buffer_budget_pauses_total ").append(std::to_string(context_.budget->pauses())).append("\n");
+  }
   family("faultline_tls_handshake_failures_total", "counter", "TLS handshakes that failed, by side and reason.");
   for (const auto& [name, p] : proxies_) {
     const auto& s = p->runtime().stats;

@@ -24,6 +24,7 @@ struct ApiRequest {
   std::string host;    // Host header
   std::string user_agent;
   std::string authorization;
+  std::string origin;  // Origin header (sent by browsers)
   std::string body;
 };
 
@@ -38,6 +39,9 @@ struct ApiSecurity {
   std::vector<std::string> allowed_hosts;
   bool enforce_host = true;           // refuse non-loopback Host headers (Toxiproxy #219)
   bool block_browsers = true;         // Toxiproxy's "Mozilla/" user-agent block
+  // Origins (e.g. "http://localhost:3000", or "*") whose pages may call the API; a request
+  // from any other page (an Origin that is not the API itself) gets 403.
+  std::vector<std::string> allowed_origins;
 };
 
 // An error with an HTTP status, in Toxiproxy's vocabulary.
@@ -47,7 +51,10 @@ struct ApiError {
 };
 
 // Reads a POST /recordings body (also a profile's "recording" object) into options.
-std::optional<std::string> parse_recording_options(const rapidjson::Value& body, rec::RecordingOptions& options);
+// `append` (the API's "append": record into a folder that is not empty) is taken only
+// when given; a profile has no such key.
+std::optional<std::string> parse_recording_options(const rapidjson::Value& body, rec::RecordingOptions& options,
+                                                   bool* append = nullptr);
 
 class ControlPlane {
  public:
@@ -55,6 +62,9 @@ class ControlPlane {
   ~ControlPlane();
 
   ApiResponse handle(const ApiRequest& request);
+  // The Origin to echo in Access-Control-Allow-Origin: set when the request comes from
+  // another origin that --allow-origin lets in.
+  std::optional<std::string> cross_origin_allowed(const ApiRequest& request) const;
 
   // Creates or replaces proxies from a JSON array (the /populate body and the config
   // file). `where` prefixes error messages with a JSON path (e.g. "$.proxies").

@@ -296,6 +296,7 @@ std::optional<ToxicBuildError> check(const ToxicType& type, ToxicConfig& c) {
 }  // namespace
 
 void set_lenient_toxic_attributes(bool lenient) { lenient_attributes.store(lenient, std::memory_order_relaxed); }
+bool lenient_toxic_attributes() { return lenient_attributes.load(std::memory_order_relaxed); }
 
 std::optional<ToxicBuildError> build_toxic(const ToxicFields& f, ToxicConfig& c) {
   c.stream_text = f.stream.value_or("downstream");

@@ -54,6 +54,8 @@ std::optional<ToxicBuildError> build_toxic(const ToxicFields& fields, ToxicConfi
 // latency of 0 that reports success). `serve --lenient` turns this off process-wide, for
 // clients that relied on Toxiproxy ignoring unknown attributes; set once at start-up.
 void set_lenient_toxic_attributes(bool lenient);
+// Whether --lenient is on (errors then keep Toxiproxy's bare texts, e.g. "proxy not found").
+bool lenient_toxic_attributes();
 // Applies a partial update (attributes merged, toxicity kept when absent) to a copy.
 std::optional<ToxicBuildError> update_toxic(const ToxicFields& fields, ToxicConfig& inout);
 

@@ -7,6 +7,7 @@
 #include "proxy/address.hpp"
 #include "proxy/tls.hpp"
 #include "proxy/workers.hpp"
+#include "recorder/redaction.hpp"
 
 namespace faultline {
 namespace {
@@ -112,6 +113,9 @@ struct MessageSession::Peer {
 // One direction's output: the byte faults' chain and the bytes waiting for their time.
 struct MessageSession::Outbound final : Emitter {
   Outbound(Stream s, Rng rng, const net::any_io_executor& ex) : stream(s), chain(rng), timer(ex) {}
+  ~Outbound() {
+    if (budget) budget->release(queued);
+  }
   struct Item {
     std::shared_ptr<std::string> owner;
     Segment segment;
@@ -127,6 +131,7 @@ struct MessageSession::Outbound final : Emitter {
     last_release = s.release;
     items.push_back({owner, s});
     queued += s.size;
+    if (budget) budget->add(s.size);
   }
   void end(EndKind kind, TimePoint at) override { ends.push_back({kind, std::max(at, last_release), false}); }
 
@@ -137,6 +142,7 @@ struct MessageSession::Outbound final : Emitter {
   std::deque<Item> items;
   std::vector<End> ends;
   std::size_t queued = 0;
+  std::shared_ptr<BufferBudget> budget;  // serve --max-buffered-bytes: `queued` counts against it
   TimePoint last_release{};
   bool done = false;
   net::steady_timer timer;
@@ -160,7 +166,10 @@ class MessageSession::Output final : public EngineOutput {
     s_.wake(o);
   }
   void applied(const ToxicConfig& fault, std::string_view what) override {
-    spdlog::debug("proxy {}: {} {}: {}", s_.runtime_->name(), fault.type, fault.name, what);
+    // The description names the request ("delayed GET /x?token=..."): redacted like the
+    // recording, and only scanned when the line is logged at all.
+    if (spdlog::should_log(spdlog::level::debug))
+      spdlog::debug("proxy {}: {} {}: {}", s_.runtime_->name(), fault.type, fault.name, rec::redact_description_for_log(what));
     if (!s_.taps_.empty()) s_.taps_.fault(fault.name, fault.type, what, Clock::now());
   }
 
@@ -181,6 +190,7 @@ MessageSession::MessageSession(Worker& worker, std::shared_ptr<ProxyRuntime> run
   Rng rng = Rng(runtime_->seed()).derive(runtime_->name()).derive(index_);
   to_upstream_ = std::make_unique<Outbound>(Stream::upstream, rng.derive("upstream"), ex);
   to_client_ = std::make_unique<Outbound>(Stream::downstream, rng.derive("downstream"), ex);
+  to_upstream_->budget = to_client_->budget = settings_.budget;
   output_ = std::make_unique<Output>(*this);
   snapshot_ = runtime_->snapshot();
   engine_ = make_engine(snapshot_->protocol, rng.derive("protocol"));
@@ -436,6 +446,14 @@ awaitable<void> MessageSession::read_loop(Stream from) {
       co_await peer.pause.async_wait(use_nothrow);
       continue;
     }
+    if (settings_.budget && settings_.budget->exhausted() && to_upstream_->queued + to_client_->queued > 0) {
+      // The server-wide budget is spent: pause too while this connection holds bytes, and
+      // look again shortly (what frees the budget may be another connection's writer).
+      settings_.budget->count_pause();
+      peer.pause.expires_after(BufferBudget::kRecheck);
+      co_await peer.pause.async_wait(use_nothrow);
+      continue;
+    }
     auto [ec, n] = co_await peer.read_some(net::buffer(buffer.get(), kReadSize));
     if (closing_) co_return;
     const TimePoint now = Clock::now();
@@ -529,6 +547,7 @@ awaitable<void> MessageSession::write_loop(Stream dir) {
       }
       stats.sent_bytes.fetch_add(written, std::memory_order_relaxed);
       o.queued -= bytes;
+      if (o.budget) o.budget->release(bytes);
       for (std::size_t i = 0; i < count; ++i) o.items.pop_front();
       client_->pause.cancel();
       upstream_->pause.cancel();

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "proxy/address.hpp"
+#include "proxy/log_limit.hpp"
 #include "proxy/server_context.hpp"
 #include "proxy/message_session.hpp"
 #include "proxy/session.hpp"
@@ -20,7 +21,10 @@ std::string lower_first(std::string s) {
   return s;
 }
 
-// Resolves listen text the way Go's net.Listen does; "" / ":0" means all interfaces.
+// Resolves listen text the way Go's net.Listen does, except that a listen without a host
+// ("" or ":PORT") binds loopback, not every interface (Go and Toxiproxy bind every one):
+// a chaos proxy reachable from the network by default is an open relay into the upstream.
+// "0.0.0.0:PORT" or "[::]:PORT" asks for every interface.
 std::optional<tcp::endpoint> resolve_listen(net::io_context& ioc, const std::string& listen, std::string& error) {
   std::optional<HostPort> hp = listen.empty() ? HostPort{"", "0"} : split_host_port(listen);
   if (!hp) {
@@ -37,7 +41,7 @@ std::optional<tcp::endpoint> resolve_listen(net::io_context& ioc, const std::str
     return std::nullopt;
   }
   const auto p = static_cast<unsigned short>(port);
-  if (hp->host.empty()) return tcp::endpoint(net::ip::address_v6::any(), p);
+  if (hp->host.empty()) return tcp::endpoint(net::ip::address_v4::loopback(), p);
   if (hp->host == "localhost") return tcp::endpoint(net::ip::address_v4::loopback(), p);
   boost::system::error_code ec;
   auto address = net::ip::make_address(hp->host, ec);
@@ -77,6 +81,8 @@ struct AcceptShared {
   std::string name;
   std::atomic<bool> closed{false};
   std::function<void()> on_upstream_failure;  // posts to the control thread
+  LogLimiter refused_log;       // max_connections refusals: a line a second at most
+  LogLimiter accept_error_log;  // accept(2) failures (out of descriptors): the same
 };
 
 awaitable<void> accept_loop(std::shared_ptr<AcceptShared> shared, Worker& worker,
@@ -179,7 +185,10 @@ awaitable<void> accept_loop(std::shared_ptr<AcceptShared> shared, Worker& worker
     if (shared->closed.load(std::memory_order_acquire) || ec == net::error::operation_aborted) co_return;
     if (ec) {
       // Out of descriptors or similar: back off briefly instead of spinning.
-      spdlog::warn("proxy {}: accept failed: {}", name, ec.message());
+      if (const auto n = shared->accept_error_log.admit()) {
+        spdlog::warn("proxy {}: accept failed: {}{}", name, ec.message(),
+                     n > 1 ? " (" + std::to_string(n) + " times since the last report)" : std::string());
+      }
       backoff.expires_after(std::chrono::milliseconds(50));
       co_await backoff.async_wait(use_nothrow);
       continue;
@@ -189,7 +198,12 @@ awaitable<void> accept_loop(std::shared_ptr<AcceptShared> shared, Worker& worker
     const std::uint64_t limit = runtime->max_connections.load(std::memory_order_relaxed);
     if (limit > 0 && stats.connections_active.load(std::memory_order_relaxed) >= limit) {
       stats.connections_refused_limit.fetch_add(1, std::memory_order_relaxed);
-      spdlog::warn("proxy {}: refusing a connection: {} connections is the limit", name, limit);
+      if (const auto n = shared->refused_log.admit()) {
+        spdlog::warn("proxy {}: refused {}: max_connections is {} (faultline_proxy_connections_refused_total counts "
+                     "every one)",
+                     name, n > 1 ? std::to_string(n) + " connections since the last report" : std::string("a connection"),
+                     limit);
+      }
       boost::system::error_code ignored;
       socket.close(ignored);
       continue;
@@ -198,6 +212,7 @@ awaitable<void> accept_loop(std::shared_ptr<AcceptShared> shared, Worker& worker
     SessionSettings settings;
     settings.connect_timeout = context.connect_timeout;
     settings.max_queued_bytes = context.max_queued_bytes;
+    settings.budget = context.budget;
     settings.splice = context.splice;
     settings.on_upstream_failure = [shared] {
       shared->runtime->stats.connections_refused_upstream.fetch_add(1, std::memory_order_relaxed);

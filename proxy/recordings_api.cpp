@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "proxy/api_checks.hpp"
 #include "proxy/control_plane.hpp"
 #include "proxy/json_io.hpp"
 #include "proxy/proxy.hpp"
@@ -53,7 +54,7 @@ std::optional<std::string> string_list(const rapidjson::Value& v, const std::str
 
 }  // namespace
 
-std::optional<std::string> parse_recording_options(const rapidjson::Value& v, rec::RecordingOptions& o) {
+std::optional<std::string> parse_recording_options(const rapidjson::Value& v, rec::RecordingOptions& o, bool* append) {
   if (!v.IsObject()) return std::string("expected a JSON object like {\"proxies\":[\"redis\"],\"dir\":\"recordings/x\"}");
   for (auto it = v.MemberBegin(); it != v.MemberEnd(); ++it) {
     const std::string key(it->name.GetString(), it->name.GetStringLength());
@@ -70,7 +71,12 @@ std::optional<std::string> parse_recording_options(const rapidjson::Value& v, re
       e = string_list(f, key, o.proxies);
     } else if (key == "dir") {
       if (!f.IsString() || f.GetStringLength() == 0) e = "field dir must be a non-empty string (a directory path)";
-      else o.dir = f.GetString();
+      else o.dir.assign(f.GetString(), f.GetStringLength());
+      // A NUL would cut the path short when it reaches the file system.
+      if (!e && o.dir.find('\0') != std::string::npos) e = "field dir must not contain a NUL byte";
+    } else if (key == "append" && append) {
+      if (!f.IsBool()) e = "field append must be true or false";
+      else *append = f.GetBool();
     } else if (key == "redact") {
       if (!f.IsBool()) e = "field redact must be true or false";
       else o.redact = f.GetBool();
@@ -101,9 +107,8 @@ std::optional<std::string> parse_recording_options(const rapidjson::Value& v, re
     } else if (key == "blob_threshold") {
       e = whole(o.blob_threshold, 1024);
     } else if (key != "id") {
-      e = "field " + key +
-          " is unknown (expected proxies, dir, redact, redact_rules, rotate_bytes, rotate_seconds, max_queue_bytes, "
-          "overflow, blob_threshold)";
+      e = "field " + key + " is unknown (expected proxies, dir, " + std::string(append ? "append, " : "") +
+          "redact, redact_rules, rotate_bytes, rotate_seconds, max_queue_bytes, overflow, blob_threshold)";
     }
     if (e) return e;
   }
@@ -151,7 +156,7 @@ std::optional<ApiError> ControlPlane::start_recording(std::string id, rec::Recor
     gmtime_r(&now, &tm);
     char stamp[32];
     std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-    options.dir = "recordings/" + id + "-" + stamp;
+    options.dir = context_.recordings_root + "/" + id + "-" + stamp;
   }
   // Without redaction, Recording::start warns (once) that secrets are written as sent.
   // A file size limit (RLIMIT_FSIZE, ulimit -f) reached by a journal must fail the recording
@@ -191,16 +196,28 @@ ApiResponse ControlPlane::recordings_route(const ApiRequest& req, const std::vec
     if (body.find_first_not_of(" \t\r\n") == std::string::npos) body = "{}";
     if (auto e = parse_body(body, doc)) return error_reply(400, *e);
     rec::RecordingOptions options;
-    if (auto e = parse_recording_options(doc, options)) return error_reply(400, "bad request body: " + *e);
+    bool append = false;
+    if (auto e = parse_recording_options(doc, options, &append)) return error_reply(400, "bad request body: " + *e);
     std::string id;
     if (doc.IsObject() && doc.HasMember("id")) {
       if (!doc["id"].IsString() || doc["id"].GetStringLength() == 0) return error_reply(400, "bad request body: field id must be a non-empty string");
-      id = doc["id"].GetString();
-      if (id.find_first_of("/\\ \t") != std::string::npos) return error_reply(400, "bad request body: field id must not contain slashes or spaces");
+      id.assign(doc["id"].GetString(), doc["id"].GetStringLength());
+      if (id.find_first_of(std::string_view("/\\ \t\0", 5)) != std::string::npos)
+        return error_reply(400, "bad request body: field id must not contain slashes, spaces or NUL bytes");
     } else {
       do {
         id = "rec-" + std::to_string(++recording_counter_);
       } while (recordings_.count(id));
+    }
+    // An API caller writes only under the recordings root (serve --recordings-root), and
+    // not into a folder that holds something already unless it asks to.
+    if (!options.dir.empty()) {
+      auto where = resolve_recording_dir(options.dir, context_.recordings_root);
+      if (!where.error.empty()) return error_reply(400, "bad request body: field dir: " + where.error);
+      options.dir = where.path;
+      if (!append) {
+        if (auto e = non_empty_dir(options.dir)) return error_reply(400, "bad request body: field dir: " + *e);
+      }
     }
     if (auto e = start_recording(id, std::move(options))) return error_reply(e->status, e->message);
     return json_reply(201, recording_json(*recordings_[id]));

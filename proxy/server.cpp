@@ -75,6 +75,7 @@ int run_server(const ServeOptions& options) {
     security.token = token;
   }
   security.allowed_hosts = options.allowed_hosts;
+  security.allowed_origins = options.allowed_origins;
   // On a loopback API, refuse other Host names (DNS rebinding, Toxiproxy #219). On a
   // public bind (docker: -host=0.0.0.0) clients use service names, so allow any unless told.
   security.enforce_host = is_loopback_name(options.host);
@@ -95,9 +96,11 @@ int run_server(const ServeOptions& options) {
   context.connect_timeout = std::chrono::milliseconds(options.connect_timeout_ms);
   context.max_connections = options.max_connections;
   context.max_queued_bytes = options.max_queued_bytes;
+  context.budget = std::make_shared<BufferBudget>(options.max_buffered_bytes);
   context.seed = seed;
   context.splice = options.splice;
   context.ca_dir = options.ca_dir.empty() ? tls::default_ca_dir() : options.ca_dir;
+  context.recordings_root = options.recordings_root.empty() ? "recordings" : options.recordings_root;
   context.start_replay = options.start_replay;
   workers.start();
 
@@ -170,7 +173,20 @@ int run_server(const ServeOptions& options) {
     }
     const auto bound = api.local_endpoint();
     const std::string bound_text = join_host_port(bound.address().to_string(), bound.port());
-    start_http_server(api, control_plane);
+    ApiServerLimits limits;
+    limits.max_connections = std::max<std::size_t>(1, options.max_api_connections);
+    // API connections never take more than a quarter of the descriptors: the proxies'
+    // connections (two each) need the rest.
+    if (rlimit nofile{}; getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) {
+      const auto quarter = std::max<std::size_t>(4, static_cast<std::size_t>(nofile.rlim_cur / 4));
+      if (quarter < limits.max_connections) {
+        spdlog::info("control API: at most {} connections at once (a quarter of the descriptor limit, {})", quarter,
+                     nofile.rlim_cur);
+        limits.max_connections = quarter;
+      }
+    }
+    limits.request_timeout = std::chrono::milliseconds(std::max<std::uint64_t>(100, options.api_request_timeout_ms));
+    start_http_server(api, control_plane, limits);
     spdlog::info("faultline {} control API on http://{} ({} workers, seed {})", FAULTLINE_VERSION, bound_text,
                  worker_count, seed);
     if (options.port_file) {

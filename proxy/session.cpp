@@ -51,8 +51,25 @@ struct Session::Pipe {
   bool initialized = false;
   TimePoint next_boundary = kNever;  // when a scheduled toxic of this direction turns on or off
 
+  ~Pipe() {
+    if (budget) budget->release(queued_bytes);
+  }
+  // Bytes in `queue` and `current` change only through these: they count against the
+  // server-wide budget too.
+  void hold(std::size_t n) {
+    queued_bytes += n;
+    if (budget) budget->add(n);
+  }
+  void unhold(std::size_t n) {
+    queued_bytes -= n;
+    if (budget) budget->release(n);
+  }
+  // Reading more would only queue more, and the server-wide budget is spent.
+  bool over_budget() const { return budget && budget->exhausted(); }
+
   Fifo<Chunk> queue;              // read, not yet given to the chain
   std::size_t queued_bytes = 0;   // bytes in `queue` and `current`
+  std::shared_ptr<BufferBudget> budget;  // serve --max-buffered-bytes (null: none)
   std::optional<Chunk> current;   // chunk whose segments are being written
   Fifo<Segment> scheduled;        // segments of `current` awaiting their release time
   TimePoint last_release{};
@@ -142,6 +159,7 @@ awaitable<void> Session::run() {
                                runtime_->stats.direction[static_cast<int>(Stream::upstream)]);
   down_ = std::make_unique<Pipe>(Stream::downstream, upstream_, client_, rng.derive("downstream"),
                                  runtime_->stats.direction[static_cast<int>(Stream::downstream)]);
+  up_->budget = down_->budget = settings_.budget;
   for (Pipe* p : {up_.get(), down_.get()}) refresh(*p, true);
   const TimePoint now = Clock::now();
   for (Pipe* p : {up_.get(), down_.get()}) {
@@ -468,7 +486,7 @@ void Session::config_changed() {
 }
 
 void Session::enqueue(Pipe& p, Chunk chunk) {
-  p.queued_bytes += chunk.size;
+  p.hold(chunk.size);
   p.queue.push_back(std::move(chunk));
   p.writer_timer.cancel();
   ensure_writer(p);
@@ -504,6 +522,14 @@ awaitable<void> Session::read_loop(Pipe& p) {
     if (p.queued_bytes >= settings_.max_queued_bytes) {
       // Backpressure: stop reading until the writer frees room; TCP pushes back on the sender.
       p.reader_timer.expires_at(TimePoint::max());
+      co_await p.reader_timer.async_wait(use_nothrow);
+      continue;
+    }
+    if (!fast_path(p) && p.over_budget()) {
+      // The server-wide budget is spent (by any connection): pause the same way, and look
+      // again shortly, since what frees it may be another connection's writer.
+      p.budget->count_pause();
+      p.reader_timer.expires_after(BufferBudget::kRecheck);
       co_await p.reader_timer.async_wait(use_nothrow);
       continue;
     }
@@ -591,7 +617,7 @@ awaitable<void> Session::read_loop(Pipe& p) {
           held.arrived = now;
           held.block = std::move(block);
           block = pool.take();
-          p.queued_bytes += n;
+          p.hold(n);
           p.current = std::move(held);
         }
         if (!p.scheduled.empty() || !p.ends.empty()) {
@@ -612,7 +638,7 @@ awaitable<void> Session::read_loop(Pipe& p) {
         block = pool.take();
       }
       enqueue(p, std::move(chunk));
-      if (p.queued_bytes >= settings_.max_queued_bytes || n < block.capacity()) break;
+      if (p.queued_bytes >= settings_.max_queued_bytes || p.over_budget() || n < block.capacity()) break;
     }
     pool.give(std::move(block));
   }
@@ -670,7 +696,7 @@ awaitable<void> Session::write_loop(Pipe& p) {
       continue;
     }
     if (p.current) {
-      p.queued_bytes -= p.current->size;
+      p.unhold(p.current->size);
       BufferPool::local().give(std::move(p.current->block));
       p.current.reset();
       p.reader_timer.cancel();  // room for the reader again

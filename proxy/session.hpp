@@ -10,6 +10,7 @@
 
 #include "faults/chain.hpp"
 #include "proxy/asio.hpp"
+#include "proxy/buffer_budget.hpp"
 #include "proxy/buffer_pool.hpp"
 #include "proxy/connection.hpp"
 #include "proxy/recording_taps.hpp"
@@ -23,6 +24,7 @@ struct SessionSettings {
   Duration connect_timeout = std::chrono::seconds(5);
   std::size_t max_queued_bytes = 16 * 1024 * 1024;
   bool splice = true;  // zero-copy relay for bulk data while no fault is active
+  std::shared_ptr<BufferBudget> budget;  // server-wide bytes held by faults (null: no limit)
   // Called on the worker thread when the upstream could not be reached.
   std::function<void()> on_upstream_failure;
 };

@@ -28,6 +28,7 @@
 #include <openssl/x509v3.h>
 #include <spdlog/spdlog.h>
 
+#include "proxy/api_checks.hpp"
 #include "proxy/asio.hpp"
 
 namespace faultline::tls {
@@ -79,24 +80,14 @@ std::string openssl_errors() {
 // a server started in the background.
 int no_password(char*, int, int, void*) { return -1; }
 
+// Files named in API calls are read once, here, with a bound: a regular file of at most
+// kMaxTlsFileBytes (a device such as /dev/zero, a FIFO or a huge file is refused before it
+// can grow memory or hold the control thread), and OpenSSL loads what was read from memory.
 bool read_file(const std::string& path, const std::string& what, std::string& out, std::string& error) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) {
-    error = what + " '" + path + "': " + std::strerror(errno);
-    return false;
-  }
-  out.clear();
-  char buf[8192];
-  std::size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  const bool failed = std::ferror(f) != 0;
-  const int err = errno;
-  std::fclose(f);
-  if (failed) {
-    error = what + " '" + path + "': " + std::strerror(err);
-    return false;
-  }
-  return true;
+  std::string why;
+  if (read_bounded_file(path, kMaxTlsFileBytes, out, why)) return true;
+  error = what + " '" + path + "': " + why;
+  return false;
 }
 
 X509Ptr read_cert(const std::string& path, const std::string& what, std::string& error) {
@@ -389,18 +380,37 @@ bool setup_minting(SSL_CTX* ctx, const std::string& dir, std::string& error) {
   return true;
 }
 
+// The certificate chain (leaf first, then intermediates) of a PEM text.
+bool use_chain(SSL_CTX* ctx, const std::string& pem) {
+  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  if (!bio) return false;
+  X509Ptr leaf(PEM_read_bio_X509_AUX(bio.get(), nullptr, no_password, nullptr));
+  if (!leaf || SSL_CTX_use_certificate(ctx, leaf.get()) != 1) return false;
+  SSL_CTX_clear_chain_certs(ctx);
+  while (X509* extra = PEM_read_bio_X509(bio.get(), nullptr, no_password, nullptr)) {
+    if (SSL_CTX_add0_chain_cert(ctx, extra) != 1) {  // takes ownership on success only
+      X509_free(extra);
+      return false;
+    }
+  }
+  // The loop ends on "no start line" at the end of the text: not an error.
+  const unsigned long e = ERR_peek_last_error();
+  if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE) ERR_clear_error();
+  return true;
+}
+
 bool setup_given_cert(SSL_CTX* ctx, const ServerOptions& o, std::string& error) {
   const std::string& key_file = o.key_file.empty() ? o.cert_file : o.key_file;
-  std::string scratch;
-  // Read once ourselves first: errno gives a plainer reason than OpenSSL's for a
-  // missing or unreadable file.
-  if (!read_file(o.cert_file, "certificate file", scratch, error)) return false;
-  if (SSL_CTX_use_certificate_chain_file(ctx, o.cert_file.c_str()) != 1) {
+  std::string cert_pem, key_pem;
+  if (!read_file(o.cert_file, "certificate file", cert_pem, error)) return false;
+  if (!use_chain(ctx, cert_pem)) {
     error = "certificate file '" + o.cert_file + "': not a PEM certificate (" + openssl_errors() + ")";
     return false;
   }
-  if (!read_file(key_file, "key file", scratch, error)) return false;
-  if (SSL_CTX_use_PrivateKey_file(ctx, key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+  if (!read_file(key_file, "key file", key_pem, error)) return false;
+  BioPtr bio(BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())));
+  PkeyPtr key(bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, no_password, nullptr) : nullptr);
+  if (!key || SSL_CTX_use_PrivateKey(ctx, key.get()) != 1) {
     error = "key file '" + key_file + "': not an unencrypted PEM private key matching the certificate (" +
             openssl_errors() + ")";
     return false;
@@ -411,6 +421,31 @@ bool setup_given_cert(SSL_CTX* ctx, const ServerOptions& o, std::string& error) 
     return false;
   }
   return true;
+}
+
+// Every certificate of a PEM text (a CA bundle) into the context's trust store.
+bool load_trust(SSL_CTX* ctx, const std::string& pem, std::string& why) {
+  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  STACK_OF(X509_INFO)* infos = bio ? PEM_X509_INFO_read_bio(bio.get(), nullptr, no_password, nullptr) : nullptr;
+  if (!infos) {
+    why = openssl_errors();
+    return false;
+  }
+  X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+  int added = 0;
+  bool ok = true;
+  for (int i = 0; i < sk_X509_INFO_num(infos); ++i) {
+    X509_INFO* info = sk_X509_INFO_value(infos, i);
+    if (info->x509) {
+      if (X509_STORE_add_cert(store, info->x509) != 1) ok = false;
+      else ++added;
+    }
+  }
+  sk_X509_INFO_pop_free(infos, X509_INFO_free);
+  if (!ok) why = openssl_errors();
+  else if (added == 0) why = "no PEM certificate in the file";
+  ERR_clear_error();
+  return ok && added > 0;
 }
 
 bool write_new_file(const std::filesystem::path& path, const std::string& data, mode_t mode, std::string& error) {
@@ -559,10 +594,11 @@ std::shared_ptr<ssl::context> make_client_context(const ClientOptions& o, std::s
         return nullptr;
       }
     } else {
-      std::string scratch;
-      if (!read_file(o.ca_file, "CA file", scratch, error)) return nullptr;
-      if (SSL_CTX_load_verify_locations(ctx.get(), o.ca_file.c_str(), nullptr) != 1) {
-        error = "CA file '" + o.ca_file + "': " + openssl_errors();
+      std::string pem;
+      if (!read_file(o.ca_file, "CA file", pem, error)) return nullptr;
+      std::string why;
+      if (!load_trust(ctx.get(), pem, why)) {
+        error = "CA file '" + o.ca_file + "': " + why;
         return nullptr;
       }
     }

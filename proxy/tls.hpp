@@ -3,6 +3,7 @@
 // short reasons for failed handshakes, and creation of that local CA.
 // Asio stays out of this header: it is included by app/ as well as proxy/.
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -57,6 +58,8 @@ bool init_ca(const std::string& dir, bool force, std::string& error);
 std::string default_ca_dir();
 
 inline constexpr const char* kCaCertFile = "ca.pem";
+// The largest certificate, key or CA file faultline reads (a CA bundle is a few hundred KiB).
+inline constexpr std::uint64_t kMaxTlsFileBytes = 4 << 20;
 inline constexpr const char* kCaKeyFile = "ca-key.pem";
 
 }  // namespace tls

@@ -163,9 +163,11 @@ def serve_env(env=None):
 
 
 def serve_command(tmp, port_file, config=None):
-    """`faultline serve --host 127.0.0.1 --port 0 --port-file F [--config C]`; the config (a JSON
+    """`faultline serve --host 127.0.0.1 --port 0 --port-file F --recordings-root TMP [--config C]`; the config (a JSON
     text, or a value to encode) is written into `tmp`."""
-    cmd = [BIN, "serve", "--host", "127.0.0.1", "--port", "0", "--port-file", port_file]
+    # Tests record into their own temp dirs: POST /recordings writes only under the recordings root.
+    cmd = [BIN, "serve", "--host", "127.0.0.1", "--port", "0", "--port-file", port_file,
+           "--recordings-root", tempfile.gettempdir()]
     if config is not None:
         path = os.path.join(tmp, "config.json")
         with open(path, "w") as f:

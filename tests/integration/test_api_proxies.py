@@ -86,7 +86,7 @@ class ProxyRoutes(ApiTestCase):
                 self.assertIs(self.ok("PATCH", f"/proxies/{name}", {"enabled": False}).json["enabled"], False)
                 self.assertIn(name, self.ok("GET", "/proxies").json)
                 self.ok("DELETE", f"/proxies/{name}", status=204)
-                self.assert_error(self.api("GET", f"/proxies/{name}"), 404, "proxy not found")
+                self.assert_error(self.api("GET", f"/proxies/{name}"), 404, f'proxy not found: "{name}"')
 
     def test_percent_encoded_name_routes(self):
         self.make_proxy("kafka:9092", "127.0.0.1:9092")
@@ -124,7 +124,7 @@ class ProxyRoutes(ApiTestCase):
                                              "toxics": [{"type": "latency"}]})
         self.assertEqual(r.json["name"], "svc")
         self.assertEqual(r.json["toxics"], [])
-        self.assert_error(self.api("GET", "/proxies/other"), 404, "proxy not found")
+        self.assert_error(self.api("GET", "/proxies/other"), 404, 'proxy not found: "other"')
         self.assertEqual(set(self.ok("GET", "/proxies").json), {"svc"})
 
     def test_go_client_save_full_proxy_json(self):
@@ -162,7 +162,7 @@ class ProxyRoutes(ApiTestCase):
     def test_create_with_bad_listen_is_500(self):
         r = self.api("POST", "/proxies", {"name": "bad", "listen": "foo", "upstream": "127.0.0.1:1"})
         self.assert_error(r, 500)
-        self.assert_error(self.api("GET", "/proxies/bad"), 404, "proxy not found")
+        self.assert_error(self.api("GET", "/proxies/bad"), 404, 'proxy not found: "bad"')
 
     def test_faultline_extra_fields_only_when_set(self):
         plain = self.make_proxy("plain", "127.0.0.1:1")
@@ -177,7 +177,7 @@ class ProxyRoutes(ApiTestCase):
             with self.subTest(body=body):
                 body.update({"name": "bad", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:1"})
                 self.assert_error(self.api("POST", "/proxies", body), 400, prefix="bad request body")
-        self.assert_error(self.api("GET", "/proxies/bad"), 404, "proxy not found")
+        self.assert_error(self.api("GET", "/proxies/bad"), 404, 'proxy not found: "bad"')
 
     def test_disabled_proxy_keeps_raw_listen(self):
         r = self.ok("POST", "/proxies", {"name": "off", "listen": "localhost:0",
@@ -227,8 +227,8 @@ class ProxyRoutes(ApiTestCase):
         self.assertEqual(r.text, "")
         expect_closed(self, s, what="client connection of a deleted proxy")
         expect_refused(self, p["listen"])
-        self.assert_error(self.api("GET", "/proxies/svc"), 404, "proxy not found")
-        self.assert_error(self.api("DELETE", "/proxies/svc"), 404, "proxy not found")
+        self.assert_error(self.api("GET", "/proxies/svc"), 404, 'proxy not found: "svc"')
+        self.assert_error(self.api("DELETE", "/proxies/svc"), 404, 'proxy not found: "svc"')
         self.assertEqual(self.ok("GET", "/proxies").json, {})
         # The name and the port are free again.
         self.make_proxy("svc", echo.address, listen=p["listen"])
@@ -314,7 +314,7 @@ class ProxyErrors(ApiTestCase):
     def test_duplicate_name_is_409(self):
         first = self.make_proxy("dup", "127.0.0.1:1")
         r = self.api("POST", "/proxies", {"name": "dup", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:2"})
-        self.assert_error(r, 409, "proxy already exists")
+        self.assert_error(r, 409, 'proxy already exists: "dup"')
         self.assertEqual(self.ok("GET", "/proxies/dup").json, first)
 
     def test_unknown_proxy_is_404_everywhere(self):
@@ -328,14 +328,14 @@ class ProxyErrors(ApiTestCase):
                                    ("PATCH", "/proxies/nope/toxics/t", {"toxicity": 0.5}),
                                    ("DELETE", "/proxies/nope/toxics/t", None)]:
             with self.subTest(method=method, path=path):
-                self.assert_error(self.api(method, path, body), 404, "proxy not found")
+                self.assert_error(self.api(method, path, body), 404, 'proxy not found: "nope"')
 
     def test_port_in_use_is_500(self):
         port = port_in_use(self)
         r = self.api("POST", "/proxies", {"name": "clash", "listen": f"127.0.0.1:{port}",
                                           "upstream": "127.0.0.1:1"})
         self.assert_error(r, 500, contains="address already in use")
-        self.assert_error(self.api("GET", "/proxies/clash"), 404, "proxy not found")
+        self.assert_error(self.api("GET", "/proxies/clash"), 404, 'proxy not found: "clash"')
 
     def test_enable_on_port_in_use_is_500(self):
         port = port_in_use(self)
@@ -392,7 +392,7 @@ class ProxyErrors(ApiTestCase):
                b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
         r = raw_http(self.fl.host, self.fl.port, req)
         self.assert_error(r, 413, "request body too large (limit 1 MiB)")
-        self.assert_error(self.api("GET", "/proxies/big"), 404, "proxy not found")
+        self.assert_error(self.api("GET", "/proxies/big"), 404, 'proxy not found: "big"')
 
     def test_chunked_body_over_1mib_is_413(self):
         body = b'{"name":"big","upstream":"127.0.0.1:1","pad":"' + b"x" * (2 << 20) + b'"}'
@@ -401,7 +401,7 @@ class ProxyErrors(ApiTestCase):
         req = (b"POST /proxies HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: t\r\n"
                b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunked)
         self.assert_error(raw_http(self.fl.host, self.fl.port, req), 413, "request body too large (limit 1 MiB)")
-        self.assert_error(self.api("GET", "/proxies/big"), 404, "proxy not found")
+        self.assert_error(self.api("GET", "/proxies/big"), 404, 'proxy not found: "big"')
 
     def test_deeply_nested_json_is_400_not_a_crash(self):
         depth = 200000  # 400 KB: well under the body limit

@@ -127,7 +127,7 @@ class ToxicRoutes(ApiTestCase):
         r = self.ok("DELETE", "/proxies/p/toxics/lat", status=204)
         self.assertEqual(r.text, "")
         self.assertEqual(self.ok("GET", "/proxies/p/toxics").json, [])
-        self.assert_error(self.api("DELETE", "/proxies/p/toxics/lat"), 404, "toxic not found")
+        self.assert_error(self.api("DELETE", "/proxies/p/toxics/lat"), 404, 'toxic not found: "lat" on proxy "p"')
 
     def test_update_ignores_name_type_stream(self):
         self.ok("POST", "/proxies/p/toxics", {"type": "latency", "name": "lat", "attributes": {"latency": 1}})
@@ -135,7 +135,7 @@ class ToxicRoutes(ApiTestCase):
                                                        "attributes": {"latency": 5}})
         self.assertEqual((r.json["name"], r.json["type"], r.json["stream"]), ("lat", "latency", "downstream"))
         self.assertEqual(r.json["attributes"], {"latency": 5, "jitter": 0})
-        self.assert_error(self.api("GET", "/proxies/p/toxics/other"), 404, "toxic not found")
+        self.assert_error(self.api("GET", "/proxies/p/toxics/other"), 404, 'toxic not found: "other" on proxy "p"')
         # Node/Java re-send the whole toxic.
         full = self.ok("GET", "/proxies/p/toxics/lat").json
         full["attributes"]["jitter"] = 2
@@ -211,15 +211,17 @@ class ToxicErrors(ApiTestCase):
         for method, body in [("GET", None), ("PATCH", {"toxicity": 0.5}), ("POST", {"toxicity": 0.5}),
                              ("DELETE", None)]:
             with self.subTest(method=method):
-                self.assert_error(self.api(method, "/proxies/p/toxics/nope", body), 404, "toxic not found")
+                self.assert_error(self.api(method, "/proxies/p/toxics/nope", body), 404,
+                                  'toxic not found: "nope" on proxy "p"')
 
     def test_duplicate_toxic_is_409_across_streams(self):
         self.ok("POST", "/proxies/p/toxics", {"type": "latency"})
-        self.assert_error(self.api("POST", "/proxies/p/toxics", {"type": "latency"}), 409, "toxic already exists")
+        self.assert_error(self.api("POST", "/proxies/p/toxics", {"type": "latency"}), 409,
+                          'toxic already exists: "latency_downstream" on proxy "p"')
         self.ok("POST", "/proxies/p/toxics", {"type": "latency", "name": "x", "stream": "downstream"})
         self.assert_error(self.api("POST", "/proxies/p/toxics", {"type": "bandwidth", "name": "x",
                                                                  "stream": "upstream"}),
-                          409, "toxic already exists")
+                          409, 'toxic already exists: "x" on proxy "p"')
         self.assertEqual([t["name"] for t in self.listed()], ["latency_downstream", "x"])
 
     def test_invalid_stream_is_400(self):
@@ -341,7 +343,7 @@ class ToxicsAtCreation(ApiTestCase):
         r = self.api("POST", "/proxies", {"name": "p", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:1",
                                           "toxics": [{"type": "nope"}]})
         self.assert_error(r, 400, contains="invalid toxic type")  # may be prefixed with its path
-        self.assert_error(self.api("GET", "/proxies/p"), 404, "proxy not found")
+        self.assert_error(self.api("GET", "/proxies/p"), 404, 'proxy not found: "p"')
 
     def test_populate_with_toxics(self):
         echo = self.new_echo()

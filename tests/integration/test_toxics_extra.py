@@ -725,7 +725,7 @@ class Connections(ToxicTestCase):
     def test_unknown_proxy_404(self):
         code, body, _ = self.fl.request("GET", "/proxies/nope/connections")
         self.assertEqual(code, 404)
-        self.assertEqual(body, {"error": "proxy not found", "status": 404})
+        self.assertEqual(body, {"error": 'proxy not found: "nope"', "status": 404})
 
 
 if __name__ == "__main__":

@@ -134,12 +134,19 @@ async function removeToxic(name, proxy = "mcp") {
 }
 
 // The value of one series in /metrics, or undefined when it is not there.
+// The sum of the samples of `family` whose labels include `labels` (a removed toxic keeps its
+// counters under state="removed"); undefined when none matches.
 async function metric(family, labels) {
   const r = await api("GET", "/metrics");
   assert.equal(r.status, 200);
-  const want = family + "{" + Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(",") + "} ";
-  const line = r.text.split("\n").find((l) => l.startsWith(want));
-  return line === undefined ? undefined : Number(line.slice(want.length));
+  let sum;
+  for (const line of r.text.split("\n")) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)\{(.*)\} (\S+)$/.exec(line);
+    if (!m || m[1] !== family) continue;
+    const have = Object.fromEntries([...m[2].matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1], x[2]]));
+    if (Object.entries(labels).every(([k, v]) => have[k] === String(v))) sum = (sum ?? 0) + Number(m[3]);
+  }
+  return sum;
 }
 
 const toxicCount = (toxic, type, proxy = "mcp") =>
