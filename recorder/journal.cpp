@@ -429,11 +429,25 @@ std::string format_index(const IndexFile& index) {
   return out;
 }
 
-bool write_index(const std::string& dir, const IndexFile& index, std::string& error) {
-  const std::string path = dir + "/" + std::string(kIndexFile);
+int create_file_at(int dirfd, const std::string& name, int flags, bool replace) {
+  const int all = flags | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+  int fd = ::openat(dirfd, name.c_str(), all, 0644);
+  if (fd < 0 && errno == EEXIST && replace) {
+    // unlinkat removes a symlink itself, never its target. Should something be planted
+    // again in between, O_EXCL fails once more: the file is then not written.
+    if (::unlinkat(dirfd, name.c_str(), 0) == 0 || errno == ENOENT) fd = ::openat(dirfd, name.c_str(), all, 0644);
+    else errno = EEXIST;
+  }
+  return fd;
+}
+
+bool write_index_at(int dirfd, const std::string& dir, const IndexFile& index, std::string& error) {
+  const std::string name(kIndexFile);
+  const std::string tmp_name = name + ".tmp";
+  const std::string path = dir + "/" + name;
   const std::string tmp = path + ".tmp";
   const std::string text = format_index(index);
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const int fd = create_file_at(dirfd, tmp_name, O_WRONLY, true);
   if (fd < 0) {
     error = tmp + ": " + errno_text(errno);
     return false;
@@ -445,22 +459,34 @@ bool write_index(const std::string& dir, const IndexFile& index, std::string& er
     if (n <= 0) {
       error = tmp + ": " + errno_text(n < 0 ? errno : EIO);
       ::close(fd);
-      ::unlink(tmp.c_str());
+      ::unlinkat(dirfd, tmp_name.c_str(), 0);
       return false;
     }
     done += static_cast<std::size_t>(n);
   }
   if (::close(fd) != 0) {
     error = tmp + ": " + errno_text(errno);
-    ::unlink(tmp.c_str());
+    ::unlinkat(dirfd, tmp_name.c_str(), 0);
     return false;
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+  // rename(2) replaces whatever is under the final name (a symlink too) without following it.
+  if (::renameat(dirfd, tmp_name.c_str(), dirfd, name.c_str()) != 0) {
     error = path + ": " + errno_text(errno);
-    ::unlink(tmp.c_str());
+    ::unlinkat(dirfd, tmp_name.c_str(), 0);
     return false;
   }
   return true;
+}
+
+bool write_index(const std::string& dir, const IndexFile& index, std::string& error) {
+  const int dirfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dirfd < 0) {
+    error = dir + ": " + errno_text(errno);
+    return false;
+  }
+  const bool ok = write_index_at(dirfd, dir, index, error);
+  ::close(dirfd);
+  return ok;
 }
 
 bool read_index(const std::string& dir, IndexFile& out, std::string& error) {

@@ -23,6 +23,11 @@ inline constexpr int kJournalVersion = 1;
 inline constexpr int kIndexVersion = 1;
 inline constexpr std::string_view kIndexFile = "index.json";
 inline constexpr std::string_view kBlobDir = "blobs";
+// Room kept (allocated, zeros) while a recording runs, freed to write the last index when
+// the disk is full, so the folder says the recording failed and why. Removed at stop; a
+// crash leaves it behind.
+inline constexpr std::string_view kReserveFile = "index.json.reserve";
+inline constexpr long kReserveBytes = 64 << 10;
 
 // ---- small encoders shared by the writer, the reader and the tests ----------------------
 
@@ -81,8 +86,20 @@ struct IndexFile {
 
 std::string format_index(const IndexFile& index);
 // Written to index.json.tmp and renamed over index.json, so a reader (or a crash) never
-// sees half an index. False + error (path and reason) on failure.
+// sees half an index. False + error (path and reason) on failure. The temporary file is
+// created with create_file_at(…, replace = true): a symlink planted under its name is
+// removed, never followed.
 bool write_index(const std::string& dir, const IndexFile& index, std::string& error);
+// The same in the directory open as `dirfd` (`dir` only names it in errors).
+bool write_index_at(int dirfd, const std::string& dir, const IndexFile& index, std::string& error);
+
+// Creates the file `name` in the directory open as `dirfd` and opens it with `flags` (plus
+// O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode 0644): never through a symlink, never a
+// file that was there before. With `replace`, an entry already under that name (a temporary
+// file a crash left, a planted symlink) is unlinked first (the link itself, not what it
+// points to) and the creation tried again. -1 with errno set on failure. Every file the
+// recorder creates is created this way.
+int create_file_at(int dirfd, const std::string& name, int flags, bool replace);
 bool read_index(const std::string& dir, IndexFile& out, std::string& error);
 
 // ---- reading --------------------------------------------------------------------------------

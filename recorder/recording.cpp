@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -34,6 +35,7 @@ struct Event {
   Protocol protocol = Protocol::tcp;
   std::uint64_t conn = 0;
   TimePoint at{};
+  TimePoint queued{};  // when it was handed to the recording: its age for the time bound
   // Data bytes of this connection dropped (queue full) since its previous queued event,
   // per direction: the writer moves the stream offsets past the hole.
   std::array<std::uint64_t, 2> skipped{0, 0};
@@ -45,9 +47,6 @@ struct Event {
 constexpr std::uint64_t kEventOverhead = sizeof(Event);
 // The writer flushes its line buffer when it grows past this within one batch.
 constexpr std::size_t kMaxOutBuffer = 4 << 20;
-// Connections with dropped bytes not yet attached to a later event; beyond this, holes
-// are still counted in gaps but no longer placed in the stream offsets.
-constexpr std::size_t kMaxSkipEntries = 1 << 16;
 
 std::size_t idx(Stream s) { return s == Stream::downstream ? 1 : 0; }
 Stream dir_of(std::size_t i) { return i == 1 ? Stream::downstream : Stream::upstream; }
@@ -74,7 +73,11 @@ struct Direction {
   // Annotations waiting until their bytes are written, with the time they were found.
   std::deque<std::pair<Annotation, std::int64_t>> notes;
   bool suppressed = false;  // bytes were lost here and redaction cannot follow the rest
+  bool strict = false;      // a hole suppresses the rest (a message protocol, redacted)
   bool ended = false;
+  // Bytes the writer dropped itself (too old to write in time), placed in the offsets with
+  // the next event of the connection, as a hole the data path left is.
+  std::uint64_t hole = 0;
 };
 
 struct Conn {
@@ -107,8 +110,31 @@ struct Recording::Impl {
   bool big_notified = false;
   std::uint64_t drop_events = 0, drop_bytes = 0;  // since the writer last took them
   TimePoint first_drop{}, last_drop{};
+  TimePoint first_drop_queued{};  // when the first of them was dropped (steady clock)
   std::uint64_t total_drop_events = 0, total_drop_bytes = 0;
   std::unordered_map<std::uint64_t, std::array<std::uint64_t, 2>> skipped;
+  // Steady-clock ns of the oldest queued event's time, 0 while the queue is empty. Written
+  // under `mu`; atomic so that would_drop() can read it without the lock.
+  std::atomic<std::int64_t> queue_oldest_ns{0};
+  // The time bound (options.max_lag), in parts (start()): a batch gathers at most `gather`
+  // after its first event; every event must be written by `deadline` after it was queued
+  // (max_lag less a margin for the write itself and the scheduler), and one that the writer
+  // cannot write by then (at the speed it has been going) is dropped instead, counted in a
+  // gap; formatted lines are written once the oldest is `flush_after` old, or sooner when
+  // the next event would make them late; the data path drops new data while the oldest
+  // queued event is `stuck_after` old (the writer is not taking the queue).
+  Duration gather{}, deadline{}, flush_after{}, stuck_after{};
+  // The writer's speed, measured (moving averages, writer only): an event costs it
+  // `per_event_ns` plus `per_byte_ns` per payload byte. Published (rounded) for the data
+  // path, which adds up what the queue holds in the same terms: the queue takes no more
+  // than the writer can write in 3/10 of the bound (`work_budget_ns`), whatever the bytes.
+  double per_event_ns = 2000, per_byte_ns = 1.0;
+  double write_byte_ns = 0.5;  // a write(2) of formatted lines, per byte of them
+  std::atomic<std::int64_t> cost_event_ns{2000}, cost_byte_ps{1000};
+  std::atomic<std::int64_t> queued_work_ns{0};  // written under `mu`
+  std::int64_t work_budget_ns = 0;
+  // Events and bytes the writer dropped itself (read by status() without the lock).
+  std::atomic<std::uint64_t> writer_drop_events{0}, writer_drop_bytes{0};
 
   // ---- the writer's own ----
   std::thread writer;
@@ -120,6 +146,9 @@ struct Recording::Impl {
   std::uint64_t lines_in_file = 0;  // event lines (not the header), written or buffered
   TimePoint file_started{};
   bool rotate_due = false;
+  // The time of the oldest event whose lines are in `out` (set when `out_dated`).
+  TimePoint out_oldest{};
+  bool out_dated = false;
   std::string out;
   std::uint64_t out_lines = 0;
   // Payload of the data lines in `out`, with where each line ends: `bytes` in the status
@@ -127,7 +156,12 @@ struct Recording::Impl {
   std::uint64_t out_payload = 0;
   std::vector<std::pair<std::size_t, std::uint64_t>> out_data_ends;
   std::unordered_map<std::uint64_t, Conn> conns;
-  bool blob_dir_made = false;
+  int dir_fd = -1;    // the recording directory: every file is created in it, by name
+  int blobs_fd = -1;  // blobs/, once made
+  bool reserve_held = false;  // kReserveFile holds room for the last index (see fail())
+  // A blob still being written after this is abandoned (its event becomes a hole): a slow
+  // disk must not make the lines waiting behind it late.
+  TimePoint blob_deadline = TimePoint::max();
   bool failed = false;
   std::vector<Annotation> anns;
   // A gap line waits until the writer catches up (a batch with no new drops).
@@ -142,6 +176,15 @@ struct Recording::Impl {
   std::mutex stop_mu;
   bool stop_done = false;
 
+  Impl() = default;
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+  ~Impl() {
+    for (int f : {fd, blobs_fd, dir_fd}) {
+      if (f >= 0) ::close(f);
+    }
+  }
+
   std::int64_t t(TimePoint at) const {
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(at - started).count();
     return ns < 0 ? 0 : static_cast<std::int64_t>(ns);
@@ -150,25 +193,56 @@ struct Recording::Impl {
   // ---- data path ----
 
   void drop_locked(const Event& e, std::uint64_t payload) {
-    if (drop_events == 0) first_drop = e.at;
+    if (drop_events == 0) {
+      first_drop = e.at;
+      first_drop_queued = Clock::now();
+      if (writer_idle) {  // the gap line is due within max_lag even if nothing else comes
+        writer_idle = false;
+        cv.notify_one();
+      }
+    }
     last_drop = e.at;
     ++drop_events;
     drop_bytes += payload;
     ++total_drop_events;
     total_drop_bytes += payload;
-    if (e.type == Event::Type::data) {
-      auto it = skipped.find(e.conn);
-      if (it != skipped.end()) it->second[idx(e.dir)] += payload;
-      else if (skipped.size() < kMaxSkipEntries) skipped.emplace(e.conn, std::array<std::uint64_t, 2>{}).first->second[idx(e.dir)] += payload;
-    }
+    // The hole is handed to the connection's next queued event, which places it in the
+    // stream offsets. No cap: a connection's close is never dropped (see push()), so an
+    // entry lives at most as long as its connection.
+    if (e.type == Event::Type::data) skipped[e.conn][idx(e.dir)] += payload;
   }
 
-  // Would `payload` bytes of data be dropped now (the queue full, no backpressure)? Lets
-  // the data path skip copying what would be thrown away; a hint, read without the lock
-  // (push() decides for real), so the data path still takes `mu` once per event.
-  bool would_drop(std::uint64_t payload) const {
+  static std::int64_t ns_of(TimePoint at) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(at.time_since_epoch()).count();
+  }
+
+  // The oldest queued event is older than `limit` at `now`: the writer is not keeping up.
+  bool queue_older_than(Duration limit, TimePoint now) const {
+    const std::int64_t oldest = queue_oldest_ns.load(std::memory_order_relaxed);
+    return oldest != 0 &&
+           ns_of(now) - oldest > std::chrono::duration_cast<std::chrono::nanoseconds>(limit).count();
+  }
+
+  // Would `payload` bytes of data be dropped now (the queue full, or so old that the writer
+  // could not write them in time; no backpressure)? Lets the data path skip copying what
+  // would be thrown away; a hint, read without the lock (push() decides for real), so the
+  // data path still takes `mu` once per event.
+  bool would_drop(std::uint64_t payload, TimePoint now) const {
     return !options.backpressure &&
-           queued_bytes.load(std::memory_order_relaxed) + payload + kEventOverhead > options.max_queue_bytes;
+           (queued_bytes.load(std::memory_order_relaxed) + payload + kEventOverhead > options.max_queue_bytes ||
+            over_budget(work_of(payload)) || queue_older_than(stuck_after, now));
+  }
+
+  // What writing an event of `payload` bytes will cost the writer, as last measured.
+  std::int64_t work_of(std::uint64_t payload) const {
+    return cost_event_ns.load(std::memory_order_relaxed) +
+           cost_byte_ps.load(std::memory_order_relaxed) * static_cast<std::int64_t>(payload) / 1000;
+  }
+  // The queue, with `work` more, would hold more than the writer can write in time (an
+  // event alone always fits an empty queue).
+  bool over_budget(std::int64_t work) const {
+    const std::int64_t queued = queued_work_ns.load(std::memory_order_relaxed);
+    return queued > 0 && queued + work > work_budget_ns;
   }
 
   void drop_data(std::uint64_t conn, Stream towards, std::uint64_t payload, TimePoint at) {
@@ -184,26 +258,39 @@ struct Recording::Impl {
 
   void push(Event&& e, std::uint64_t payload) {
     const std::uint64_t cost = payload + kEventOverhead + e.a.size() + e.b.size() + e.c.size();
+    e.queued = Clock::now();
     bool notify = false;
     {
       std::unique_lock lock(mu);
       if (stopping) return;
-      if (options.backpressure && queued_bytes + cost > options.max_queue_bytes && queued_bytes > 0) {
+      const std::int64_t work = work_of(payload);
+      if (options.backpressure && queued_bytes > 0 &&
+          (queued_bytes + cost > options.max_queue_bytes || over_budget(work) || queue_older_than(flush_after, e.queued))) {
         // The user chose to slow traffic rather than lose events: this connection's thread
-        // waits for the writer (TCP then pushes back on the peers). A failed or stopping
-        // recording never holds anyone.
+        // waits for the writer (TCP then pushes back on the peers), when the queue is full
+        // or its oldest event is getting old. A failed or stopping recording never holds
+        // anyone.
         if (writer_idle) {
           writer_idle = false;
           cv.notify_one();
         }
         space_cv.wait(lock, [&] {
-          return stopping || failed_flag.load(std::memory_order_relaxed) || queued_bytes + cost <= options.max_queue_bytes ||
-                 queued_bytes == 0;
+          return stopping || failed_flag.load(std::memory_order_relaxed) || queued_bytes == 0 ||
+                 (queued_bytes + cost <= options.max_queue_bytes && !over_budget(work) &&
+                  !queue_older_than(flush_after, Clock::now()));
         });
         if (stopping || failed_flag.load(std::memory_order_relaxed)) return;
       }
-      if (queued_bytes + cost > options.max_queue_bytes) {
-        drop_locked(e, payload);  // the writer is behind: drop and count, never grow
+      // The writer is behind: drop and count, never grow (beyond what it can write within
+      // the bound, at most max_queue_bytes). A data event is dropped too while the writer is
+      // not taking the queue at all. A close is never dropped (a few dozen bytes, once per
+      // connection): it frees the writer's state of the connection and takes the
+      // connection's last hole, so neither outlives the connection.
+      if (e.type != Event::Type::close &&
+          (queued_bytes + cost > options.max_queue_bytes ||
+           (!options.backpressure && e.type == Event::Type::data &&
+            (over_budget(work) || queue_older_than(stuck_after, e.queued))))) {
+        drop_locked(e, payload);
         return;
       }
       if (!skipped.empty()) {
@@ -213,6 +300,8 @@ struct Recording::Impl {
         }
       }
       queued_bytes += cost;
+      queued_work_ns.store(queued_work_ns.load(std::memory_order_relaxed) + work, std::memory_order_relaxed);
+      if (queue.empty()) queue_oldest_ns.store(ns_of(e.queued), std::memory_order_relaxed);
       queue.push_back(std::move(e));
       if (writer_idle) {
         writer_idle = false;
@@ -255,7 +344,38 @@ struct Recording::Impl {
     index.state = "failed";
     index.error = error;
     std::string ignored;
-    write_index(dir, index, ignored);  // best effort: the disk may be what failed
+    write_last_index(ignored);  // the disk may be what failed: the reserve is for this
+  }
+
+  // ---- the room kept for the last index ----
+  // A full disk must still be able to say so: when the recording starts, kReserveBytes are
+  // allocated in a file of their own; writing the index that says why the recording failed
+  // (or that it stopped) frees them first if the index cannot be written otherwise.
+  void make_reserve() {
+    const std::string name(kReserveFile);
+    const int f = create_file_at(dir_fd, name, O_WRONLY, true);
+    if (f < 0) return;  // best effort: the recording works without it
+    const int err = ::posix_fallocate(f, 0, kReserveBytes);
+    ::close(f);
+    if (err != 0) {
+      ::unlinkat(dir_fd, name.c_str(), 0);
+      return;
+    }
+    reserve_held = true;
+  }
+
+  void release_reserve() {
+    if (!reserve_held) return;
+    ::unlinkat(dir_fd, std::string(kReserveFile).c_str(), 0);
+    reserve_held = false;
+  }
+
+  bool write_last_index(std::string& error) {
+    if (dir_fd < 0) return false;
+    if (write_index_at(dir_fd, dir, index, error)) return true;
+    if (!reserve_held) return false;
+    release_reserve();
+    return write_index_at(dir_fd, dir, index, error);
   }
 
   // ---- writing ----
@@ -293,14 +413,19 @@ struct Recording::Impl {
       done += static_cast<std::size_t>(n);
     }
     file_bytes += done;
-    std::lock_guard lock(status_mu);
-    status.journal_bytes += done;
+    {
+      std::lock_guard lock(status_mu);
+      status.journal_bytes += done;
+    }
+    if (options.on_write) options.on_write(done);
     return true;
   }
 
   void flush_out() {
     std::size_t whole = 0;
+    const TimePoint began = Clock::now();
     if (!out.empty() && !failed && write_all(out, &whole)) {
+      learn_write(out.size(), Clock::now() - began);
       std::lock_guard lock(status_mu);
       status.events += out_lines;
       status.bytes += out_payload;
@@ -322,13 +447,15 @@ struct Recording::Impl {
     out_lines = 0;
     out_payload = 0;
     out_data_ends.clear();
+    out_dated = false;
   }
 
   bool open_journal(std::uint64_t n, std::string& error) {
     const std::string name = journal_file_name(n);
     const std::string path = dir + "/" + name;
-    // O_EXCL: a journal is never appended to by a second recording.
-    const int f = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
+    // O_EXCL: a journal is never appended to by a second recording (nor written through a
+    // symlink planted under its name).
+    const int f = create_file_at(dir_fd, name, O_WRONLY | O_APPEND, false);
     if (f < 0) {
       error = path + ": " + std::strerror(errno);
       return false;
@@ -352,7 +479,7 @@ struct Recording::Impl {
       status.journals.push_back(name);
     }
     index.journals.push_back(name);
-    if (!write_index(dir, index, error)) return false;
+    if (!write_index_at(dir_fd, dir, index, error)) return false;
     return true;
   }
 
@@ -381,42 +508,64 @@ struct Recording::Impl {
   }
 
   // False with `error` set when the blob cannot be written; the caller fails the recording
-  // after writing the lines already formatted.
-  bool write_blob(std::string_view bytes, const std::string& name, std::string& error) {
+  // after writing the lines already formatted. False with `late` set (and no error) when
+  // it could not be written by blob_deadline: nothing of it is left.
+  bool write_blob(std::string_view bytes, const std::string& name, std::string& error, bool& late) {
+    late = false;
     const std::string blobs = dir + "/" + std::string(kBlobDir);
-    if (!blob_dir_made) {
-      if (::mkdir(blobs.c_str(), 0755) != 0 && errno != EEXIST) {
+    if (blobs_fd < 0) {
+      if (::mkdirat(dir_fd, std::string(kBlobDir).c_str(), 0755) != 0 && errno != EEXIST) {
         error = blobs + ": " + std::strerror(errno);
         return false;
       }
-      blob_dir_made = true;
+      // O_NOFOLLOW: a symlink planted as blobs/ is refused, not written through.
+      blobs_fd = ::openat(dir_fd, std::string(kBlobDir).c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (blobs_fd < 0) {
+        const int err = errno;
+        struct stat link{};
+        const bool symlink = ::fstatat(dir_fd, std::string(kBlobDir).c_str(), &link, AT_SYMLINK_NOFOLLOW) == 0 &&
+                             S_ISLNK(link.st_mode);
+        error = blobs + ": " + (symlink ? std::string("is a symlink, not a directory") : std::strerror(err));
+        return false;
+      }
     }
     const std::string path = blobs + "/" + name;
     struct stat st{};
-    if (::stat(path.c_str(), &st) == 0) return true;  // content-addressed: written once
+    if (::fstatat(blobs_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      if (S_ISREG(st.st_mode)) return true;  // content-addressed: written once
+      ::unlinkat(blobs_fd, name.c_str(), 0);  // not ours (a symlink): replaced below
+    }
     // Written under a temporary name and renamed, so a blob's name always means its bytes.
-    const std::string tmp = blobs + "/.tmp-" + name;
-    const int f = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    const std::string tmp_name = ".tmp-" + name;
+    const std::string tmp = blobs + "/" + tmp_name;
+    const int f = create_file_at(blobs_fd, tmp_name, O_WRONLY, true);
     if (f < 0) {
       error = tmp + ": " + std::strerror(errno);
       return false;
     }
     std::size_t done = 0;
     while (done < bytes.size()) {
-      const ssize_t n = ::write(f, bytes.data() + done, bytes.size() - done);
+      // In pieces, so that a disk slower than the time bound is noticed in the middle.
+      const ssize_t n = ::write(f, bytes.data() + done, std::min<std::size_t>(bytes.size() - done, 256 << 10));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
         const int err = n < 0 ? errno : EIO;
         ::close(f);
-        ::unlink(tmp.c_str());
+        ::unlinkat(blobs_fd, tmp_name.c_str(), 0);
         error = tmp + ": " + std::strerror(err);
         return false;
       }
       done += static_cast<std::size_t>(n);
+      if (done < bytes.size() && Clock::now() > blob_deadline) {
+        ::close(f);
+        ::unlinkat(blobs_fd, tmp_name.c_str(), 0);
+        late = true;
+        return false;
+      }
     }
-    if (::close(f) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    if (::close(f) != 0 || ::renameat(blobs_fd, tmp_name.c_str(), blobs_fd, name.c_str()) != 0) {
       const int err = errno;
-      ::unlink(tmp.c_str());
+      ::unlinkat(blobs_fd, tmp_name.c_str(), 0);
       error = path + ": " + std::strerror(err);
       return false;
     }
@@ -427,14 +576,26 @@ struct Recording::Impl {
 
   // ---- events ----
 
-  void writer_drop(std::uint64_t bytes, TimePoint at) {
-    if (gap_events == 0) gap_since = t(at);
-    gap_until = t(at);
+  void writer_drop(std::uint64_t bytes, TimePoint at) { count_drop(bytes, t(at)); }
+
+  void count_drop(std::uint64_t bytes, std::int64_t at) {
+    if (gap_events == 0) gap_since = at;
+    gap_until = std::max(gap_until, at);
     ++gap_events;
     gap_bytes += bytes;
-    std::lock_guard lock(mu);
-    ++total_drop_events;
-    total_drop_bytes += bytes;
+    writer_drop_events.fetch_add(1, std::memory_order_relaxed);
+    writer_drop_bytes.fetch_add(bytes, std::memory_order_relaxed);
+  }
+
+  // A data event too old to be written in time: counted in the gap, its bytes (and the
+  // hole handed to it) placed as a hole with the connection's next event.
+  void drop_stale(const Event& e) {
+    writer_drop(e.payload.size(), e.at);
+    auto it = conns.find(e.conn);
+    if (it == conns.end()) return;
+    Conn& c = it->second;
+    for (std::size_t i = 0; i < 2; ++i) c.dirs[i].hole += e.skipped[i];
+    c.dirs[idx(e.dir)].hole += e.payload.size();
   }
 
   void write_gap() {
@@ -443,6 +604,7 @@ struct Recording::Impl {
     line::gap(out, t(Clock::now()), gap_events, gap_bytes, gap_since, gap_until);
     gap_events = 0;
     gap_bytes = 0;
+    gap_until = 0;
     std::lock_guard lock(status_mu);
     ++status.gaps;
   }
@@ -482,7 +644,29 @@ struct Recording::Impl {
       if (len > options.blob_threshold) {
         const std::string name = content_address(bytes);
         std::string error;
-        if (!write_blob(bytes, name, error)) {
+        bool late = false;
+        if (!write_blob(bytes, name, error, late) && late) {
+          // Too slow to be written in time: a hole, as if the writer had dropped it.
+          count_drop(len, chunk_t);
+          pos += len;
+          d.base = chunk_end;
+          if (!d.chunks.empty() && d.chunks.front().first <= chunk_end) d.chunks.pop_front();
+          std::string reason = "gap: " + std::to_string(len) + " bytes were not recorded";
+          if (d.strict) reason += "; the rest of this direction is not recorded (redaction cannot follow it)";
+          line_begin();
+          line::msg(out, at, conn, s, d.base, 0, "\"kind\":\"undecodable\",\"reason\":" + json_string(reason));
+          if (d.strict) {
+            const std::size_t rest = d.pending.size() - pos;
+            if (rest) count_drop(rest, at);
+            d.base += rest;
+            d.pending.clear();
+            d.chunks.clear();
+            d.suppressed = true;
+            return;
+          }
+          continue;
+        }
+        if (!late && !error.empty()) {
           // The lines before this chunk are whole and valid: write them, then stop. What is
           // still pending (this chunk on) is counted lost when the writer ends.
           d.pending.erase(0, pos);
@@ -542,11 +726,15 @@ struct Recording::Impl {
     line::msg(out, at, conn, s, d.base, 0, "\"kind\":\"undecodable\",\"reason\":" + json_string(reason));
   }
 
-  void apply_skips(const Event& e, Conn& c, std::int64_t at) {
+  // Places the holes before an event of the connection: what the data path dropped since
+  // the connection's previous queued event (handed to this one) and what the writer dropped.
+  void place_holes(std::uint64_t conn, const std::array<std::uint64_t, 2>& skipped, Conn& c, std::int64_t at) {
     for (std::size_t i = 0; i < 2; ++i) {
-      if (e.skipped[i]) skip(e.conn, c, i, e.skipped[i], at);
+      const std::uint64_t bytes = skipped[i] + std::exchange(c.dirs[i].hole, 0);
+      if (bytes) skip(conn, c, i, bytes, at);
     }
   }
+  void apply_skips(const Event& e, Conn& c, std::int64_t at) { place_holes(e.conn, e.skipped, c, at); }
 
   void handle(Event& e) {
     const std::int64_t at = t(e.at);
@@ -558,7 +746,10 @@ struct Recording::Impl {
         c.meta.client = std::move(e.b);
         c.meta.upstream = std::move(e.c);
         c.meta.protocol = e.protocol;
-        for (std::size_t i = 0; i < 2; ++i) c.dirs[i].annotator.emplace(e.protocol, dir_of(i), redactor);
+        for (std::size_t i = 0; i < 2; ++i) {
+          c.dirs[i].annotator.emplace(e.protocol, dir_of(i), redactor);
+          c.dirs[i].strict = redactor && e.protocol != Protocol::tcp;
+        }
         StreamAnnotator::pair(*c.dirs[0].annotator, *c.dirs[1].annotator);
         line_begin();
         line::open(out, at, e.conn, c.meta.proxy, protocol_name(c.meta.protocol), c.meta.client, c.meta.upstream);
@@ -607,8 +798,14 @@ struct Recording::Impl {
         break;
       }
       case Event::Type::fault: {
+        // A hole handed to this event (bytes of the connection dropped before it) is placed
+        // first, as for any other event of the connection: the offsets of later data lines
+        // must jump over it.
+        if (auto it = conns.find(e.conn); it != conns.end()) apply_skips(e, it->second, at);
         // Written even for a connection whose open was dropped: a fault line carries no
-        // traffic, and it is what the user most wants to see.
+        // traffic, and it is what the user most wants to see. Its description names the
+        // message (`delayed GET /x?token=…`): redacted as the message is.
+        if (redactor) redactor->redact_description(e.c);
         line_begin();
         line::fault(out, at, e.conn, e.a, e.b, e.c);
         break;
@@ -632,8 +829,77 @@ struct Recording::Impl {
     }
   }
 
-  void process_batch(std::vector<Event>& batch, std::uint64_t dropped, std::uint64_t dropped_bytes,
-                     TimePoint first, TimePoint last) {
+  // ---- the writer's speed ----
+
+  Duration estimate(const Event& e) const {
+    return std::chrono::nanoseconds(static_cast<std::int64_t>(
+        per_event_ns + (per_byte_ns + 1.4 * write_byte_ns) * static_cast<double>(e.payload.size())));
+  }
+
+  Duration write_cost(std::size_t bytes) const {
+    return std::chrono::microseconds(20) + std::chrono::nanoseconds(static_cast<std::int64_t>(
+                                               write_byte_ns * static_cast<double>(bytes)));
+  }
+
+  // What a write(2) of the lines took (the page cache, or the kernel holding the writer back
+  // because the disk lags behind), per byte: the estimates then count it too, so a disk
+  // that cannot keep up makes the writer drop more instead of writing late.
+  void learn_write(std::size_t bytes, Duration took) {
+    if (bytes < 4096) return;
+    const double cap = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(deadline).count());
+    const double ns = std::min(cap, static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(took).count()));
+    const double sample = ns / static_cast<double>(bytes);
+    write_byte_ns = std::clamp(write_byte_ns + (sample > write_byte_ns ? 0.25 : 1.0 / 32) * (sample - write_byte_ns), 0.01, 1e4);
+    publish_budget();
+  }
+
+  // What handling `e` took, into the moving averages (a sample is capped, so that one long
+  // preemption does not make the writer drop everything for a while).
+  void learn(std::size_t payload, Duration took) {
+    const double cap = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(deadline).count()) / 4;
+    const double ns =
+        std::min(cap, static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(took).count()));
+    // Per byte (what the disk takes): quick to believe the writer got slower, slow to believe
+    // it got faster. Per event (the CPU): an even average of samples capped near the current
+    // figure, since a long one is mostly the scheduler's doing, not the event's.
+    const auto step = [](double now, double sample) { return now + (sample > now ? 0.25 : 1.0 / 32) * (sample - now); };
+    const auto size = static_cast<double>(payload);
+    if (size < 4096) {
+      const double sample = std::min(ns, 4 * per_event_ns + 20000);
+      per_event_ns = std::clamp(per_event_ns + (sample - per_event_ns) / 32, 100.0, cap);
+    } else {
+      per_byte_ns = std::clamp(step(per_byte_ns, std::max(0.0, ns - per_event_ns) / size), 0.01, 1e4);
+    }
+    publish_budget();
+  }
+
+  void publish_budget() {
+    cost_event_ns.store(static_cast<std::int64_t>(per_event_ns), std::memory_order_relaxed);
+    // A payload byte becomes about 1.4 bytes of line (base64) when it is not a blob.
+    cost_byte_ps.store(static_cast<std::int64_t>((per_byte_ns + 1.4 * write_byte_ns) * 1000), std::memory_order_relaxed);
+  }
+
+  // Takes the drops the data path counted since the writer last looked, into the gap line
+  // to come: it is written with the next write, before anything queued after the drops.
+  void take_drops() {
+    std::lock_guard lock(mu);
+    if (drop_events == 0) return;
+    if (gap_events == 0) gap_since = t(first_drop);
+    gap_until = std::max(gap_until, t(last_drop));
+    gap_events += drop_events;
+    gap_bytes += drop_bytes;
+    drop_events = 0;
+    drop_bytes = 0;
+  }
+
+  // Every write of a batch: the gap line first (drops counted until now), then the lines.
+  void write_out() {
+    take_drops();
+    write_gap();
+    flush_out();
+  }
+
+  void process_batch(std::vector<Event>& batch) {
     if (failed) {
       std::uint64_t bytes = 0;
       for (const Event& e : batch) bytes += e.payload.size();
@@ -641,39 +907,76 @@ struct Recording::Impl {
       lost_bytes.fetch_add(bytes, std::memory_order_relaxed);
       return;
     }
-    if (dropped) {
-      if (gap_events == 0) gap_since = t(first);
-      gap_until = t(last);
-      gap_events += dropped;
-      gap_bytes += dropped_bytes;
-    }
+    take_drops();
+    write_gap();
     rotate_due = Clock::now() - file_started >= options.rotate_every;
+    bool sweeping = false;  // dropping a run of events too late to write in time
+    TimePoint swept_at{};
+    // What the rest of the batch will take, and by when its last event is due: when the
+    // writer cannot finish in time, it sheds the oldest events (cheap to drop) until it can.
+    Duration remaining{};
+    for (const Event& e : batch) remaining += estimate(e);
+    const TimePoint last_due = batch.empty() ? TimePoint::max() : batch.back().queued + deadline;
     for (Event& e : batch) {
       if (failed) {  // the rest of the batch is lost, and counted
         lost_events.fetch_add(1, std::memory_order_relaxed);
         lost_bytes.fetch_add(e.payload.size(), std::memory_order_relaxed);
         continue;
       }
-      handle(e);
-    }
-    if (gap_events) {
-      // Caught up when nothing was dropped while this batch was written: one gap line
-      // then stands for the whole stretch of drops, before anything queued after it.
-      bool caught_up = false;
-      {
-        std::lock_guard lock(mu);
-        caught_up = drop_events == 0;
+      TimePoint now = Clock::now();
+      const Duration cost = estimate(e);
+      remaining -= cost;
+      // Dropped: data that would itself reach the disk late, or that the writer has no time
+      // for because the events behind it would then be late. A writer that was only held up
+      // for a moment (the scheduler) drops nothing: writing a small event takes microseconds.
+      if (!options.backpressure && e.type == Event::Type::data &&
+          (now + cost > e.queued + deadline || now + cost + remaining > last_due)) {
+        if (!sweeping) {
+          sweeping = true;
+          swept_at = now;
+        }
+        drop_stale(e);
+        if (now - swept_at > std::chrono::milliseconds(1)) {  // a long run: say so as it goes
+          write_out();
+          swept_at = now;
+        }
+        continue;
       }
-      if (caught_up) write_gap();
+      if (sweeping) {
+        // The dropped events were about to be late: their gap line is written at once.
+        sweeping = false;
+        write_out();
+        now = Clock::now();
+      }
+      // The lines waiting in `out` must not be made late by this event.
+      if (out_dated && now + cost + write_cost(out.size()) > out_oldest + deadline) {
+        write_out();
+        now = Clock::now();
+      }
+      if (!out_dated) {
+        out_oldest = e.queued;
+        out_dated = true;
+      }
+      const std::size_t size = e.payload.size();  // handle() may take the buffer
+      const bool data = e.type == Event::Type::data;
+      if (options.on_format) options.on_format(size);
+      blob_deadline = options.backpressure ? TimePoint::max() : e.queued + deadline;
+      handle(e);
+      blob_deadline = TimePoint::max();
+      const TimePoint after = Clock::now();
+      if (data) learn(size, after - now);
+      if (out_dated && !out.empty() && after - out_oldest > flush_after) write_out();
     }
-    flush_out();
+    write_out();
   }
 
   void run() {
-    // Below the proxy's workers: when the cores are busy, traffic goes first and the
-    // recording falls behind into counted gaps (or, with backpressure, slows traffic on
-    // its own terms), instead of the writer taking CPU the relay needed. Best effort.
-    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
+    // At the workers' priority: the time bound (max_lag) needs the writer to run every few
+    // milliseconds, which a lower priority does not give it when the cores are busy (it
+    // then waits for tens of milliseconds between turns). What it costs the relay is bounded
+    // by the bound itself: what cannot be written in time is dropped, cheaply, and the data
+    // path stops copying bytes once the queue holds what the writer can write in time.
+    ::pthread_setname_np(::pthread_self(), "fl-recorder");
     try {
       loop();
     } catch (const std::exception& e) {
@@ -686,33 +989,34 @@ struct Recording::Impl {
   void loop() {
     std::vector<Event> batch;
     for (;;) {
-      std::uint64_t dropped = 0, dropped_bytes = 0;
-      TimePoint first{}, last{};
       bool stop_now = false;
       {
         std::unique_lock lock(mu);
-        if (!stopping && queue.empty()) {
+        if (!stopping && queue.empty() && drop_events == 0) {
           writer_idle = true;
-          cv.wait(lock, [&] { return stopping || !queue.empty(); });
+          cv.wait(lock, [&] { return stopping || !queue.empty() || drop_events > 0; });
           writer_idle = false;
         }
-        // Let a batch gather: one write every flush_every, or sooner when it is big.
+        // Let a batch gather: at most `gather` after its first event (or its first drop: the
+        // gap line is due too), or less when it is big.
         if (!stopping && queued_bytes < wake_bytes) {
-          cv.wait_for(lock, options.flush_every, [&] { return stopping || queued_bytes >= wake_bytes; });
+          TimePoint oldest = drop_events ? first_drop_queued : TimePoint::max();
+          if (const std::int64_t q = queue_oldest_ns.load(std::memory_order_relaxed); q != 0) {
+            oldest = std::min(oldest, TimePoint(std::chrono::duration_cast<Duration>(std::chrono::nanoseconds(q))));
+          }
+          if (oldest != TimePoint::max()) {
+            cv.wait_until(lock, oldest + gather, [&] { return stopping || queued_bytes >= wake_bytes; });
+          }
         }
         batch.swap(queue);
         queued_bytes = 0;
+        queued_work_ns.store(0, std::memory_order_relaxed);
+        queue_oldest_ns.store(0, std::memory_order_relaxed);
         space_cv.notify_all();
         big_notified = false;
-        dropped = drop_events;
-        dropped_bytes = drop_bytes;
-        first = first_drop;
-        last = last_drop;
-        drop_events = 0;
-        drop_bytes = 0;
         stop_now = stopping;
       }
-      process_batch(batch, dropped, dropped_bytes, first, last);
+      process_batch(batch);
       batch.clear();
       if (stop_now) break;
     }
@@ -725,16 +1029,24 @@ struct Recording::Impl {
       lost_bytes.fetch_add(held, std::memory_order_relaxed);
       return;
     }
-    // Stopping: what connections still hold is written; they are not closed (they were
-    // not), so no close lines.
+    // Stopping: what connections still hold is written, and the holes no later event took
+    // are placed; they are not closed (they were not), so no close lines.
+    std::unordered_map<std::uint64_t, std::array<std::uint64_t, 2>> left;
+    {
+      std::lock_guard lock(mu);
+      left.swap(skipped);
+    }
+    const std::int64_t now = t(Clock::now());
     for (auto& [conn, c] : conns) {
+      std::array<std::uint64_t, 2> holes{0, 0};
+      if (auto it = left.find(conn); it != left.end()) holes = it->second;
+      place_holes(conn, holes, c, now);
       for (std::size_t i = 0; i < 2; ++i) {
-        if (!c.dirs[i].suppressed && !c.dirs[i].ended) settle(conn, dir_of(i), c.dirs[i], t(Clock::now()));
+        if (!c.dirs[i].suppressed && !c.dirs[i].ended) settle(conn, dir_of(i), c.dirs[i], now);
       }
     }
     conns.clear();
-    write_gap();
-    flush_out();
+    write_out();
   }
 };
 
@@ -753,6 +1065,20 @@ std::shared_ptr<Recording> Recording::start(std::string id, RecordingOptions opt
     m.wake_bytes = std::max<std::uint64_t>(1, m.options.max_queue_bytes / 4);
     if (m.options.rotate_bytes == 0) m.options.rotate_bytes = 1;
     if (m.options.flush_every <= Duration::zero()) m.options.flush_every = std::chrono::milliseconds(1);
+    if (m.options.max_lag <= Duration::zero()) m.options.max_lag = std::chrono::milliseconds(10);
+    // A batch gathers for at most a fifth of the bound; every event is to be written within
+    // 7/10 of it (the rest is for the write itself); what is formatted is written once its
+    // oldest event is a quarter of the bound old; the queue takes what the writer can write
+    // in 3/10 of it; the data path stops queueing data when the writer has not taken the
+    // queue for the whole bound (it is blocked: what comes now could not be written in time
+    // either). A writer that is only held up for a moment (the scheduler) drops nothing:
+    // only what would be written too late is dropped.
+    m.gather = std::min(m.options.flush_every, m.options.max_lag / 5);
+    m.deadline = m.options.max_lag * 7 / 10;
+    m.flush_after = m.options.max_lag / 4;
+    m.stuck_after = m.options.max_lag;
+    m.work_budget_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(m.options.max_lag * 3 / 10).count();
+    m.publish_budget();
 
     std::error_code ec;
     std::filesystem::create_directories(m.dir, ec);
@@ -764,7 +1090,13 @@ std::shared_ptr<Recording> Recording::start(std::string id, RecordingOptions opt
       error = m.dir + ": " + std::strerror(ENOTDIR);
       return nullptr;
     }
-    if (std::filesystem::exists(m.dir + "/" + std::string(kIndexFile), ec)) {
+    m.dir_fd = ::open(m.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (m.dir_fd < 0) {
+      error = m.dir + ": " + std::strerror(errno);
+      return nullptr;
+    }
+    struct stat st{};
+    if (::fstatat(m.dir_fd, std::string(kIndexFile).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
       error = m.dir + ": already holds a recording (index.json)";
       return nullptr;
     }
@@ -781,8 +1113,9 @@ std::shared_ptr<Recording> Recording::start(std::string id, RecordingOptions opt
     m.status.id = m.id;
     m.status.dir = m.dir;
     m.status.started = m.started;
+    m.make_reserve();
     if (!m.open_journal(0, error)) {
-      if (m.fd >= 0) ::close(m.fd);
+      m.release_reserve();
       return nullptr;
     }
     if (!m.options.redact) {
@@ -832,7 +1165,7 @@ std::uint64_t Recording::open_connection(const ConnectionMeta& meta, TimePoint a
 void Recording::data(std::uint64_t connection, Stream towards, const void* bytes, std::size_t size, TimePoint at) {
   Impl& m = *impl_;
   if (!m.accept(size)) return;
-  if (m.would_drop(size)) {  // counted as a gap without copying a byte
+  if (m.would_drop(size, Clock::now())) {  // counted as a gap without copying a byte
     m.drop_data(connection, towards == Stream::downstream ? Stream::downstream : Stream::upstream, size, at);
     return;
   }
@@ -850,7 +1183,9 @@ void Recording::data(std::uint64_t connection, Stream towards, const void* bytes
   }
 }
 
-bool Recording::wants(std::size_t size) const { return impl_->accepting.load(std::memory_order_relaxed) && !impl_->would_drop(size); }
+bool Recording::wants(std::size_t size) const {
+  return impl_->accepting.load(std::memory_order_relaxed) && !impl_->would_drop(size, Clock::now());
+}
 
 void Recording::lost(std::uint64_t connection, Stream towards, std::size_t size, TimePoint at) {
   Impl& m = *impl_;
@@ -924,11 +1259,12 @@ void Recording::stop() {
   if (!m.failed) {
     m.index.state = "stopped";
     std::string error;
-    if (!write_index(m.dir, m.index, error)) m.fail(error);
+    if (!m.write_last_index(error)) m.fail(error);
   } else {
     std::string ignored;
-    write_index(m.dir, m.index, ignored);
+    m.write_last_index(ignored);
   }
+  m.release_reserve();
   if (m.fd >= 0) {
     ::close(m.fd);
     m.fd = -1;
@@ -950,6 +1286,8 @@ RecordingStatus Recording::status() const {
     s.gap_events = m.total_drop_events;
     s.gap_bytes = m.total_drop_bytes;
   }
+  s.gap_events += m.writer_drop_events.load(std::memory_order_relaxed);
+  s.gap_bytes += m.writer_drop_bytes.load(std::memory_order_relaxed);
   s.lost_events = m.lost_events.load(std::memory_order_relaxed);
   s.lost_bytes = m.lost_bytes.load(std::memory_order_relaxed);
   return s;

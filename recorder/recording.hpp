@@ -2,10 +2,13 @@
 // (docs/journal.md) into a directory. The data path only copies bytes into a bounded
 // queue; a writer thread of the recording's own decodes, redacts, formats and writes in
 // batches, so a slow disk never stalls traffic. Crash-safe: lines are written whole,
-// a batch at most every few milliseconds; a kill -9 loses at most the queued events.
+// a batch at most every few milliseconds, and whatever the load every event is in the
+// journal or counted in a gap line of it within max_lag (10 ms): a kill -9 loses at most
+// that much (and what redaction was holding back).
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,7 +33,17 @@ struct RecordingOptions {
   std::uint64_t max_queue_bytes = 64ull << 20;    // queued but unwritten; beyond: a gap…
   bool backpressure = false;  // …or, when true, the connection waits for the writer instead
   std::uint64_t blob_threshold = 64 << 10;        // data chunks above this go to blobs/<xxh3-128 hex>
-  Duration flush_every = std::chrono::milliseconds(5);
+  Duration flush_every = std::chrono::milliseconds(5);  // a batch gathers this long at most…
+  // …and, whatever the load, every event older than this is in the journal or counted in a
+  // gap line of it (a kill -9 loses at most this much): the writer drops what it cannot
+  // write in time (counted, as for a full queue), and gathers and writes within it. With
+  // backpressure the connection waits instead, once the oldest queued event is this old.
+  Duration max_lag = std::chrono::milliseconds(10);
+  // For tests, on the writer thread: before an event is formatted (with its payload size:
+  // sleeping there makes a writer slower than the traffic), and after each whole write(2) to
+  // a journal (with its size: when the bytes reached the file).
+  std::function<void(std::size_t)> on_format;
+  std::function<void(std::size_t)> on_write;
 };
 
 enum class RecordingState : std::uint8_t { recording, stopped, failed };

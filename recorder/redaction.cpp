@@ -260,7 +260,79 @@ std::size_t opening_quote(std::string_view text, std::size_t close) {
   return std::string_view::npos;
 }
 
+// ---- fault descriptions ----
+
+struct DescribedSecret {
+  std::size_t pos = 0;
+  std::size_t len = 0;
+};
+
+// name=value&… inside a description's word: the values of secret parameters.
+template <typename SecretKey>
+void described_params(std::string_view word, std::size_t base, const SecretKey& secret_key,
+                      std::vector<DescribedSecret>& out) {
+  std::size_t p = 0;
+  while (p < word.size()) {
+    std::size_t amp = word.find('&', p);
+    if (amp == std::string_view::npos) amp = word.size();
+    const std::string_view pair = word.substr(p, amp - p);
+    const std::size_t eq = pair.find('=');
+    if (eq != std::string_view::npos && eq > 0 && eq + 1 < pair.size() && secret_key(pair.substr(0, eq)))
+      out.push_back({base + p + eq + 1, pair.size() - eq - 1});
+    p = amp + 1;
+  }
+}
+
+// Where the secrets of a description are (see Redactor::redact_description), in order.
+template <typename SecretKey>
+std::vector<DescribedSecret> described_secrets(std::string_view text, const SecretKey& secret_key) {
+  std::vector<DescribedSecret> out;
+  std::string prev;  // the previous word, upper-cased
+  bool setuser = false;
+  std::size_t p = 0;
+  while (p < text.size()) {
+    while (p < text.size() && is_space(text[p])) ++p;
+    std::size_t e = p;
+    while (e < text.size() && !is_space(text[e])) ++e;
+    if (e == p) break;
+    const std::string_view word = text.substr(p, e - p);
+    if (prev == "AUTH" || prev == "REQUIREPASS" || prev == "MASTERAUTH") {
+      out.push_back({p, word.size()});
+    } else if (setuser && word.size() > 1 && (word[0] == '>' || word[0] == '<' || word[0] == '#' || word[0] == '!')) {
+      out.push_back({p + 1, word.size() - 1});
+    } else if (const std::size_t q = word.find('?'); q != std::string_view::npos) {
+      std::size_t qe = word.find('#', q);
+      if (qe == std::string_view::npos) qe = word.size();
+      described_params(word.substr(q + 1, qe - q - 1), p + q + 1, secret_key, out);
+    } else if (word.find('=') != std::string_view::npos) {
+      described_params(word, p, secret_key, out);
+    }
+    prev = uppered(word);
+    if (prev == "SETUSER") setuser = true;
+    p = e;
+  }
+  return out;
+}
+
 }  // namespace
+
+std::string redact_description_for_log(std::string_view text) {
+  const auto secrets = described_secrets(text, [](std::string_view key) {
+    for (const char* k : kBuiltinKeys) {
+      if (http::iequals(key, k)) return true;
+    }
+    return false;
+  });
+  std::string out;
+  std::size_t at = 0;
+  for (const auto& s : secrets) {
+    out.append(text.substr(at, s.pos - at));
+    out += "REDACTED";
+    at = s.pos + s.len;
+  }
+  out.append(text.substr(at));
+  return out;
+}
 
 // ============================================================================================
 // Redactor
@@ -429,6 +501,15 @@ void Redactor::continuation(std::string_view before, std::span<char> data, std::
       break;
     }
   }
+}
+
+void Redactor::redact_description(std::string& text) const {
+  for (const auto& s : described_secrets(text, [this](std::string_view key) { return secret_key(key); })) {
+    const std::string secret = text.substr(s.pos, s.len);
+    const std::string tok = token(secret);
+    text.replace(s.pos, s.len, tok);  // same length: later positions still hold
+  }
+  scrub(text);
 }
 
 std::size_t Redactor::longest_remembered() const {

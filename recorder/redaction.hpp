@@ -83,11 +83,25 @@ class Redactor {
   void continuation(std::string_view before, std::span<char> data, std::vector<Match>& found) const;
   std::size_t longest_remembered() const;
 
+  // A fault's description (`delayed GET /x?token=…`, `answered -ERR to AUTH hunter2`) is
+  // text about a message, so it goes through the message's rules before it is written: the
+  // values of query and form parameters named like secret keys (`?token=…`, `a=1&password=…`),
+  // the word after a Redis AUTH (the password; with `AUTH user pass` a description names the
+  // user, which is then hidden too: a description does not say which it is), the value after
+  // `requirepass`/`masterauth`, ACL SETUSER rules (`>pass`, `#hash`…), then the regexes and the
+  // remembered secrets (scrub). Replaced in place by the same tokens the message got.
+  void redact_description(std::string& text) const;
+
  private:
   Redactor() = default;
   struct Impl;
   std::shared_ptr<Impl> impl_;
 };
+
+// redact_description's rules for text that leaves faultline without a recording's key (the
+// debug log): the built-in secret keys only, each secret replaced by "REDACTED" (so the
+// length changes), no regexes, no remembered secrets.
+std::string redact_description_for_log(std::string_view text);
 
 // Follows one direction of one connection: decodes it as `protocol` to find secrets and
 // message boundaries, redacts in place, and describes messages for the journal.

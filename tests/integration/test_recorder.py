@@ -12,7 +12,7 @@ directions of every connection.
   finalizes; 404/400 answers name what is wrong.
 - kill -9 mid-stream: every complete line parses, the data covers all but the last few
   milliseconds, `faultline export text` reports a partial last line and exports the rest.
-- A full disk (a blob whose temporary file is a symlink to /dev/full: ENOSPC from the kernel)
+- A full disk (a small tmpfs, mounted when run as root: ENOSPC from the kernel on a blob)
   and a file size limit (RLIMIT_FSIZE: EFBIG on the journal itself): the recording fails
   with the path and the reason, in the API, the metrics and the log (once); traffic goes on.
   (One expected failure documents a known bug: after a failed write, `bytes` in the status
@@ -376,7 +376,9 @@ class BulkRecording(RecorderCase):
         payload = os.urandom(48 << 20)
         with Sink() as sink, Faultline() as fl:
             p = fl.create_proxy("bulk", sink.address)
-            post_recording(fl, {"id": "bulk", "dir": rec, "max_queue_bytes": 512 << 20})
+            # Whole: the writer is slower than this stream, and the recorder drops what it cannot
+            # write within 10 ms (docs/journal.md) unless traffic waits for it.
+            post_recording(fl, {"id": "bulk", "dir": rec, "max_queue_bytes": 512 << 20, "overflow": "backpressure"})
             s = connect(p["listen"])
             for i in range(0, len(payload), 1 << 20):
                 s.sendall(payload[i:i + (1 << 20)])
@@ -859,11 +861,22 @@ class CrashSafety(RecorderCase):
         self.assertEqual(j.index["state"], "recording", "a killed recording is not stopped")
         self.assertNotIn("stopped_wall", j.index)
         self.assertEqual(j.conns(), [1])
-        up = j.stream(1, "up")
-        self.assertEqual(up, bytes(streamer.data[:len(up)]), "the recorded bytes are what the client sent")
+        # Every recorded byte is what the client sent at its offset; a busy machine may have
+        # made the writer drop a few events (it drops what it cannot write within 10 ms):
+        # those are holes, each marked and counted.
+        end = 0
+        for o in j.of("data", conn=1, dir="up"):
+            if o["off"] != end:
+                marks = [m for m in j.msgs("undecodable", conn=1, dir="up") if m["off"] == o["off"]]
+                self.assertTrue(marks and marks[0]["reason"].startswith(f"gap: {o['off'] - end} bytes"), o)
+            self.assertEqual(o["bytes"], bytes(streamer.data[o["off"]:o["off"] + o["len"]]),
+                             "the recorded bytes are what the client sent")
+            end = o["off"] + o["len"]
+        holes = end - sum(o["len"] for o in j.of("data", conn=1, dir="up"))
+        self.assertLessEqual(holes, sum(o["bytes"] for o in j.of("gap")))
         # All but the last ~100 ms before the kill are there.
         due = max([total for at, total in streamer.sent if at <= killed_at - 0.1], default=0)
-        self.assertGreaterEqual(len(up), due, f"recorded {len(up)} bytes; {due} were sent 100 ms before the kill")
+        self.assertGreaterEqual(end, due, f"recorded up to byte {end}; {due} were sent 100 ms before the kill")
         # t is CLOCK_MONOTONIC since started_mono_ns: no chunk is recorded before its bytes were sent.
         start_ns = j.header["started_mono_ns"]
         for o in j.of("data", conn=1, dir="up"):
@@ -913,11 +926,18 @@ def echo_many(address, n, size=200):
 
 class DiskFull(RecorderCase):
     def test_no_space_left_on_device(self):
-        # Big chunks go to blobs/<name>, written first as blobs/.tmp-<name> (opened with
-        # O_TRUNC, not O_EXCL): made a symlink to /dev/full, the write fails with ENOSPC, as on
-        # a full disk. (Journals are opened O_EXCL, so a pre-made journal cannot stand in.)
-        rec = os.path.join(self.tmp, "rec")
-        os.makedirs(os.path.join(rec, "blobs"))
+        # A real full disk: the recording lives on a small tmpfs (mounted here: root only),
+        # filled up once the first exchanges are written. Big chunks go to blobs/<name>,
+        # written first as blobs/.tmp-<name>, which needs a new page: ENOSPC from the kernel.
+        # (A symlink to /dev/full planted under that name no longer stands in: the recorder
+        # never follows one, see test_recorder_files.py.)
+        disk = os.path.join(self.tmp, "disk")
+        os.makedirs(disk)
+        if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", disk],
+                                               capture_output=True, timeout=10).returncode != 0:
+            self.skipTest("mounting a small tmpfs needs root")
+        self.addCleanup(subprocess.run, ["umount", "-l", disk], capture_output=True, timeout=10)
+        rec = os.path.join(disk, "rec")
         with EchoServer() as echo, Faultline() as fl:
             p = fl.create_proxy("echo", echo.address)
             st = post_recording(fl, {"id": "full", "dir": rec, "blob_threshold": 1024})
@@ -927,13 +947,19 @@ class DiskFull(RecorderCase):
             self.assertEqual(recv_exactly(keep, 5), b"ping\n")
             # What came before is written before the failure (the writer writes every 5 ms).
             wait_status(fl, "full", lambda s: s["events"] >= 1 + 2 + 2 * 5 + 1 + 2)
+            with open(os.path.join(disk, "filler"), "wb", buffering=0) as f:  # every page left
+                for size in (1 << 16, 4096):
+                    try:
+                        while f.write(b"\0" * size):
+                            pass
+                    except OSError:
+                        pass
             for attempt in range(5):
                 # One send of 3000 bytes is normally one read in faultline (one chunk, one blob);
                 # should it be split, the next attempt uses another payload.
                 payload = os.urandom(3000)
                 name = blob_name(payload)
                 tmp_blob = os.path.join(rec, "blobs", ".tmp-" + name)
-                os.symlink("/dev/full", tmp_blob)
                 keep.sendall(payload)
                 self.assertEqual(recv_exactly(keep, len(payload)), payload)
                 st = poll(lambda: fl.request("GET", "/recordings/full")[1], lambda s: s["state"] == "failed",
@@ -1246,7 +1272,8 @@ class Rotation(RecorderCase):
         rec = os.path.join(self.tmp, "rec")
         with EchoServer() as echo, Faultline() as fl:
             p = fl.create_proxy("echo", echo.address)
-            post_recording(fl, {"id": "rot", "dir": rec, "rotate_bytes": 4096})
+            # backpressure: a rotation that a busy disk makes slow must not turn events into gaps.
+            post_recording(fl, {"id": "rot", "dir": rec, "rotate_bytes": 4096, "overflow": "backpressure"})
             sent = bytearray()
             with connect(p["listen"]) as s:
                 for i in range(150):

@@ -133,3 +133,52 @@ TEST_CASE("redaction: a tail that starts a remembered secret is held, a contradi
   REQUIRE(found.size() == 1);
   CHECK(rest == r->token("sk-supersecret").substr(1) + " and more");
 }
+
+// issue 16, item 2: a fault's description names the message it acted on; it must not carry
+// the secrets the message's own redaction removed.
+TEST_CASE("redaction: fault descriptions lose the secrets their messages lose, with the same tokens") {
+  rec::RedactionRules rules;
+  rules.json_keys = {"session_key"};
+  auto r = redactor("test-key", rules);
+  struct Case {
+    std::string what;
+    std::vector<std::string> secrets;
+  };
+  const std::vector<Case> cases = {
+      {"delayed GET /x?token=tok-SECRET-1&page=2", {"tok-SECRET-1"}},
+      {"answered 429 to GET /abort?a=1&api_key=key-SECRET-2#frag", {"key-SECRET-2"}},
+      {"delayed POST /v1?Password=pw3&Session_Key=sk-SECRET-4", {"pw3", "sk-SECRET-4"}},
+      {"delayed AUTH redis-SECRET-5", {"redis-SECRET-5"}},
+      {"answered -WRONGPASS to auth pw6 after forwarding it", {"pw6"}},
+      {"delayed CONFIG SET requirepass cfg-SECRET-7", {"cfg-SECRET-7"}},
+      {"closed the connection before ACL SETUSER bob on >acl-SECRET-8 #abc123hash", {"acl-SECRET-8", "abc123hash"}},
+      {"answered 503 to GET /form token=form-SECRET-9", {"form-SECRET-9"}},
+  };
+  for (const auto& c : cases) {
+    std::string text = c.what;
+    r->redact_description(text);
+    INFO(c.what << " -> " << text);
+    CHECK(text.size() == c.what.size());
+    for (const auto& s : c.secrets) {
+      CHECK(text.find(s) == std::string::npos);
+      CHECK(text.find(r->token(s)) != std::string::npos);
+    }
+  }
+  // What is not a secret stays as it was.
+  for (const std::string plain : {"delayed GET /x?page=2&q=token", "cut the stream after 3 events",
+                                  "delayed GET user:42", "active on the upstream direction"}) {
+    std::string text = plain;
+    r->redact_description(text);
+    CHECK(text == plain);
+  }
+  // The token is the one the request line itself got in the journal.
+  const auto http = annotate(Protocol::http, Stream::upstream, r,
+                             {"GET /x?token=tok-SECRET-1&page=2 HTTP/1.1\r\nHost: h\r\n\r\n"});
+  std::string text = "delayed GET /x?token=tok-SECRET-1&page=2";
+  r->redact_description(text);
+  CHECK(http.written.find(text.substr(8)) != std::string::npos);
+  // The log's variant: no key, the built-in rules, a fixed mask.
+  CHECK(rec::redact_description_for_log("delayed GET /x?token=abc&page=2") == "delayed GET /x?token=REDACTED&page=2");
+  CHECK(rec::redact_description_for_log("answered -ERR to AUTH hunter2") == "answered -ERR to AUTH REDACTED");
+  CHECK(rec::redact_description_for_log("delayed GET /plain") == "delayed GET /plain");
+}
