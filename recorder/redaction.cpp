@@ -1,7 +1,8 @@
 #include "recorder/redaction.hpp"
 
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/params.h>
 
 #include <rapidjson/memorystream.h>
 #include <rapidjson/reader.h>
@@ -74,22 +75,53 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-std::string hmac_hex(const std::string& key, std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  // An empty key is still a key to HMAC; OpenSSL wants a non-null pointer for it.
-  static const unsigned char kNoKey = 0;
-  const void* k = key.empty() ? static_cast<const void*>(&kNoKey) : static_cast<const void*>(key.data());
-  HMAC(EVP_sha256(), k, static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
-       data.size(), md, &n);
-  std::string out;
-  out.reserve(n * 2);
-  for (unsigned i = 0; i < n; ++i) {
-    out += kHex[md[i] >> 4];
-    out += kHex[md[i] & 0xF];
+// HMAC-SHA256(key, secret || suffix) for one secret and many suffixes: the secret is
+// hashed once, and each MAC continues from a copy of that state. A token longer than one
+// digest needs a MAC per 64 hex digits, and hashing a 1 MiB secret again for each of them
+// made its token cost 16 GiB of SHA-256. Should OpenSSL fail, hex() is empty.
+class SecretMac {
+ public:
+  SecretMac(const std::string& key, std::string_view secret) : ctx_(algorithm() ? EVP_MAC_CTX_new(algorithm()) : nullptr) {
+    char digest[] = "SHA256";
+    const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                                 OSSL_PARAM_construct_end()};
+    // An empty key is still a key to HMAC; OpenSSL wants a non-null pointer for it.
+    static const unsigned char kNoKey = 0;
+    const auto* k = key.empty() ? &kNoKey : reinterpret_cast<const unsigned char*>(key.data());
+    ok_ = ctx_ && EVP_MAC_init(ctx_, k, key.size(), params) &&
+          EVP_MAC_update(ctx_, reinterpret_cast<const unsigned char*>(secret.data()), secret.size());
   }
-  return out;
-}
+  ~SecretMac() { EVP_MAC_CTX_free(ctx_); }
+  SecretMac(const SecretMac&) = delete;
+  SecretMac& operator=(const SecretMac&) = delete;
+
+  // hex(HMAC-SHA256(key, secret || suffix)).
+  std::string hex(std::string_view suffix) const {
+    if (!ok_) return {};
+    EVP_MAC_CTX* c = EVP_MAC_CTX_dup(ctx_);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    std::size_t n = 0;
+    const bool ok = c && EVP_MAC_update(c, reinterpret_cast<const unsigned char*>(suffix.data()), suffix.size()) &&
+                    EVP_MAC_final(c, md, &n, sizeof md);
+    EVP_MAC_CTX_free(c);
+    if (!ok) return {};
+    std::string out;
+    out.reserve(n * 2);
+    for (std::size_t i = 0; i < n; ++i) {
+      out += kHex[md[i] >> 4];
+      out += kHex[md[i] & 0xF];
+    }
+    return out;
+  }
+
+ private:
+  static EVP_MAC* algorithm() {
+    static EVP_MAC* const mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);  // fetched once, shared
+    return mac;
+  }
+  EVP_MAC_CTX* ctx_;
+  bool ok_ = false;
+};
 
 // JSON members for an annotation, in the order they are added.
 class Fields {
@@ -315,14 +347,16 @@ std::string Redactor::token(std::string_view secret, std::size_t length) const {
   if (length == 0) return {};
   const std::string& key = impl_->key;
   std::string out = length >= kPrefixedFrom ? std::string(kTokenPrefix) : std::string();
-  out += hmac_hex(key, secret);
-  std::string more(secret);
+  const SecretMac mac(key, secret);
+  out += mac.hex({});
   for (std::uint32_t i = 1; out.size() < length; ++i) {
-    more.resize(secret.size());
-    for (int b = 3; b >= 0; --b) more += static_cast<char>((i >> (8 * b)) & 0xFF);
-    out += hmac_hex(key, more);
+    char index[4];
+    for (int b = 0; b < 4; ++b) index[b] = static_cast<char>((i >> (8 * (3 - b))) & 0xFF);  // big-endian
+    const std::string more = mac.hex(std::string_view(index, sizeof index));
+    if (more.empty()) break;  // OpenSSL failed: masked below, never left as it was
+    out += more;
   }
-  out.resize(length);
+  out.resize(length, '*');
   return out;
 }
 

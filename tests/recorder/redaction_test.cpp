@@ -1,6 +1,10 @@
 // Redaction tokens and the payload scans (user regexes, remembered secrets), without streams.
 #include <catch2/catch.hpp>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <chrono>
 #include <set>
 
 #include "tests/recorder/support.hpp"
@@ -53,6 +57,43 @@ TEST_CASE("redaction: long secrets are padded deterministically past the first d
   CHECK(tok == r->token(secret));
   CHECK(tok.rfind("REDACTED-", 0) == 0);
   CHECK(tok.find_first_not_of("0123456789abcdef", 9) == std::string::npos);
+}
+
+TEST_CASE("redaction: tokens are the documented HMAC-SHA256 chain, for any key") {
+  const auto hmac_hex = [](const std::string& key, const std::string& data) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    static const unsigned char kNoKey = 0;
+    HMAC(EVP_sha256(), key.empty() ? &kNoKey : reinterpret_cast<const unsigned char*>(key.data()),
+         static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()), data.size(), md, &n);
+    std::string out;
+    for (unsigned i = 0; i < n; ++i) out += "0123456789abcdef"[md[i] >> 4], out += "0123456789abcdef"[md[i] & 0xF];
+    return out;
+  };
+  for (const std::string key : {"test-key", ""}) {
+    auto r = redactor(key);
+    std::string secret;
+    for (int i = 0; i < 300; ++i) secret += static_cast<char>('!' + i % 90);
+    std::string want = "REDACTED-" + hmac_hex(key, secret);
+    for (std::uint32_t i = 1; want.size() < secret.size(); ++i) {
+      const char be[4] = {static_cast<char>(i >> 24), static_cast<char>(i >> 16), static_cast<char>(i >> 8), static_cast<char>(i)};
+      want += hmac_hex(key, secret + std::string(be, 4));
+    }
+    want.resize(secret.size());
+    INFO("key \"" << key << "\"");
+    CHECK(r->token(secret) == want);
+    CHECK(r->token("hunter2") == hmac_hex(key, "hunter2").substr(0, 7));
+  }
+}
+
+TEST_CASE("redaction: a 1 MiB secret's token takes little time") {
+  auto r = redactor();
+  const std::string secret = "sk-" + std::string(1024 * 1024, 'A');
+  const auto start = std::chrono::steady_clock::now();
+  const std::string tok = r->token(secret);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(1));
+  CHECK(tok.size() == secret.size());
+  CHECK(tok.rfind("REDACTED-", 0) == 0);
 }
 
 TEST_CASE("redaction: an invalid user regex is refused with its pattern named") {
