@@ -302,7 +302,7 @@ struct Redactor::Impl {
   std::vector<std::string> value_headers;  // lower-case
   std::vector<std::string> keys;           // lower-case
   struct Rx {
-    std::regex re;
+    Regex re;
     std::string rule;
   };
   std::vector<Rx> regexes;
@@ -331,12 +331,13 @@ std::shared_ptr<Redactor> Redactor::make(std::string key, const RedactionRules& 
     if (!k.empty()) m.keys.push_back(lowered(k));
   }
   for (const auto& pattern : rules.regexes) {
-    try {
-      m.regexes.push_back({std::regex(pattern, std::regex::ECMAScript | std::regex::optimize), "regex:" + pattern});
-    } catch (const std::regex_error& e) {
-      error = "redaction regex " + json_string(pattern) + ": " + e.what();
+    std::string why;
+    auto re = Regex::compile(pattern, why);
+    if (!re) {
+      error = "redaction regex " + json_string(pattern) + ": " + why;
       return nullptr;
     }
+    m.regexes.push_back({std::move(*re), "regex:" + pattern});
   }
   return r;
 }
@@ -394,12 +395,8 @@ void Redactor::scan(std::span<char> data, std::vector<Match>& found) const {
   if (data.empty()) return;
   const Impl& m = *impl_;
   for (const auto& rx : m.regexes) {
-    std::vector<std::pair<std::size_t, std::size_t>> hits;
-    for (std::cregex_iterator it(data.data(), data.data() + data.size(), rx.re), end; it != end; ++it) {
-      const auto pos = static_cast<std::size_t>(it->position(0));
-      const auto len = static_cast<std::size_t>(it->length(0));
-      if (len > 0) hits.emplace_back(pos, len);
-    }
+    // Every match is found before any is replaced: a token never becomes context for the next.
+    const auto hits = rx.re.find_all(std::string_view(data.data(), data.size()));
     for (const auto& [pos, len] : hits) {
       const std::string secret(data.data() + pos, len);
       const std::string tok = token(secret);
