@@ -154,4 +154,18 @@ TimePoint next_schedule_change(const ToxicList& toxics, TimePoint now) {
   return next;
 }
 
+bool ActiveToxics::update(std::uint64_t version, const ToxicList& toxics, TimePoint now) {
+  std::vector<std::pair<std::string, std::uint64_t>> active;
+  active.reserve(toxics.size());
+  for (const auto& t : toxics) {
+    if (t->active_at(now)) active.emplace_back(t->name, t->revision);
+  }
+  version_ = version;
+  next_edge_ = next_schedule_change(toxics, now);
+  if (looked_ && active == active_) return false;
+  looked_ = true;
+  active_ = std::move(active);
+  return true;
+}
+
 }  // namespace faultline

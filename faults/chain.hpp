@@ -3,8 +3,10 @@
 // closes); stages whose config is unchanged keep their state (limit_data keeps counting
 // across unrelated updates).
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "faults/stage.hpp"
@@ -62,5 +64,29 @@ class Chain {
 
 // The earliest instant after `now` at which a scheduled toxic of `toxics` turns on or off.
 TimePoint next_schedule_change(const ToxicList& toxics, TimePoint now);
+
+// When a direction's chain must follow its toxics again: the proxy published a new config
+// (its version changed) or a scheduled toxic's window opens or closes (docs/ARCHITECTURE.md,
+// "Schedules"). Both session kinds keep one per direction, look again when stale(),
+// rebuild the chain when update() says the active set changed, and keep that direction's
+// writer waiting no later than next_edge(), so an edge applies when it passes whether or
+// not traffic comes.
+class ActiveToxics {
+ public:
+  // Whether `toxics` must be looked at again at `now` for config `version`.
+  bool stale(std::uint64_t version, TimePoint now) const { return !looked_ || version != version_ || now >= next_edge_; }
+  // Looks at `toxics` (of config `version`) at `now`: remembers the next edge, and returns
+  // true when the toxics active now (names and revisions) differ from the last look's, or
+  // this is the first look.
+  bool update(std::uint64_t version, const ToxicList& toxics, TimePoint now);
+  // The next window edge of the toxics last looked at (kNever: none is scheduled).
+  TimePoint next_edge() const { return next_edge_; }
+
+ private:
+  bool looked_ = false;
+  std::uint64_t version_ = 0;
+  TimePoint next_edge_ = kNever;
+  std::vector<std::pair<std::string, std::uint64_t>> active_;
+};
 
 }  // namespace faultline

@@ -151,12 +151,9 @@ std::optional<MessageMatch> parse_match(std::string_view json, std::string& erro
       if (!text(v, key, m.path)) return std::nullopt;
     } else if (key == "path_regex") {
       if (!text(v, key, m.path_regex_text)) return std::nullopt;
-      try {
-        m.path_regex.emplace(m.path_regex_text, std::regex::ECMAScript);
-      } catch (const std::regex_error& e) {
-        error = "attribute match.path_regex is not a valid regular expression: " + std::string(e.what());
-        return std::nullopt;
-      }
+      std::string why;
+      m.path_regex = Regex::compile(m.path_regex_text, why);
+      if (!m.path_regex) return error = "attribute match.path_regex is not a valid regular expression: " + why, std::nullopt;
     } else if (key == "header" || key == "headers") {
       if (!v.IsObject()) return error = "attribute match." + key + " must be an object of header name to value", std::nullopt;
       for (auto h = v.MemberBegin(); h != v.MemberEnd(); ++h) {
@@ -193,7 +190,7 @@ bool MessageMatch::matches_head(const http::Head& head) const {
   if (!method.empty() && head.method != method) return false;
   const std::string_view p = head.path();
   if (!path.empty() && p.substr(0, path.size()) != path) return false;
-  if (path_regex && !std::regex_match(p.begin(), p.end(), *path_regex)) return false;
+  if (path_regex && !path_regex->full_match(p)) return false;
   for (const auto& [name, value] : headers) {
     auto have = head.field(name);
     if (!have || (value != "*" && *have != value)) return false;

@@ -5,12 +5,12 @@
 #pragma once
 #include <cstdint>
 #include <optional>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "faults/regex.hpp"
 #include "faults/stage.hpp"
 #include "faults/time.hpp"
 
@@ -25,7 +25,7 @@ struct MessageMatch {
   // HTTP
   std::string method;                                        // exact, case-sensitive like HTTP
   std::string path;                                          // prefix of the path (query excluded)
-  std::optional<std::regex> path_regex;                      // ECMAScript, must match the whole path
+  std::optional<Regex> path_regex;                           // RE2, must match the whole path
   std::string path_regex_text;
   std::vector<std::pair<std::string, std::string>> headers;  // name -> exact value ("*" = present)
   std::vector<std::pair<std::string, std::string>> body;     // dotted JSON path -> compact JSON value

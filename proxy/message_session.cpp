@@ -137,7 +137,7 @@ struct MessageSession::Outbound final : Emitter {
 
   Stream stream;
   Chain chain;
-  std::vector<std::pair<std::string, std::uint64_t>> applied;
+  ActiveToxics active;  // the byte faults the chain follows, and their next schedule edge
   std::shared_ptr<std::string> owner;  // the bytes being pushed through the chain
   std::deque<Item> items;
   std::vector<End> ends;
@@ -360,12 +360,17 @@ void MessageSession::fail_upstream(const std::string& reason) {
 
 void MessageSession::refresh(bool force) {
   const std::uint64_t version = runtime_->version();
-  if (!force && version == seen_version_) return;
-  seen_version_ = version;
-  snapshot_ = runtime_->snapshot();
   const TimePoint now = Clock::now();
-  if (info_ && (!snapshot_->recordings.empty() || !taps_.empty())) {
-    taps_.follow(*snapshot_, runtime_->name(), snapshot_->protocol, info_->client, now);
+  const bool new_config = force || version != seen_version_;
+  // A schedule edge of a byte fault passing is a reason too (protocol faults check their
+  // window per message, in the engine).
+  if (!new_config && !to_upstream_->active.stale(version, now) && !to_client_->active.stale(version, now)) return;
+  if (new_config) {
+    seen_version_ = version;
+    snapshot_ = runtime_->snapshot();
+    if (info_ && (!snapshot_->recordings.empty() || !taps_.empty())) {
+      taps_.follow(*snapshot_, runtime_->name(), snapshot_->protocol, info_->client, now);
+    }
   }
   ToxicList protocol_faults;
   for (const ToxicList* list : {&snapshot_->upstream_toxics, &snapshot_->downstream_toxics}) {
@@ -378,7 +383,7 @@ void MessageSession::refresh(bool force) {
       }
     }
   }
-  if (engine_) {
+  if (engine_ && new_config) {
     const bool held = engine_->holds_forever();
     engine_->set_faults(protocol_faults);
     // Bytes the engine held "forever" (sse_stall with duration 0) go once it lets go.
@@ -401,20 +406,19 @@ void MessageSession::refresh(bool force) {
   for (Outbound* o : {to_upstream_.get(), to_client_.get()}) {
     const ToxicList& all = o->stream == Stream::upstream ? snapshot_->upstream_toxics : snapshot_->downstream_toxics;
     ToxicList bytes;
-    std::vector<std::pair<std::string, std::uint64_t>> wanted;
     for (const auto& t : all) {
       const ToxicType* type = ToxicRegistry::instance().find(t->type);
-      if (!type || type->layer != Layer::bytes) continue;
-      bytes.push_back(t);
-      if (t->active_at(now)) wanted.emplace_back(t->name, t->revision);
+      if (type && type->layer == Layer::bytes) bytes.push_back(t);
     }
-    if (wanted != o->applied || force) {
-      o->applied = std::move(wanted);
+    const TimePoint edge = o->active.next_edge();
+    if (o->active.update(version, bytes, now) || force) {
       for (auto& item : o->items) item.segment.release = std::min(item.segment.release, now);
       o->last_release = std::min(o->last_release, now);
       std::erase_if(o->ends, [](const Outbound::End& e) { return !e.from_engine; });
       if (o->chain.rebuild(bytes, now, *o)) o->ends.push_back({EndKind::close, now, true});
       wake(*o);
+    } else if (o->active.next_edge() != edge) {
+      wake(*o);  // its writer waits for the new edge
     }
     names[o->stream == Stream::upstream ? 0 : 1] = o->chain.active_names();
   }
@@ -498,6 +502,7 @@ awaitable<void> MessageSession::write_loop(Stream dir) {
     co_await destination(towards).send_close_notify();
   };
   while (!closing_ && !o.done) {
+    refresh(false);  // a schedule edge that passed while this writer waited applies now
     const TimePoint now = Clock::now();
     TimePoint end_at = kNever;
     EndKind end_kind = EndKind::close;
@@ -512,8 +517,7 @@ awaitable<void> MessageSession::write_loop(Stream dir) {
       const Outbound::Item item = o.items.front();  // holds the bytes while they are written
       if (has_end && end_at < item.segment.release) {
         if (end_at > now) {
-          o.timer.expires_at(end_at);
-          co_await o.timer.async_wait(use_nothrow);
+          co_await wait_until(o, end_at);
           continue;
         }
         co_await end_tls(dir, end_kind);
@@ -521,8 +525,7 @@ awaitable<void> MessageSession::write_loop(Stream dir) {
         co_return;
       }
       if (item.segment.release > now + kTimerSlack) {
-        o.timer.expires_at(item.segment.release);
-        co_await o.timer.async_wait(use_nothrow);
+        co_await wait_until(o, item.segment.release);
         continue;
       }
       // Everything already due goes in one gathered write: an answer's head and body, or
@@ -559,13 +562,16 @@ awaitable<void> MessageSession::write_loop(Stream dir) {
         execute_end(dir, end_kind);
         co_return;
       }
-      o.timer.expires_at(end_at);
-      co_await o.timer.async_wait(use_nothrow);
+      co_await wait_until(o, end_at);
       continue;
     }
-    o.timer.expires_at(TimePoint::max());
-    co_await o.timer.async_wait(use_nothrow);
+    co_await wait_until(o, kNever);
   }
+}
+
+awaitable<void> MessageSession::wait_until(Outbound& o, TimePoint t) {
+  o.timer.expires_at(std::min(t, o.active.next_edge()));  // a schedule window may open or close first
+  co_await o.timer.async_wait(use_nothrow);
 }
 
 void MessageSession::execute_end(Stream dir, EndKind kind) {

@@ -45,6 +45,7 @@ class MessageSession final : public Connection, public std::enable_shared_from_t
   void upstream_unreachable(const std::string& reason);
   awaitable<void> read_loop(Stream from);
   awaitable<void> write_loop(Stream towards);
+  awaitable<void> wait_until(Outbound& o, TimePoint t);
   void refresh(bool force);
   void wake(Outbound& o);
   void execute_end(Stream towards, EndKind kind);
@@ -71,7 +72,6 @@ class MessageSession final : public Connection, public std::enable_shared_from_t
   std::unique_ptr<Output> output_;
   std::unique_ptr<ProtocolEngine> engine_;
   EngineCounters reported_{};
-  std::vector<std::pair<std::string, std::uint64_t>> applied_;
 };
 
 }  // namespace faultline

@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "faults/regex.hpp"
 #include "proxy/api_checks.hpp"
 #include "proxy/control_plane.hpp"
 #include "proxy/json_io.hpp"
@@ -52,6 +53,20 @@ std::optional<std::string> string_list(const rapidjson::Value& v, const std::str
   return std::nullopt;
 }
 
+// Compiled here only to be refused early, with the pattern's place (the recorder compiles
+// them again for itself).
+std::optional<std::string> regex_list(const rapidjson::Value& v, std::vector<std::string>& out) {
+  const std::size_t first = out.size();
+  if (auto e = string_list(v, "redact_rules.regexes", out)) return e;
+  for (std::size_t i = first; i < out.size(); ++i) {
+    std::string why;
+    if (!Regex::compile(out[i], why)) {
+      return "field redact_rules.regexes[" + std::to_string(i - first) + "] is not a valid regular expression: " + why;
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::optional<std::string> parse_recording_options(const rapidjson::Value& v, rec::RecordingOptions& o, bool* append) {
@@ -88,7 +103,7 @@ std::optional<std::string> parse_recording_options(const rapidjson::Value& v, re
           const std::string rule(r->name.GetString(), r->name.GetStringLength());
           if (rule == "headers") e = string_list(r->value, "redact_rules.headers", o.rules.headers);
           else if (rule == "json_keys") e = string_list(r->value, "redact_rules.json_keys", o.rules.json_keys);
-          else if (rule == "regexes") e = string_list(r->value, "redact_rules.regexes", o.rules.regexes);
+          else if (rule == "regexes") e = regex_list(r->value, o.rules.regexes);
           else e = "field redact_rules." + rule + " is unknown (expected headers, json_keys, regexes)";
         }
       }

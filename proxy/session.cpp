@@ -46,10 +46,7 @@ struct Session::Pipe {
   tcp::socket& to;
   Chain chain;
   Sink sink;
-  std::vector<std::pair<std::string, std::uint64_t>> applied;  // toxic names and revisions in the chain
-  std::uint64_t seen_version = ~std::uint64_t{0};
-  bool initialized = false;
-  TimePoint next_boundary = kNever;  // when a scheduled toxic of this direction turns on or off
+  ActiveToxics active;  // what the chain follows, and when a scheduled toxic next turns on or off
 
   ~Pipe() {
     if (budget) budget->release(queued_bytes);
@@ -424,26 +421,26 @@ bool Session::end_due_before(const Pipe& p, TimePoint t) const {
 
 bool Session::fast_path(const Pipe& p) const {
   return p.chain.empty() && p.queue.empty() && !p.current && p.scheduled.empty() && p.ends.empty() && !p.writing &&
-         p.next_boundary == kNever;
+         p.active.next_edge() == kNever;
 }
 
 void Session::refresh(Pipe& p, bool force) {
   const std::uint64_t version = runtime_->version();
   const TimePoint now = Clock::now();
-  if (!force && version == p.seen_version && now < p.next_boundary) return;
-  p.seen_version = version;
+  if (!force && !p.active.stale(version, now)) return;
   auto snapshot = runtime_->snapshot();
   if (info_ && (!snapshot->recordings.empty() || !taps_.empty())) taps_.follow(*snapshot, runtime_->name(), Protocol::tcp, info_->client, now);
   const ToxicList& toxics = p.stream == Stream::upstream ? snapshot->upstream_toxics : snapshot->downstream_toxics;
-  p.next_boundary = next_schedule_change(toxics, now);
-  std::vector<std::pair<std::string, std::uint64_t>> wanted;
-  wanted.reserve(toxics.size());
-  for (const auto& t : toxics) {
-    if (t->active_at(now)) wanted.emplace_back(t->name, t->revision);
+  const TimePoint edge = p.active.next_edge();
+  if (!p.active.update(version, toxics, now)) {
+    // The same toxics are active (another direction or field changed), but a toxic added
+    // with a later window brings an edge: the writer is what wakes for it, idle or not.
+    if (p.active.next_edge() != edge) {
+      p.writer_timer.cancel();
+      if (!fast_path(p)) ensure_writer(p);
+    }
+    return;
   }
-  if (p.initialized && wanted == p.applied) return;  // another direction or field changed
-  p.initialized = true;
-  p.applied = std::move(wanted);
 
   // Like an interrupted Toxiproxy stub: what a fault was holding goes out now, and the
   // new chain applies from the next chunk on.
@@ -493,7 +490,7 @@ void Session::enqueue(Pipe& p, Chunk chunk) {
 }
 
 awaitable<void> Session::wait_until(Pipe& p, TimePoint t) {
-  p.writer_timer.expires_at(std::min(t, p.next_boundary));  // a schedule window may open or close first
+  p.writer_timer.expires_at(std::min(t, p.active.next_edge()));  // a schedule window may open or close first
   co_await p.writer_timer.async_wait(use_nothrow);
 }
 
@@ -722,7 +719,7 @@ awaitable<void> Session::write_loop(Pipe& p) {
       co_await wait_until(p, end_at);
       continue;
     }
-    if (p.chain.empty() && p.next_boundary == kNever) co_return;  // back to the fast path
+    if (p.chain.empty() && p.active.next_edge() == kNever) co_return;  // back to the fast path
     co_await wait_until(p, kNever);
   }
 }

@@ -1,7 +1,8 @@
 #include "recorder/redaction.hpp"
 
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/params.h>
 
 #include <rapidjson/memorystream.h>
 #include <rapidjson/reader.h>
@@ -74,22 +75,53 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-std::string hmac_hex(const std::string& key, std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  // An empty key is still a key to HMAC; OpenSSL wants a non-null pointer for it.
-  static const unsigned char kNoKey = 0;
-  const void* k = key.empty() ? static_cast<const void*>(&kNoKey) : static_cast<const void*>(key.data());
-  HMAC(EVP_sha256(), k, static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
-       data.size(), md, &n);
-  std::string out;
-  out.reserve(n * 2);
-  for (unsigned i = 0; i < n; ++i) {
-    out += kHex[md[i] >> 4];
-    out += kHex[md[i] & 0xF];
+// HMAC-SHA256(key, secret || suffix) for one secret and many suffixes: the secret is
+// hashed once, and each MAC continues from a copy of that state. A token longer than one
+// digest needs a MAC per 64 hex digits, and hashing a 1 MiB secret again for each of them
+// made its token cost 16 GiB of SHA-256. Should OpenSSL fail, hex() is empty.
+class SecretMac {
+ public:
+  SecretMac(const std::string& key, std::string_view secret) : ctx_(algorithm() ? EVP_MAC_CTX_new(algorithm()) : nullptr) {
+    char digest[] = "SHA256";
+    const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                                 OSSL_PARAM_construct_end()};
+    // An empty key is still a key to HMAC; OpenSSL wants a non-null pointer for it.
+    static const unsigned char kNoKey = 0;
+    const auto* k = key.empty() ? &kNoKey : reinterpret_cast<const unsigned char*>(key.data());
+    ok_ = ctx_ && EVP_MAC_init(ctx_, k, key.size(), params) &&
+          EVP_MAC_update(ctx_, reinterpret_cast<const unsigned char*>(secret.data()), secret.size());
   }
-  return out;
-}
+  ~SecretMac() { EVP_MAC_CTX_free(ctx_); }
+  SecretMac(const SecretMac&) = delete;
+  SecretMac& operator=(const SecretMac&) = delete;
+
+  // hex(HMAC-SHA256(key, secret || suffix)).
+  std::string hex(std::string_view suffix) const {
+    if (!ok_) return {};
+    EVP_MAC_CTX* c = EVP_MAC_CTX_dup(ctx_);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    std::size_t n = 0;
+    const bool ok = c && EVP_MAC_update(c, reinterpret_cast<const unsigned char*>(suffix.data()), suffix.size()) &&
+                    EVP_MAC_final(c, md, &n, sizeof md);
+    EVP_MAC_CTX_free(c);
+    if (!ok) return {};
+    std::string out;
+    out.reserve(n * 2);
+    for (std::size_t i = 0; i < n; ++i) {
+      out += kHex[md[i] >> 4];
+      out += kHex[md[i] & 0xF];
+    }
+    return out;
+  }
+
+ private:
+  static EVP_MAC* algorithm() {
+    static EVP_MAC* const mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);  // fetched once, shared
+    return mac;
+  }
+  EVP_MAC_CTX* ctx_;
+  bool ok_ = false;
+};
 
 // JSON members for an annotation, in the order they are added.
 class Fields {
@@ -342,7 +374,7 @@ struct Redactor::Impl {
   std::vector<std::string> value_headers;  // lower-case
   std::vector<std::string> keys;           // lower-case
   struct Rx {
-    std::regex re;
+    Regex re;
     std::string rule;
   };
   std::vector<Rx> regexes;
@@ -371,12 +403,13 @@ std::shared_ptr<Redactor> Redactor::make(std::string key, const RedactionRules& 
     if (!k.empty()) m.keys.push_back(lowered(k));
   }
   for (const auto& pattern : rules.regexes) {
-    try {
-      m.regexes.push_back({std::regex(pattern, std::regex::ECMAScript | std::regex::optimize), "regex:" + pattern});
-    } catch (const std::regex_error& e) {
-      error = "redaction regex " + json_string(pattern) + ": " + e.what();
+    std::string why;
+    auto re = Regex::compile(pattern, why);
+    if (!re) {
+      error = "redaction regex " + json_string(pattern) + ": " + why;
       return nullptr;
     }
+    m.regexes.push_back({std::move(*re), "regex:" + pattern});
   }
   return r;
 }
@@ -387,14 +420,16 @@ std::string Redactor::token(std::string_view secret, std::size_t length) const {
   if (length == 0) return {};
   const std::string& key = impl_->key;
   std::string out = length >= kPrefixedFrom ? std::string(kTokenPrefix) : std::string();
-  out += hmac_hex(key, secret);
-  std::string more(secret);
+  const SecretMac mac(key, secret);
+  out += mac.hex({});
   for (std::uint32_t i = 1; out.size() < length; ++i) {
-    more.resize(secret.size());
-    for (int b = 3; b >= 0; --b) more += static_cast<char>((i >> (8 * b)) & 0xFF);
-    out += hmac_hex(key, more);
+    char index[4];
+    for (int b = 0; b < 4; ++b) index[b] = static_cast<char>((i >> (8 * (3 - b))) & 0xFF);  // big-endian
+    const std::string more = mac.hex(std::string_view(index, sizeof index));
+    if (more.empty()) break;  // OpenSSL failed: masked below, never left as it was
+    out += more;
   }
-  out.resize(length);
+  out.resize(length, '*');
   return out;
 }
 
@@ -432,12 +467,8 @@ void Redactor::scan(std::span<char> data, std::vector<Match>& found) const {
   if (data.empty()) return;
   const Impl& m = *impl_;
   for (const auto& rx : m.regexes) {
-    std::vector<std::pair<std::size_t, std::size_t>> hits;
-    for (std::cregex_iterator it(data.data(), data.data() + data.size(), rx.re), end; it != end; ++it) {
-      const auto pos = static_cast<std::size_t>(it->position(0));
-      const auto len = static_cast<std::size_t>(it->length(0));
-      if (len > 0) hits.emplace_back(pos, len);
-    }
+    // Every match is found before any is replaced: a token never becomes context for the next.
+    const auto hits = rx.re.find_all(std::string_view(data.data(), data.size()));
     for (const auto& [pos, len] : hits) {
       const std::string secret(data.data() + pos, len);
       const std::string tok = token(secret);

@@ -597,11 +597,9 @@ class Parser {
       Obj o(v, path, {"type", "pattern", "target"});
       t.kind = Tolerance::Kind::regex;
       t.pattern = o.string("pattern");
-      try {
-        t.regex = std::make_shared<const std::regex>(t.pattern, std::regex::ECMAScript);
-      } catch (const std::regex_error& e) {
-        fail(o.path("pattern"), std::string("not a valid regular expression: ") + e.what());
-      }
+      std::string why;
+      t.regex = Regex::compile(t.pattern, why);
+      if (!t.regex) fail(o.path("pattern"), "not a valid regular expression: " + why);
       t.target = target(o, kind);
     } else if (type == "jsonpath") {
       Obj o(v, path, {"type", "path", "expect", "target"});

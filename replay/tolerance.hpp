@@ -4,12 +4,12 @@
 #pragma once
 #include <memory>
 #include <optional>
-#include <regex>
 #include <string>
 #include <vector>
 
 #include <rapidjson/document.h>
 
+#include "faults/regex.hpp"
 #include "replay/json_path.hpp"
 #include "replay/observation.hpp"
 
@@ -20,8 +20,8 @@ struct Tolerance {
   Kind kind = Kind::equals;
   std::vector<Scalar> values;              // equals (one), one_of
   std::optional<double> lo, hi;            // range; a missing bound is open
-  std::string pattern;                     // regex
-  std::shared_ptr<const std::regex> regex;
+  std::string pattern;                     // regex (RE2 syntax, searched anywhere)
+  std::optional<Regex> regex;
   std::optional<JsonPath> path;            // jsonpath
   std::shared_ptr<const rapidjson::Document> expect;  // jsonpath: optional expected value
   double max_ms = 0;                       // latency

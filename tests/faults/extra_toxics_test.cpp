@@ -127,6 +127,43 @@ TEST_CASE("a scheduled toxic is in the chain only inside its window") {
   CHECK(next_schedule_change(list, t0() + milliseconds(400)) == t0() + milliseconds(600));
 }
 
+// Both session kinds follow their toxics through ActiveToxics: a connection that is already
+// open must see a window edge even when the config version has not changed since.
+TEST_CASE("ActiveToxics: stale on a new version or a passed edge, changed only when the active set is") {
+  auto scheduled = std::make_shared<ToxicConfig>(*toxic("latency", {attr("latency", 500), attr("jitter", 0)}));
+  scheduled->name = "lat";
+  scheduled->created = t0();
+  scheduled->schedule = Schedule{1000, 1500, 0};  // active from 1 s to 2.5 s
+  ActiveToxics active;
+  CHECK(active.stale(1, t0()));  // never looked
+  CHECK(active.update(1, {}, t0()));  // the first look always builds the chain
+  CHECK(active.next_edge() == kNever);
+  CHECK_FALSE(active.stale(1, t0() + milliseconds(10)));
+
+  // The toxic arrives before its window: a new version, the same (empty) active set, an edge.
+  const ToxicList list{scheduled};
+  CHECK(active.stale(2, t0() + milliseconds(10)));
+  CHECK_FALSE(active.update(2, list, t0() + milliseconds(10)));
+  CHECK(active.next_edge() == t0() + milliseconds(1000));
+  CHECK_FALSE(active.stale(2, t0() + milliseconds(999)));
+  CHECK(active.stale(2, t0() + milliseconds(1000)));  // the same version: the edge alone
+  CHECK(active.update(2, list, t0() + milliseconds(1000)));
+  CHECK(active.next_edge() == t0() + milliseconds(2500));
+  CHECK_FALSE(active.update(2, list, t0() + milliseconds(1200)));
+  CHECK(active.update(2, list, t0() + milliseconds(2500)));  // the window closes
+  CHECK(active.next_edge() == kNever);
+  CHECK_FALSE(active.stale(2, t0() + milliseconds(100000)));
+
+  // A new revision of an active toxic is a change; another toxic's inactive one is not.
+  auto plain = std::make_shared<ToxicConfig>(*toxic("latency", {attr("latency", 5), attr("jitter", 0)}));
+  plain->name = "plain";
+  CHECK(active.update(3, {plain}, t0() + milliseconds(3000)));
+  auto revised = std::make_shared<ToxicConfig>(*plain);
+  revised->revision = plain->revision + 1;
+  CHECK(active.update(4, {revised}, t0() + milliseconds(3000)));
+  CHECK_FALSE(active.update(5, {revised, scheduled}, t0() + milliseconds(3000)));
+}
+
 TEST_CASE("per-chunk dice: each chunk rolls, about the right share is affected") {
   auto c = std::make_shared<ToxicConfig>(*toxic("latency", {attr("latency", 100), attr("jitter", 0)}, 0.25));
   c->per_chunk_dice = true;

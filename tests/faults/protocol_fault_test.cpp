@@ -1,7 +1,11 @@
 // Protocol fault types: `match` parsing, JSON merge patch, and the attribute compile step.
 #include <catch2/catch.hpp>
 
+#include <chrono>
+
 #include <rapidjson/document.h>
+
+#include "protocols/http.hpp"
 
 #include "tests/faults/engine_support.hpp"
 
@@ -92,6 +96,24 @@ TEST_CASE("parse_match errors name the field") {
   CHECK_THAT(match_error(R"(["method"])"), Contains("attribute match must be an object"));
   CHECK_THAT(match_error(R"("GET")"), Contains("attribute match must be an object"));
   CHECK_THAT(match_error("{oops"), Contains("attribute match is not JSON"));
+}
+
+TEST_CASE("parse_match: a pattern RE2 does not support is refused, naming match.path_regex") {
+  CHECK_THAT(match_error(R"({"path_regex":"/v1/(?!admin).*"})"), Contains("attribute match.path_regex") && Contains("(?!"));
+  CHECK_THAT(match_error(R"({"path_regex":"/(a)/\\1"})"), Contains("attribute match.path_regex") && Contains("\\1"));
+}
+
+// std::regex recursed once per character: a long path could overflow a worker's stack.
+TEST_CASE("path_regex over a 1 MiB path neither crashes nor takes long, and still matches the whole path") {
+  const MessageMatch m = match_ok(R"({"path_regex":"/v1/[a-z]+"})");
+  http::Head head;
+  head.method = "GET";
+  head.target = "/v1/" + std::string(1024 * 1024, 'a') + "?q=1";
+  const auto start = std::chrono::steady_clock::now();
+  CHECK(m.matches_head(head));
+  head.target = "/v1/" + std::string(1024 * 1024, 'a') + "/x";
+  CHECK_FALSE(m.matches_head(head));  // a full match, not a search
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(2));
 }
 
 // ---- merge_patch (RFC 7396) -----------------------------------------------------------

@@ -669,6 +669,19 @@ class HttpProxyTest(unittest.TestCase):
         self.assertEqual(self.applied("re"), 1)
         self.assertEqual(self.applied("body"), 1)
 
+    def test_path_regex_is_re2_over_a_long_path_and_refusals_name_the_field(self):
+        # RE2: linear time, no recursion; std::regex overflowed a worker's stack on a long match.
+        self.add({"name": "re", "type": "http_abort", "attributes": {
+            "status": 418, "match": {"path_regex": "/v1/[a-z]+"}}})
+        long_path = "/v1/" + "a" * 60000  # near the 64 KiB head limit
+        self.assertEqual(self.get(long_path)[0], 418)
+        self.assertEqual(self.get(long_path + "/x")[0], 200, "still a match of the whole path")
+        for pattern, why in (("/v1/(?!admin).*", "lookahead"), ("/(a)/\\1", "backreferences")):
+            resp = self.add({"name": "bad", "type": "http_abort", "attributes": {
+                "status": 418, "match": {"path_regex": pattern}}}, status=400)
+            self.assertIn("attribute match.path_regex is not a valid regular expression", resp["error"], resp)
+            self.assertIn(why, resp["error"], resp)
+
     def test_abort_toxicity_zero_leaves_requests_alone(self):
         self.add({"name": "never", "type": "http_abort", "toxicity": 0, "attributes": {"status": 429}})
         r = self.curl("-o", "/dev/null", "-w", "%{http_code}\n", self.base + "/t/[1-20]")

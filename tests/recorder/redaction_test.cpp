@@ -1,6 +1,10 @@
 // Redaction tokens and the payload scans (user regexes, remembered secrets), without streams.
 #include <catch2/catch.hpp>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <chrono>
 #include <set>
 
 #include "tests/recorder/support.hpp"
@@ -55,6 +59,43 @@ TEST_CASE("redaction: long secrets are padded deterministically past the first d
   CHECK(tok.find_first_not_of("0123456789abcdef", 9) == std::string::npos);
 }
 
+TEST_CASE("redaction: tokens are the documented HMAC-SHA256 chain, for any key") {
+  const auto hmac_hex = [](const std::string& key, const std::string& data) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    static const unsigned char kNoKey = 0;
+    HMAC(EVP_sha256(), key.empty() ? &kNoKey : reinterpret_cast<const unsigned char*>(key.data()),
+         static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()), data.size(), md, &n);
+    std::string out;
+    for (unsigned i = 0; i < n; ++i) out += "0123456789abcdef"[md[i] >> 4], out += "0123456789abcdef"[md[i] & 0xF];
+    return out;
+  };
+  for (const std::string key : {"test-key", ""}) {
+    auto r = redactor(key);
+    std::string secret;
+    for (int i = 0; i < 300; ++i) secret += static_cast<char>('!' + i % 90);
+    std::string want = "REDACTED-" + hmac_hex(key, secret);
+    for (std::uint32_t i = 1; want.size() < secret.size(); ++i) {
+      const char be[4] = {static_cast<char>(i >> 24), static_cast<char>(i >> 16), static_cast<char>(i >> 8), static_cast<char>(i)};
+      want += hmac_hex(key, secret + std::string(be, 4));
+    }
+    want.resize(secret.size());
+    INFO("key \"" << key << "\"");
+    CHECK(r->token(secret) == want);
+    CHECK(r->token("hunter2") == hmac_hex(key, "hunter2").substr(0, 7));
+  }
+}
+
+TEST_CASE("redaction: a 1 MiB secret's token takes little time") {
+  auto r = redactor();
+  const std::string secret = "sk-" + std::string(1024 * 1024, 'A');
+  const auto start = std::chrono::steady_clock::now();
+  const std::string tok = r->token(secret);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(1));
+  CHECK(tok.size() == secret.size());
+  CHECK(tok.rfind("REDACTED-", 0) == 0);
+}
+
 TEST_CASE("redaction: an invalid user regex is refused with its pattern named") {
   std::string error;
   rec::RedactionRules rules;
@@ -106,6 +147,82 @@ TEST_CASE("redaction: scan replaces user regex matches and remembered secrets, s
   CHECK(found[0].rule == "regex:sk-[A-Za-z0-9]{8,}");
   CHECK(found[1].rule == "echo");
   CHECK(before.substr(found[1].offset, found[1].length) == "hunter2hunter2");
+}
+
+// std::regex recursed once per character of a match: this rule over a 40 KB token
+// overflowed an 8 MiB stack and took the whole process down.
+TEST_CASE("redaction: a user regex over a 1 MiB match neither crashes nor takes long") {
+  rec::RedactionRules rules;
+  rules.regexes = {"sk-[A-Za-z0-9]{8,}"};
+  auto r = redactor("k", rules);
+  const std::string secret = "sk-" + std::string(1024 * 1024, 'A');
+  std::string text = R"({"key":")" + secret + R"(","next":"sk-12345678"})";
+  const std::string before = text;
+  std::vector<rec::Redactor::Match> found;
+  const auto start = std::chrono::steady_clock::now();
+  r->scan(std::span<char>(text.data(), text.size()), found);
+  const auto took = std::chrono::steady_clock::now() - start;
+  CHECK(took < std::chrono::seconds(2));
+  REQUIRE(found.size() == 2);
+  CHECK(found[0].offset == 8);
+  CHECK(found[0].length == secret.size());
+  CHECK(before.substr(found[1].offset, found[1].length) == "sk-12345678");
+  CHECK(text.size() == before.size());
+  CHECK(text.substr(8, secret.size()) == r->token(secret));
+  CHECK(text.find("sk-") == std::string::npos);
+}
+
+TEST_CASE("redaction: a user regex over 1 MiB of short matches takes little time") {
+  rec::RedactionRules rules;
+  rules.regexes = {"sk-[A-Za-z0-9]{8,}"};
+  auto r = redactor("k", rules);
+  std::string text;
+  for (int i = 0; text.size() < 1024 * 1024; ++i) text += "sk-" + std::to_string(10000000 + i) + " ";
+  const std::size_t count = text.size() / std::string("sk-10000000 ").size();
+  std::vector<rec::Redactor::Match> found;
+  const auto start = std::chrono::steady_clock::now();
+  r->scan(std::span<char>(text.data(), text.size()), found);
+  const auto took = std::chrono::steady_clock::now() - start;
+  CHECK(took < std::chrono::seconds(2));
+  CHECK(found.size() == count);
+  CHECK(text.find("sk-") == std::string::npos);
+}
+
+TEST_CASE("redaction: matches are found left to right without overlapping, as before") {
+  rec::RedactionRules rules;
+  rules.regexes = {"ab|b+c", "^x"};  // leftmost first; ^ is the start of the payload only
+  auto r = redactor("k", rules);
+  std::string text = "xabbc bbc x";
+  const std::string before = text;
+  std::vector<rec::Redactor::Match> found;
+  r->scan(std::span<char>(text.data(), text.size()), found);
+  REQUIRE(found.size() == 4);
+  CHECK(before.substr(found[0].offset, found[0].length) == "ab");
+  CHECK(before.substr(found[1].offset, found[1].length) == "bc");
+  CHECK(before.substr(found[2].offset, found[2].length) == "bbc");
+  CHECK(found[3].offset == 0);
+  CHECK(found[3].rule == "regex:^x");
+}
+
+TEST_CASE("redaction: a pattern RE2 does not support is refused with its pattern named") {
+  // The pattern is named as a JSON string: a backslash shows doubled.
+  struct Case {
+    const char* pattern;
+    const char* shown;
+    const char* hint;
+  };
+  for (const Case& c : {Case{"sk-(?=[a-z])", "\"sk-(?=[a-z])\"", "(RE2 has no lookahead)"},
+                        Case{"(?<!x)sk-", "\"(?<!x)sk-\"", "(RE2 has no lookbehind; a named group is written (?P<name>...))"},
+                        Case{"(a)\\1", "\"(a)\\\\1\"", "(RE2 has no backreferences)"},
+                        Case{"(?<key>sk-.*)", "\"(?<key>sk-.*)\"", "(RE2 has no lookbehind; a named group is written (?P<name>...))"}}) {
+    std::string error;
+    rec::RedactionRules rules;
+    rules.regexes = {c.pattern};
+    CHECK(rec::Redactor::make("k", rules, error) == nullptr);
+    INFO(error);
+    CHECK(error.find(std::string("redaction regex ") + c.shown + ": ") == 0);
+    CHECK(error.find(c.hint) != std::string::npos);
+  }
 }
 
 TEST_CASE("redaction: remembered secrets are bounded, the oldest go first") {

@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <chrono>
+
 #include "replay/drill.hpp"
 #include "support.hpp"
 
@@ -113,6 +115,29 @@ TEST_CASE("range, regex, jsonpath and latency tolerances, with targets") {
   cmd.body = "version 7.0.15\n";
   CHECK(check(tolerance(kCommand, R"({"type": "regex", "pattern": "^version 7\\.", "target": "stdout"})"), cmd).ok);
   CHECK(check(tolerance(kCommand, "0"), cmd).ok);
+}
+
+// std::regex recursed once per character, so only the first 64 KiB were searched (and a
+// long match there could still exhaust the stack): a large body is now searched whole.
+TEST_CASE("a regex tolerance over a 1 MiB body searches all of it, quickly") {
+  const auto re = tolerance(kHttp, R"({"type": "regex", "pattern": "\\[a+\\]"})");
+  const std::string body = "[" + std::string(1024 * 1024, 'a') + "]";
+  const auto start = std::chrono::steady_clock::now();
+  CHECK(check(re, http(200, body)).ok);
+  CHECK_FALSE(check(re, http(200, body.substr(0, body.size() - 1))).ok);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(2));
+}
+
+TEST_CASE("a regex RE2 does not support is refused with the pattern's JSON path") {
+  for (const std::string pattern : {R"(ok(?=\\s))", R"((a)\\1)", R"((unclosed)"}) {
+    Drill d;
+    const auto error = drill_test::parse(
+        R"({"title": "t", "steady-state-hypothesis": {"probes": [{"name": "p", "provider": {"type": "http", "url": "http://h:1/"},
+            "tolerance": {"type": "regex", "pattern": ")" + pattern + R"("}}]}, "method": []})",
+        d);
+    INFO(pattern);
+    CHECK_THAT(error, Catch::Matchers::StartsWith("$.steady-state-hypothesis.probes[0].tolerance.pattern: not a valid regular expression"));
+  }
 }
 
 TEST_CASE("default tolerances and unanswered probes") {
