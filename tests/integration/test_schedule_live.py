@@ -72,19 +72,42 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class ScheduleOnLiveConnection:
-    """The test, for a subclass that says how to start an upstream and make one round trip
-    on one client connection."""
+    """The test, for a subclass that says which upstream to start and how to make one round
+    trip on one client connection."""
 
     PROTOCOL = None
+    UPSTREAM = None  # the upstream's class: UPSTREAM() starts one, .address is where it listens
+    UPSTREAM_STOP = "close"  # the name of the method that stops it
 
     def start_upstream(self):
-        """Starts the upstream (stopped by a cleanup); returns its address."""
-        raise NotImplementedError
+        """Starts an UPSTREAM (stopped by a cleanup); returns its address."""
+        server = self.UPSTREAM()
+        self.addCleanup(getattr(server, self.UPSTREAM_STOP))
+        return server.address
 
     def open_client(self, address):
         """Opens one client connection to `address` (closed by a cleanup); returns
         (round_trip, sock): a function making one exchange on it, and its socket."""
         raise NotImplementedError
+
+    def socket_client(self, address, request, reply):
+        """open_client for a protocol spoken on a bare socket: each round trip sends `request`
+        and must read back exactly `reply`."""
+        sock = connect(address)
+        self.addCleanup(sock.close)
+
+        def round_trip():
+            sock.sendall(request)
+            self.assertEqual(recv_exactly(sock, len(reply)), reply)
+        return round_trip, sock
+
+    def http_connection(self, address):
+        """A connected keep-alive http.client connection to `address` (closed by a cleanup)."""
+        host, port = split_hostport(address)
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        self.addCleanup(conn.close)
+        conn.connect()
+        return conn
 
     def setUp(self):
         upstream = self.start_upstream()
@@ -153,36 +176,18 @@ class ScheduleOnLiveConnection:
 
 class Tcp(ScheduleOnLiveConnection, unittest.TestCase):
     PROTOCOL = "tcp"
-
-    def start_upstream(self):
-        server = EchoServer()
-        self.addCleanup(server.close)
-        return server.address
+    UPSTREAM = EchoServer
 
     def open_client(self, address):
-        sock = connect(address)
-        self.addCleanup(sock.close)
-
-        def round_trip():
-            sock.sendall(b"ping")
-            self.assertEqual(recv_exactly(sock, 4), b"ping")
-        return round_trip, sock
+        return self.socket_client(address, b"ping", b"ping")
 
 
 class Http(ScheduleOnLiveConnection, unittest.TestCase):
     PROTOCOL = "http"
-
-    def start_upstream(self):
-        server = HttpUpstream()
-        self.addCleanup(server.close)
-        return server.address
+    UPSTREAM = HttpUpstream
 
     def open_client(self, address):
-        host, port = split_hostport(address)
-        conn = http.client.HTTPConnection(host, port, timeout=10)
-
-        self.addCleanup(conn.close)
-        conn.connect()
+        conn = self.http_connection(address)
 
         def round_trip():
             conn.request("GET", "/")
@@ -193,17 +198,10 @@ class Http(ScheduleOnLiveConnection, unittest.TestCase):
 
 class Mcp(ScheduleOnLiveConnection, unittest.TestCase):
     PROTOCOL = "mcp"
-
-    def start_upstream(self):
-        server = HttpUpstream()
-        self.addCleanup(server.close)
-        return server.address
+    UPSTREAM = HttpUpstream
 
     def open_client(self, address):
-        host, port = split_hostport(address)
-        conn = http.client.HTTPConnection(host, port, timeout=10)
-        self.addCleanup(conn.close)
-        conn.connect()
+        conn = self.http_connection(address)
         ids = iter(range(1, 1000))
 
         def round_trip():
@@ -218,20 +216,11 @@ class Mcp(ScheduleOnLiveConnection, unittest.TestCase):
 
 class Resp(ScheduleOnLiveConnection, unittest.TestCase):
     PROTOCOL = "resp"
-
-    def start_upstream(self):
-        server = RedisServer()
-        self.addCleanup(server.stop)
-        return server.address
+    UPSTREAM = RedisServer
+    UPSTREAM_STOP = "stop"
 
     def open_client(self, address):
-        sock = connect(address)
-        self.addCleanup(sock.close)
-
-        def round_trip():
-            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-            self.assertEqual(recv_exactly(sock, 7), b"+PONG\r\n")
-        return round_trip, sock
+        return self.socket_client(address, b"*1\r\n$4\r\nPING\r\n", b"+PONG\r\n")
 
 
 if __name__ == "__main__":
