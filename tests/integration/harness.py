@@ -7,7 +7,7 @@ Nothing here talks to any address outside loopback.
 What lives here is what several test files use: launching faultline (Faultline, Serve,
 run_serve_expect_exit) and other child processes (ManagedProcess), HTTP to the control API
 (call, Response), loopback TCP servers (ThreadedServer, EchoServer), socket helpers (connect,
-try_connect, wait_end, echo_roundtrip, recv_*), /metrics parsing and polling. Helpers for one
+try_connect, wait_listening, wait_end, echo_roundtrip, recv_*), /metrics parsing and polling. Helpers for one
 group of tests stay in api_helpers.py, relay_helpers.py and toxic_helpers.py.
 """
 import decimal
@@ -439,6 +439,18 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def wait_listening(proc, port, timeout=10):
+    """True once 127.0.0.1:port accepts a connection; False if `proc` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
 
 
 def connect(address, timeout=10):

@@ -30,7 +30,7 @@ import unittest
 import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BIN, Faultline, ManagedProcess, RedisServer, free_port, need, recv_all  # noqa: E402
+from harness import BIN, Faultline, ManagedProcess, RedisServer, free_port, need, recv_all, wait_listening  # noqa: E402
 
 LOADING = "LOADING Redis is loading the dataset in memory"
 
@@ -259,16 +259,17 @@ class QuietServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
     def handle_error(self, request, client_address):
-        pass  # faultline closes connections of a disabled proxy mid-request: that is the point
+        pass  # a disabled proxy or a reset cuts connections mid-request: that is the point
 
 
 class Backend:
-    """An HTTP server on loopback answering its name."""
+    """An HTTP server on loopback answering its name (`handler`: NamedHandler unless given)."""
 
-    def __init__(self, name):
-        self.server = QuietServer(("127.0.0.1", 0), NamedHandler)
+    def __init__(self, name, handler=NamedHandler):
+        self.server = QuietServer(("127.0.0.1", 0), handler)
         self.server.name = name
         self.port = self.server.server_address[1]
+        self.address = f"127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -278,18 +279,27 @@ class Backend:
 
 
 class HAProxy(ManagedProcess):
-    """haproxy in mode http: `primary` and a `backup` server, health-checked every 100 ms."""
+    """haproxy in mode http on a free port: `primary` and a `backup` server, health-checked
+    every 100 ms (down after 2 failures, up after 2 passes) by a connect, or with `http_check`
+    by GET /health. Without `primary_check` only the backup is checked: haproxy takes the
+    primary for up whatever happens. `maxconn` is haproxy's global maxconn."""
 
-    def __init__(self, primary, backup):
+    CHECK = "check inter 100ms fall 2 rise 2"
+
+    def __init__(self, primary, backup, primary_check=True, http_check=False, maxconn=256):
         self.bin = need("haproxy", "haproxy (apt package haproxy)")
         self.tmp = tempfile.mkdtemp(prefix="faultline-haproxy-")
         self.log = open(os.path.join(self.tmp, "haproxy.log"), "w+")
         cfg = os.path.join(self.tmp, "haproxy.cfg")
+        backend = ["option httpchk", "http-check send meth GET uri /health ver HTTP/1.1 hdr Host app"] if http_check else []
+        backend += [f"server primary {primary} {self.CHECK}" if primary_check else f"server primary {primary}",
+                    f"server backup {backup} {self.CHECK} backup"]
+        backend_lines = "".join(f"    {line}\n" for line in backend)
         for _ in range(3):  # a free port can be taken in between: retry
             self.port = free_port()
             with open(cfg, "w") as f:
                 f.write(f"""global
-    maxconn 256
+    maxconn {maxconn}
 defaults
     mode http
     # A refused connect is retried after min(timeout connect, 1 s): keep that short so a
@@ -303,19 +313,15 @@ frontend fe
     bind 127.0.0.1:{self.port}
     default_backend be
 backend be
-    server primary {primary} check inter 100ms fall 2 rise 2
-    server backup {backup} check inter 100ms fall 2 rise 2 backup
-""")
-            self.proc = subprocess.Popen([self.bin, "-db", "-f", cfg], stdout=self.log, stderr=subprocess.STDOUT)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                try:
-                    with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                        return
-                except OSError:
-                    time.sleep(0.05)
+{backend_lines}""")
+            self.proc = subprocess.Popen([self.bin, "-db", "-f", cfg], stdout=self.log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+            if wait_listening(self.proc, self.port):
+                return
             self.stop()
-        raise RuntimeError(f"haproxy did not start: {self.logs()}")
+        out = self.logs()
+        self.__exit__()
+        raise RuntimeError(f"haproxy did not start: {out}")
 
     def get(self):
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:

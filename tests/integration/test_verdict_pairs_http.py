@@ -38,17 +38,15 @@ import concurrent.futures
 import http.client
 import http.server
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Faultline, ManagedProcess, free_port, need  # noqa: E402
-from test_drill import TempDir, run_drill  # noqa: E402
+from harness import Faultline, ManagedProcess, free_port, need, wait_listening  # noqa: E402
+from test_drill import Backend, HAProxy, TempDir, run_drill  # noqa: E402
 
 SEEDS = (1, 2, 3, 4, 5)
 PARALLEL = max(1, int(os.environ.get("FAULTLINE_PAIR_PARALLEL", "4")))
@@ -59,7 +57,8 @@ LOAD_SECONDS = 3
 # Peers
 
 class AppHandler(http.server.BaseHTTPRequestHandler):
-    """GET /health: 200 "ok"; anything else: 200 and the backend's name. HTTP/1.1 keep-alive."""
+    """The backends' handler (served by test_drill's Backend): GET /health: 200 "ok"; anything
+    else: 200 and the backend's name. HTTP/1.1 keep-alive."""
 
     protocol_version = "HTTP/1.1"
 
@@ -75,29 +74,6 @@ class AppHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class QuietServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # a reset or a disabled proxy cuts connections mid-request: that is the point
-
-
-class AppBackend:
-    """A python HTTP backend on loopback answering its name."""
-
-    def __init__(self, name):
-        self.server = QuietServer(("127.0.0.1", 0), AppHandler)
-        self.server.name = name
-        self.port = self.server.server_address[1]
-        self.address = f"127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def http_get(port, path, timeout=5):
     """(status, body) of GET path on 127.0.0.1:port, a fresh connection."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
@@ -107,18 +83,6 @@ def http_get(port, path, timeout=5):
         return r.status, r.read().decode("utf-8", "replace")
     finally:
         conn.close()
-
-
-def wait_listening(proc, port, timeout=10):
-    """True once 127.0.0.1:port accepts a connection; False if `proc` exits or time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 class Nginx(ManagedProcess):
@@ -181,49 +145,6 @@ http {{
                 return f.read()
         except OSError:
             return ""
-
-
-class HAProxy(ManagedProcess):
-    """haproxy in mode http on a free port: `primary` and a `backup` server. The backup is
-    health-checked (GET /health every 100 ms, down after 2 failures, up after 2 passes); the
-    primary too when `primary_check`, otherwise haproxy takes it for up whatever happens."""
-
-    def __init__(self, primary, backup, primary_check):
-        self.bin = need("haproxy", "haproxy (apt package haproxy)")
-        self.tmp = tempfile.mkdtemp(prefix="faultline-haproxy-")
-        self.log = open(os.path.join(self.tmp, "haproxy.log"), "w+")
-        cfg = os.path.join(self.tmp, "haproxy.cfg")
-        check = "check inter 100ms fall 2 rise 2"
-        for _ in range(3):  # a free port can be taken in between: retry
-            self.port = free_port()
-            with open(cfg, "w") as f:
-                f.write(f"""global
-    maxconn 512
-defaults
-    mode http
-    # A refused connect is retried after min(timeout connect, 1 s): keep that short.
-    timeout connect 200ms
-    timeout client 10s
-    timeout server 10s
-    retries 2
-    option redispatch
-frontend fe
-    bind 127.0.0.1:{self.port}
-    default_backend be
-backend be
-    option httpchk
-    http-check send meth GET uri /health ver HTTP/1.1 hdr Host app
-    server primary {primary} {check if primary_check else ""}
-    server backup {backup} {check} backup
-""")
-            self.proc = subprocess.Popen([self.bin, "-db", "-f", cfg], stdout=self.log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
-            if wait_listening(self.proc, self.port):
-                return
-            self.stop()
-        out = self.logs()
-        self.__exit__()
-        raise RuntimeError(f"haproxy did not start: {out}")
 
 
 def wait_for_body(port, want, timeout=10):
@@ -426,9 +347,9 @@ class NginxPairsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         need("nginx", "nginx-light (apt package nginx-light)")
-        cls.a = AppBackend("A")
+        cls.a = Backend("A", AppHandler)
         cls.addClassCleanup(cls.a.close)
-        cls.b = AppBackend("B")
+        cls.b = Backend("B", AppHandler)
         cls.addClassCleanup(cls.b.close)
 
     def one_run(self, setup, seed, toxic, verdicts, judge):
@@ -516,16 +437,17 @@ class HAProxyFailoverPairTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         need("haproxy", "haproxy (apt package haproxy)")
-        cls.a = AppBackend("primary")
+        cls.a = Backend("primary", AppHandler)
         cls.addClassCleanup(cls.a.close)
-        cls.b = AppBackend("backup")
+        cls.b = Backend("backup", AppHandler)
         cls.addClassCleanup(cls.b.close)
 
     def one_run(self, setup, seed):
         with TempDir() as tmp, Faultline("--seed", str(seed)) as fl:
             pa = fl.create_proxy("app-a", self.a.address, protocol="http")
             pb = fl.create_proxy("app-b", self.b.address, protocol="http")
-            with HAProxy(pa["listen"], pb["listen"], primary_check=(setup == "recovering")) as ha:
+            with HAProxy(pa["listen"], pb["listen"], primary_check=(setup == "recovering"), http_check=True,
+                         maxconn=512) as ha:
                 got = wait_for_body(ha.port, "primary")
                 if got != (200, "primary"):
                     return None, [f"haproxy does not route to the primary: {got}\n{ha.logs()}"]
