@@ -299,20 +299,27 @@ struct DescribedSecret {
   std::size_t len = 0;
 };
 
+// name=value&… (a query string, a form body, a word of a fault description): calls
+// found(value_pos, value_len, name) for each parameter with a value whose name is a secret key.
+template <typename SecretKey, typename Found>
+void secret_params(std::string_view text, const SecretKey& secret_key, const Found& found) {
+  std::size_t p = 0;
+  while (p < text.size()) {
+    std::size_t amp = text.find('&', p);
+    if (amp == std::string_view::npos) amp = text.size();
+    const std::string_view pair = text.substr(p, amp - p);
+    const std::size_t eq = pair.find('=');
+    if (eq != std::string_view::npos && eq > 0 && eq + 1 < pair.size() && secret_key(pair.substr(0, eq)))
+      found(p + eq + 1, pair.size() - eq - 1, pair.substr(0, eq));
+    p = amp + 1;
+  }
+}
+
 // name=value&… inside a description's word: the values of secret parameters.
 template <typename SecretKey>
 void described_params(std::string_view word, std::size_t base, const SecretKey& secret_key,
                       std::vector<DescribedSecret>& out) {
-  std::size_t p = 0;
-  while (p < word.size()) {
-    std::size_t amp = word.find('&', p);
-    if (amp == std::string_view::npos) amp = word.size();
-    const std::string_view pair = word.substr(p, amp - p);
-    const std::size_t eq = pair.find('=');
-    if (eq != std::string_view::npos && eq > 0 && eq + 1 < pair.size() && secret_key(pair.substr(0, eq)))
-      out.push_back({base + p + eq + 1, pair.size() - eq - 1});
-    p = amp + 1;
-  }
+  secret_params(word, secret_key, [&](std::size_t pos, std::size_t len, std::string_view) { out.push_back({base + pos, len}); });
 }
 
 // Where the secrets of a description are (see Redactor::redact_description), in order.
@@ -976,18 +983,10 @@ struct StreamAnnotator::Impl {
   void redact_params(std::string_view text, const std::function<void(std::size_t, std::size_t, std::string_view,
                                                                      const std::string&)>& apply,
                      std::string_view what) {
-    std::size_t p = 0;
-    while (p < text.size()) {
-      std::size_t amp = text.find('&', p);
-      if (amp == std::string_view::npos) amp = text.size();
-      const std::string_view pair = text.substr(p, amp - p);
-      const std::size_t eq = pair.find('=');
-      if (eq != std::string_view::npos && eq + 1 < pair.size() && red->secret_key(pair.substr(0, eq))) {
-        apply(p + eq + 1, pair.size() - eq - 1, pair.substr(eq + 1),
-              std::string(what) + ":" + lowered(pair.substr(0, eq)));
-      }
-      p = amp + 1;
-    }
+    secret_params(text, [&](std::string_view key) { return red->secret_key(key); },
+                  [&](std::size_t pos, std::size_t len, std::string_view name) {
+                    apply(pos, len, text.substr(pos, len), std::string(what) + ":" + lowered(name));
+                  });
   }
 
   void redact_target(std::uint64_t off, std::string_view line) {

@@ -1072,36 +1072,25 @@ class Parser {
 
   bool known_event(const std::string& text) const {
     if (text == "method.start" || text == "method.end" || timed_.count(text)) return true;
-    for (const char* edge : {".start", ".end", ".removed"}) {
-      const std::string e = edge;
-      if (text.size() > e.size() && text.compare(text.size() - e.size(), e.size(), e) == 0 &&
-          timed_.count(text.substr(0, text.size() - e.size())))
-        return true;
-    }
-    return false;
+    const auto [name, edge] = split_edge(text);
+    return !edge.empty() && timed_.count(name);
   }
 
-  std::string event_key(const Obj& o, const char* key, const std::string& given) {
-    const std::optional<std::string> text = given;
-    if (*text == "method.start" || *text == "method.end") return *text;
-    if (timed_.count(*text)) return *text + ".end";
-    for (const char* edge : {".start", ".end", ".removed"}) {
-      const std::string e = edge;
-      if (text->size() > e.size() && text->compare(text->size() - e.size(), e.size(), e) == 0) {
-        const std::string name = text->substr(0, text->size() - e.size());
-        if (timed_.count(name)) {
-          if (e == ".removed") {
-            const auto& a = declared_.at(name);
-            const auto* t = std::get_if<ToxicSpec>(&a.spec);
-            if (a.provider != Provider::toxic_add || !t || t->duration <= 0)
-              fail(o.path(key), "\"" + name + "\" is not a toxic.add with a duration, so it has no .removed");
-          }
-          return *text;
-        }
-      }
+  // The event as the runner records it: an activity's plain name is its end.
+  std::string event_key(const Obj& o, const char* key, const std::string& text) {
+    if (text == "method.start" || text == "method.end") return text;
+    if (timed_.count(text)) return text + ".end";
+    const auto [name, edge] = split_edge(text);
+    if (edge.empty() || !timed_.count(name))
+      fail(o.path(key), "no method or rollback activity named \"" + text +
+                            "\" (or use method.start / method.end; an offset is written NAME+2s or NAME-500ms)");
+    if (edge == ".removed") {
+      const auto& a = declared_.at(name);
+      const auto* t = std::get_if<ToxicSpec>(&a.spec);
+      if (a.provider != Provider::toxic_add || !t || t->duration <= 0)
+        fail(o.path(key), "\"" + name + "\" is not a toxic.add with a duration, so it has no .removed");
     }
-    fail(o.path(key), "no method or rollback activity named \"" + *text +
-                          "\" (or use method.start / method.end; an offset is written NAME+2s or NAME-500ms)");
+    return text;
   }
 
   std::vector<std::string> sources(const Obj& o, const char* key, bool required) {
@@ -1131,13 +1120,7 @@ class Parser {
     if (!given) {
       std::string base = after;
       if (auto split = split_offset(base); split && !timed_.count(base)) base = split->first;
-      for (const char* edge : {".start", ".end", ".removed"}) {
-        const std::string e = edge;
-        if (base.size() > e.size() && base.compare(base.size() - e.size(), e.size(), e) == 0) {
-          base.resize(base.size() - e.size());
-          break;
-        }
-      }
+      base = split_edge(base).first;
       if (auto it = declared_.find(base); it != declared_.end() &&
           (it->second.provider == Provider::toxic_add || it->second.provider == Provider::proxy_disable))
         names.push_back(base);

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include <rapidjson/document.h>
+
 namespace faultline::drill {
 
 const char* to_string(Phase p) {
@@ -48,14 +50,53 @@ std::optional<std::pair<std::string, double>> split_offset(const std::string& ke
   return std::pair{key.substr(0, sign), key[sign] == '-' ? -value : value};
 }
 
+StepLines parse_steps(std::string_view text, double wall0) {
+  StepLines out;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    auto nl = text.find('\n', at);
+    if (nl == std::string_view::npos) nl = text.size();
+    const std::string_view line = text.substr(at, nl - at);
+    at = nl + 1;
+    if (line.find('{') == std::string_view::npos) continue;
+    rapidjson::Document doc;
+    doc.Parse(line.data(), line.size());
+    if (doc.HasParseError() || !doc.IsObject()) continue;
+    auto num = [&](const char* key) -> std::optional<double> {
+      auto it = doc.FindMember(key);
+      return it != doc.MemberEnd() && it->value.IsNumber() ? std::optional<double>(it->value.GetDouble()) : std::nullopt;
+    };
+    const auto start = num("start"), end = num("end");
+    auto ok = doc.FindMember("ok");
+    if (!start || !end || ok == doc.MemberEnd() || !ok->value.IsBool() || *end < *start) {
+      ++out.malformed;
+      continue;
+    }
+    LoadCall call;
+    call.start = *start - wall0;
+    call.latency_ms = (*end - *start) * 1000;
+    call.ok = ok->value.GetBool();
+    if (auto status = num("status")) call.status = static_cast<int>(*status);
+    if (auto d = doc.FindMember("detail"); d != doc.MemberEnd() && d->value.IsString() && !call.ok)
+      call.detail = std::string(d->value.GetString(), std::min<std::size_t>(d->value.GetStringLength(), 200));
+    out.calls.push_back(std::move(call));
+  }
+  return out;
+}
+
+std::pair<std::string, std::string> split_edge(const std::string& key) {
+  for (const std::string_view edge : {".start", ".end", ".removed"}) {
+    if (key.size() > edge.size() && key.compare(key.size() - edge.size(), edge.size(), edge) == 0)
+      return {key.substr(0, key.size() - edge.size()), std::string(edge)};
+  }
+  return {key, ""};
+}
+
 std::optional<double> RunRecord::event(const std::string& key) const {
   if (auto it = events.find(key); it != events.end()) return it->second;
-  if (auto split = split_offset(key)) {
-    // An activity's plain name is its end.
-    auto it = events.find(split->first);
-    if (it == events.end()) it = events.find(split->first + ".end");
-    if (it != events.end()) return it->second + split->second;
-  }
+  // "NAME.end+2s": the parser writes every event with its edge, so the base is a key.
+  if (auto split = split_offset(key))
+    if (auto it = events.find(split->first); it != events.end()) return it->second + split->second;
   return std::nullopt;
 }
 

@@ -77,6 +77,18 @@ struct HypothesisRun {
 // text does not end in an offset (a number with s or ms after + or -).
 std::optional<std::pair<std::string, double>> split_offset(const std::string& key);
 
+// "kill.removed" -> ("kill", ".removed"); without a .start, .end or .removed edge: (key, "").
+std::pair<std::string, std::string> split_edge(const std::string& key);
+
+// A workflow command's stdout: each line that is a JSON object {"start", "end" (unix seconds),
+// "ok", "status", "detail"} is one step; other lines are the script's own output. `wall0` is
+// the run's start in unix seconds (step times become run times).
+struct StepLines {
+  std::vector<LoadCall> calls;  // in the order printed
+  std::size_t malformed = 0;    // JSON objects without start, end and ok (or ending before they start)
+};
+StepLines parse_steps(std::string_view stdout_text, double wall0);
+
 struct RunRecord {
   std::vector<HypothesisRun> hypothesis;
   std::vector<ActivityRecord> method;

@@ -17,12 +17,15 @@
 #include <thread>
 
 #include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
 #include "proxy/asio.hpp"
 #include "replay/clients.hpp"
 #include "replay/process.hpp"
 #include "replay/record.hpp"
 #include "replay/replay_actions.hpp"
+#include "replay/replay_model.hpp"
 #include "replay/report.hpp"
 #include "replay/verdicts.hpp"
 #include "replay/wire.hpp"
@@ -46,9 +49,7 @@ std::string fmt(double v, int decimals = 2) {
 // (a provider's RateLimitError, "Premature close", an HTML error page).
 std::string with_body_start(const std::string& why, const Observation& o) {
   if (o.kind != ProbeKind::http || !o.answered || o.body.empty()) return why;
-  std::string start;
-  for (char c : o.body.substr(0, 160)) start += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? ' ' : c;
-  return why + " (body: " + start + (o.body.size() > 160 ? "..." : "") + ")";
+  return why + " (body: " + replay::printable(o.body, 160) + ")";
 }
 
 // Coroutines started together and awaited together: background activities, a load's
@@ -103,26 +104,8 @@ class Runner {
  public:
   Runner(net::io_context& ioc, const Drill& drill, const RunOptions& options)
       : ioc_(ioc), d_(drill), opts_(options), t0_(clock::now()), replays_(directory_of(drill.file)) {
-    for (const auto& v : d_.verdicts) {
-      if (v.type == VerdictType::failover) {
-        for (const auto* ref : {&v.primary, &v.backup}) {
-          if (v.custom_metric) {
-            want_metric(ref->faultline, v.metric);
-          } else {
-            want_metric(ref->faultline, "faultline_proxy_requests_total");
-            want_metric(ref->faultline, "faultline_proxy_data_connections_total");
-            if (!v.traffic_exclude.empty()) want_metric(ref->faultline, "faultline_toxic_messages_total");
-          }
-        }
-      }
-      if (v.retries) want_metric(v.retries->proxy.faultline, v.retries->metric);
-      // What each fault did, by faultline's own count (verdicts never infer it from the client).
-      for (const auto& f : v.faults)
-        if (f.provider == Provider::toxic_add)
-          for (const char* m : {"faultline_toxic_messages_total", "faultline_toxic_resets_total", "faultline_toxic_bytes_dropped_total",
-                                "faultline_toxic_bytes_delayed_total"})
-            want_metric(f.proxy.faultline, m);
-    }
+    for (const auto& v : d_.verdicts)
+      for (const auto& [url, name] : series_read(v)) want_metric(url, name);
   }
 
   ~Runner() {
@@ -343,8 +326,7 @@ class Runner {
     for (const auto& v : d_.verdicts) {
       if (v.type != VerdictType::failover || v.traffic_exclude.empty()) continue;
       for (const auto* ref : {&v.primary, &v.backup}) {
-        const std::string protocol = record.proxy_protocols[RunRecord::proxy_key(ref->faultline, ref->proxy)];
-        if (protocol == "tcp") {
+        if (protocol_of(*ref) == "tcp") {
           reason_ = v.path + ".traffic.exclude: " + ref->proxy + " is a tcp proxy, whose requests faultline does not decode; " +
                     "its traffic is the connections that carry data (leave exclude out)";
           co_return false;
@@ -356,16 +338,37 @@ class Runner {
 
   // ---- traffic counters (failover verdicts' health-check exclusion) -------------------
 
+  std::string protocol_of(const ProxyRef& ref) const {
+    auto it = record.proxy_protocols.find(RunRecord::proxy_key(ref.faultline, ref.proxy));
+    return it == record.proxy_protocols.end() ? "tcp" : it->second;
+  }
+
+  // A zero-delay toxic named `name` that only counts the requests `match_json` matches.
+  static std::string counting_toxic(const std::string& name, const std::string& protocol, const std::string& match_json) {
+    rapidjson::Document doc;
+    doc.SetObject();
+    auto& a = doc.GetAllocator();
+    rapidjson::Document match(&a);
+    match.Parse(match_json.c_str(), match_json.size());  // the parser wrote it: an object
+    rapidjson::Value attributes(rapidjson::kObjectType);
+    attributes.AddMember("delay", 0, a).AddMember("jitter", 0, a).AddMember("match", rapidjson::Value(match, a), a);
+    doc.AddMember("name", rapidjson::Value(name.c_str(), a), a)
+        .AddMember("type", rapidjson::StringRef(protocol == "resp" ? "resp_delay" : "http_delay"), a)
+        .AddMember("stream", "upstream", a)
+        .AddMember("attributes", attributes, a);
+    rapidjson::StringBuffer buf;
+    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+    doc.Accept(w);
+    return std::string(buf.GetString(), buf.GetSize());
+  }
+
   awaitable<bool> add_traffic_counters() {
     for (const auto& v : d_.verdicts) {
       if (v.type != VerdictType::failover) continue;
       for (std::size_t k = 0; k < v.traffic_exclude.size(); ++k) {
         for (const auto* ref : {&v.primary, &v.backup}) {
-          const std::string protocol = record.proxy_protocols[RunRecord::proxy_key(ref->faultline, ref->proxy)];
-          const std::string type = protocol == "resp" ? "resp_delay" : "http_delay";
           const std::string name = traffic_counter_name(v, k);
-          const std::string body = "{\"name\":\"" + name + "\",\"type\":\"" + type + "\",\"stream\":\"upstream\"," +
-                                   "\"attributes\":{\"delay\":0,\"jitter\":0,\"match\":" + v.traffic_exclude[k] + "}}";
+          const std::string body = counting_toxic(name, protocol_of(*ref), v.traffic_exclude[k]);
           const auto path = "/proxies/" + escape_segment(ref->proxy) + "/toxics";
           co_await api_call(ref->faultline, "DELETE", path + "/" + escape_segment(name));  // left by an interrupted run
           const auto r = co_await api_call(ref->faultline, "POST", path, body);
@@ -544,49 +547,18 @@ class Runner {
     co_return r;
   }
 
-  // A workflow command's own steps (stdout, one JSON object per line with unix-time start and
-  // end) become the activity's series, as a load's calls are. Lines that are not such objects
-  // are the script's own output and are left alone.
+  // A workflow command's own steps become the activity's series, as a load's calls are.
   void add_steps(const std::string& name, const Observation& o, ActivityRecord& r) {
     LoadRecord& out = record.loads[name];
     out.name = name;
     out.target = ProbeKind::command;
-    const double wall0 = std::chrono::duration<double>(wall0_.time_since_epoch()).count();
-    std::size_t steps = 0, ok = 0, bad = 0;
-    std::size_t at = 0;
-    while (at < o.body.size()) {
-      auto nl = o.body.find('\n', at);
-      if (nl == std::string::npos) nl = o.body.size();
-      const std::string line = o.body.substr(at, nl - at);
-      at = nl + 1;
-      if (line.find('{') == std::string::npos) continue;
-      rapidjson::Document doc;
-      doc.Parse(line.c_str(), line.size());
-      if (doc.HasParseError() || !doc.IsObject()) continue;
-      auto num = [&](const char* key) -> std::optional<double> {
-        auto it = doc.FindMember(key);
-        return it != doc.MemberEnd() && it->value.IsNumber() ? std::optional<double>(it->value.GetDouble()) : std::nullopt;
-      };
-      const auto start = num("start"), end = num("end");
-      auto okm = doc.FindMember("ok");
-      if (!start || !end || okm == doc.MemberEnd() || !okm->value.IsBool() || *end < *start) {
-        ++bad;
-        continue;
-      }
-      LoadCall call;
-      call.start = *start - wall0;
-      call.latency_ms = (*end - *start) * 1000;
-      call.ok = okm->value.GetBool();
-      if (auto st = num("status")) call.status = static_cast<int>(*st);
-      if (auto d = doc.FindMember("detail"); d != doc.MemberEnd() && d->value.IsString() && !call.ok)
-        call.detail = std::string(d->value.GetString(), std::min<std::size_t>(d->value.GetStringLength(), 200));
-      ok += call.ok;
-      ++steps;
-      out.calls.push_back(std::move(call));
-    }
+    const StepLines steps = parse_steps(o.body, std::chrono::duration<double>(wall0_.time_since_epoch()).count());
+    std::size_t ok = 0;
+    for (const auto& c : steps.calls) ok += c.ok;
+    out.calls.insert(out.calls.end(), steps.calls.begin(), steps.calls.end());
     std::stable_sort(out.calls.begin(), out.calls.end(), [](const LoadCall& x, const LoadCall& y) { return x.start < y.start; });
-    r.observed += "; " + std::to_string(steps) + " steps reported, " + std::to_string(ok) + " ok" +
-                  (bad ? ", " + std::to_string(bad) + " step lines without start, end and ok" : "");
+    r.observed += "; " + std::to_string(steps.calls.size()) + " steps reported, " + std::to_string(ok) + " ok" +
+                  (steps.malformed ? ", " + std::to_string(steps.malformed) + " step lines without start, end and ok" : "");
   }
 
   static std::string toxic_path(const ToxicSpec& t) { return "/proxies/" + escape_segment(t.proxy) + "/toxics"; }

@@ -121,40 +121,6 @@ double success_ratio(const std::vector<Sample>& samples) {
   return static_cast<double>(ok) / static_cast<double>(samples.size());
 }
 
-std::string locate_failures(const std::vector<Sample>& samples, const RunRecord& record);
-std::string failure_examples(const std::vector<Sample>& samples);
-
-void success_rate(const VerdictSpec& spec, const RunRecord& record, VerdictResult& r) {
-  Window w;
-  if (!window(spec, record, w, r)) return;
-  const auto samples = in_window(series(record, spec.sources), w);
-  const double ratio = success_ratio(samples);
-  r.measured = {{"samples", static_cast<double>(samples.size())}, {"success_rate", ratio}, {"threshold", spec.threshold}};
-  r.summary = pct(ratio) + " of " + std::to_string(samples.size()) + " calls of " + source_text(spec.sources) +
-              " succeeded (threshold " + pct(spec.threshold) + ")";
-  if (samples.size() < spec.min_samples)
-    r.failures.push_back("only " + std::to_string(samples.size()) + " samples, at least " + std::to_string(spec.min_samples) + " needed");
-  else if (ratio < spec.threshold)
-    r.failures.push_back("success rate " + pct(ratio) + " is below " + pct(spec.threshold) + ": " + locate_failures(samples, record) +
-                         failure_examples(samples));
-}
-
-// The value of `metric{labels, proxy}` in one poll of a faultline's /metrics.
-std::optional<double> counter(const MetricPoll& poll, const std::string& metric, Labels labels, const std::string& proxy) {
-  labels["proxy"] = proxy;
-  return sum_matching(poll.samples, metric, labels);
-}
-
-const std::vector<MetricPoll>* polls_of(const RunRecord& record, const std::string& url, VerdictResult& r) {
-  auto it = record.metrics.find(url);
-  if (it == record.metrics.end() || it->second.empty()) {
-    auto e = record.metric_errors.find(url);
-    r.failures.push_back("no /metrics samples from " + url + (e != record.metric_errors.end() ? ": " + e->second : ""));
-    return nullptr;
-  }
-  return &it->second;
-}
-
 // Where in time a series' failures sit, for a reason a user can act on: "18 of 20 failed
 // steps started 0-1.9 s after overloaded". The reference is the latest activity (not a load)
 // that started at or before the first failure.
@@ -194,6 +160,51 @@ std::string failure_examples(const std::vector<Sample>& samples) {
   return out.empty() ? "" : " — e.g. " + out;
 }
 
+void success_rate(const VerdictSpec& spec, const RunRecord& record, VerdictResult& r) {
+  Window w;
+  if (!window(spec, record, w, r)) return;
+  const auto samples = in_window(series(record, spec.sources), w);
+  const double ratio = success_ratio(samples);
+  r.measured = {{"samples", static_cast<double>(samples.size())}, {"success_rate", ratio}, {"threshold", spec.threshold}};
+  r.summary = pct(ratio) + " of " + std::to_string(samples.size()) + " calls of " + source_text(spec.sources) +
+              " succeeded (threshold " + pct(spec.threshold) + ")";
+  if (samples.size() < spec.min_samples)
+    r.failures.push_back("only " + std::to_string(samples.size()) + " samples, at least " + std::to_string(spec.min_samples) + " needed");
+  else if (ratio < spec.threshold)
+    r.failures.push_back("success rate " + pct(ratio) + " is below " + pct(spec.threshold) + ": " + locate_failures(samples, record) +
+                         failure_examples(samples));
+}
+
+// The value of `metric{labels, proxy}` in one poll of a faultline's /metrics.
+std::optional<double> counter(const MetricPoll& poll, const std::string& metric, Labels labels, const std::string& proxy) {
+  labels["proxy"] = proxy;
+  return sum_matching(poll.samples, metric, labels);
+}
+
+// The polls of one faultline API; null with `why` when there are none.
+const std::vector<MetricPoll>* metric_polls(const RunRecord& record, const std::string& url, std::string& why) {
+  auto it = record.metrics.find(url);
+  if (it == record.metrics.end() || it->second.empty()) {
+    auto e = record.metric_errors.find(url);
+    why = "no /metrics samples from " + url + (e != record.metric_errors.end() ? ": " + e->second : "");
+    return nullptr;
+  }
+  return &it->second;
+}
+
+const std::vector<MetricPoll>* polls_of(const RunRecord& record, const std::string& url, VerdictResult& r) {
+  std::string why;
+  const auto* polls = metric_polls(record, url, why);
+  if (!polls) r.failures.push_back(why);
+  return polls;
+}
+
+// The protocol a proxy was read with at preflight ("tcp" when unknown).
+std::string protocol_of(const RunRecord& record, const ProxyRef& ref) {
+  auto it = record.proxy_protocols.find(RunRecord::proxy_key(ref.faultline, ref.proxy));
+  return it == record.proxy_protocols.end() ? "tcp" : it->second;
+}
+
 // What faultline's own counters say a fault did during the run (first poll to last).
 struct FaultEffect {
   double messages = 0, resets = 0, bytes_dropped = 0, bytes_delayed = 0;
@@ -201,11 +212,9 @@ struct FaultEffect {
   double total() const { return messages + resets + bytes_dropped + bytes_delayed + static_cast<double>(steps_while_down); }
 };
 
-constexpr const char* kToxicMetrics[4] = {"faultline_toxic_messages_total", "faultline_toxic_resets_total",
-                                          "faultline_toxic_bytes_dropped_total", "faultline_toxic_bytes_delayed_total"};
 
 std::optional<std::string> fault_effect(const FaultRef& f, const RunRecord& record, const std::vector<Sample>& samples,
-                                        FaultEffect& e, VerdictResult& r) {
+                                        FaultEffect& e) {
   if (f.provider == Provider::proxy_disable) {
     const auto down = record.event(f.activity + ".end");
     if (!down) return f.activity + " never ran";
@@ -215,22 +224,19 @@ std::optional<std::string> fault_effect(const FaultRef& f, const RunRecord& reco
     for (const auto& s : samples) e.steps_while_down += s.start >= *down && s.start < up;
     return std::nullopt;
   }
-  auto it = record.metrics.find(f.proxy.faultline);
-  if (it == record.metrics.end() || it->second.empty()) {
-    auto err = record.metric_errors.find(f.proxy.faultline);
-    return "no /metrics samples from " + f.proxy.faultline + (err != record.metric_errors.end() ? ": " + err->second : "");
-  }
+  std::string why;
+  const auto* polls = metric_polls(record, f.proxy.faultline, why);
+  if (!polls) return why;
   const Labels labels{{"proxy", f.proxy.proxy}, {"toxic", f.toxic}};
   double* out[4] = {&e.messages, &e.resets, &e.bytes_dropped, &e.bytes_delayed};
   for (int k = 0; k < 4; ++k) {
     // The highest value any poll saw, over the first: a faultline.reset later in the run
     // clears the counters, and must not make a fault that acted look as if it never did.
-    const auto a = sum_matching(it->second.front().samples, kToxicMetrics[k], labels).value_or(0);
+    const auto a = sum_matching(polls->front().samples, kToxicMetrics[k], labels).value_or(0);
     double b = a;
-    for (const auto& poll : it->second) b = std::max(b, sum_matching(poll.samples, kToxicMetrics[k], labels).value_or(0));
+    for (const auto& poll : *polls) b = std::max(b, sum_matching(poll.samples, kToxicMetrics[k], labels).value_or(0));
     *out[k] += std::max(0.0, b - a);
   }
-  (void)r;
   return std::nullopt;
 }
 
@@ -272,7 +278,7 @@ void error_recovery(const VerdictSpec& spec, const RunRecord& record, VerdictRes
   std::string fault_names;
   for (const auto& f : spec.faults) {
     fault_names += (fault_names.empty() ? "" : ", ") + f.activity;
-    if (auto e = fault_effect(f, record, samples, effect, r)) r.failures.push_back("cannot tell whether " + f.activity + " acted: " + *e);
+    if (auto e = fault_effect(f, record, samples, effect)) r.failures.push_back("cannot tell whether " + f.activity + " acted: " + *e);
   }
   if (!spec.faults.empty()) {
     r.measured.push_back({"fault_messages", effect.messages});
@@ -425,9 +431,7 @@ Traffic traffic_at(const VerdictSpec& spec, const MetricPoll& p, const ProxyRef&
     t.app = counter(p, spec.metric, spec.labels, ref.proxy);
     return t;
   }
-  auto it = record.proxy_protocols.find(RunRecord::proxy_key(ref.faultline, ref.proxy));
-  const std::string protocol = it == record.proxy_protocols.end() ? "tcp" : it->second;
-  if (protocol == "tcp") {
+  if (protocol_of(record, ref) == "tcp") {
     t.app = counter(p, "faultline_proxy_data_connections_total", {}, ref.proxy);
     return t;
   }
@@ -442,8 +446,7 @@ Traffic traffic_at(const VerdictSpec& spec, const MetricPoll& p, const ProxyRef&
 
 std::string traffic_unit(const VerdictSpec& spec, const RunRecord& record, const ProxyRef& ref) {
   if (spec.custom_metric) return spec.metric;
-  auto it = record.proxy_protocols.find(RunRecord::proxy_key(ref.faultline, ref.proxy));
-  return it == record.proxy_protocols.end() || it->second == "tcp" ? "connections carrying data" : "application requests";
+  return protocol_of(record, ref) == "tcp" ? "connections carrying data" : "application requests";
 }
 
 void failover(const VerdictSpec& spec, const RunRecord& record, VerdictResult& r) {
@@ -608,6 +611,26 @@ void no_critical_errors(const VerdictSpec& spec, const RunRecord& record, Verdic
 }
 
 }  // namespace
+
+std::vector<std::pair<std::string, std::string>> series_read(const VerdictSpec& v) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (v.type == VerdictType::failover) {
+    for (const auto* ref : {&v.primary, &v.backup}) {
+      if (v.custom_metric) {
+        out.push_back({ref->faultline, v.metric});
+        continue;
+      }
+      out.push_back({ref->faultline, "faultline_proxy_requests_total"});
+      out.push_back({ref->faultline, "faultline_proxy_data_connections_total"});
+      if (!v.traffic_exclude.empty()) out.push_back({ref->faultline, "faultline_toxic_messages_total"});
+    }
+  }
+  if (v.retries) out.push_back({v.retries->proxy.faultline, v.retries->metric});
+  for (const auto& f : v.faults)
+    if (f.provider == Provider::toxic_add)
+      for (const char* m : kToxicMetrics) out.push_back({f.proxy.faultline, m});
+  return out;
+}
 
 std::string traffic_counter_name(const VerdictSpec& spec, std::size_t k) {
   return "drill-count-" + spec.name + "-" + std::to_string(k);

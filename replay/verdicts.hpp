@@ -22,6 +22,14 @@ struct VerdictResult {
   std::vector<std::pair<std::string, double>> measured;  // numbers for the JSON report
 };
 
+// What a fault did, by faultline's own count: the per-toxic series a verdict reads to tell
+// whether its fault acted.
+inline constexpr const char* kToxicMetrics[4] = {"faultline_toxic_messages_total", "faultline_toxic_resets_total",
+                                                 "faultline_toxic_bytes_dropped_total", "faultline_toxic_bytes_delayed_total"};
+
+// Every (faultline API, /metrics series) the verdict reads: what the runner polls.
+std::vector<std::pair<std::string, std::string>> series_read(const VerdictSpec& spec);
+
 // The name of the zero-delay toxic that counts a failover verdict's k-th `traffic.exclude`
 // match (health checks) on a proxy; the runner adds it, the verdict reads its counter.
 std::string traffic_counter_name(const VerdictSpec& spec, std::size_t k);

@@ -55,6 +55,15 @@ const char* kDrill = R"({
   ]
 })";
 
+// The error kDrill gives with the first `from` in it (there must be one) replaced by `to`.
+std::string with(const std::string& from, const std::string& to) {
+  std::string text = kDrill;
+  const auto at = text.find(from);
+  REQUIRE(at != std::string::npos);
+  text.replace(at, from.size(), to);
+  return error_of(text);
+}
+
 }  // namespace
 
 TEST_CASE("a full drill parses with defaults, env, substitution and references resolved") {
@@ -140,13 +149,6 @@ TEST_CASE("the default faultline URL: configuration, then TOXIPROXY_URL, then 12
 }
 
 TEST_CASE("errors name the JSON path and the reason") {
-  auto with = [](const std::string& from, const std::string& to) {
-    std::string text = kDrill;
-    const auto at = text.find(from);
-    REQUIRE(at != std::string::npos);
-    text.replace(at, from.size(), to);
-    return error_of(text);
-  };
   CHECK(with(R"("url": "http://127.0.0.1:8080/health")", R"("url": 8080)") ==
         "$.steady-state-hypothesis.probes[1].provider.url: expected a string, got a number");
   CHECK(with(R"("seconds": 1)", R"("seconds": -1)") == "$.method[3].provider.seconds: must be at least 0, got -1");
@@ -200,13 +202,6 @@ TEST_CASE("errors name the JSON path and the reason") {
 }
 
 TEST_CASE("a toxic with a misspelt type or attribute is refused when the drill is read, without a server") {
-  auto with = [](const std::string& from, const std::string& to) {
-    std::string text = kDrill;
-    const auto at = text.find(from);
-    REQUIRE(at != std::string::npos);
-    text.replace(at, from.size(), to);
-    return error_of(text);
-  };
   CHECK(with(R"("type": "resp_error", "attributes")", R"("type": "resp_eror", "attributes")")
             .rfind("$.method[1].provider.toxic: invalid toxic type \"resp_eror\" (did you mean \"resp_error\"?) (valid types: ", 0) == 0);
   CHECK(with(R"("error": "LOADING x")", R"("eror": "LOADING x")")
@@ -243,6 +238,28 @@ TEST_CASE("error_recovery's fault defaults to the activity `after` names, and of
   CHECK_FALSE(r.event("inject+2"));  // an offset needs its unit
   CHECK(split_offset("kill-primary") == std::nullopt);
   CHECK(split_offset("kill-primary-250ms")->second == -0.25);
+}
+
+TEST_CASE("a workflow command's step lines become load calls, and other output is left alone") {
+  const auto steps = parse_steps("starting\n"
+                                 "{\"start\": 1000.5, \"end\": 1000.75, \"ok\": true, \"status\": 200}\n"
+                                 "{\"start\": 1001, \"end\": 1002, \"ok\": false, \"status\": 429, \"detail\": \"429: busy\"}\n"
+                                 "{\"start\": 1003, \"ok\": true}\n"
+                                 "{\"start\": 1005, \"end\": 1004, \"ok\": true}\n"
+                                 "{not json\n"
+                                 "done",
+                                 1000);
+  REQUIRE(steps.calls.size() == 2);
+  CHECK(steps.malformed == 2);  // no end; ends before it starts
+  CHECK(steps.calls[0].start == 0.5);
+  CHECK(steps.calls[0].latency_ms == 250);
+  CHECK(steps.calls[0].ok);
+  CHECK(steps.calls[0].status == 200);
+  CHECK(steps.calls[0].detail.empty());
+  CHECK_FALSE(steps.calls[1].ok);
+  CHECK(steps.calls[1].detail == "429: busy");
+  CHECK(split_edge("kill.removed") == std::pair<std::string, std::string>{"kill", ".removed"});
+  CHECK(split_edge("kill") == std::pair<std::string, std::string>{"kill", ""});
 }
 
 TEST_CASE("failover: health checks are left out by match, and a byte total for the primary is refused") {
