@@ -367,6 +367,18 @@ class NginxPairsTest(unittest.TestCase):
                                 args=["--seed", str(seed)], timeout=60)
                 return run, judge(run)
 
+    def run_and_report(self, pair, toxic, verdict, recovering_extra, broken_extra):
+        """The drill with `toxic` and the one `verdict`, against each setup over SEEDS, judged by
+        that verdict and the setup's `*_extra`; then report_pair under the name `pair`."""
+        name = verdict["name"]
+        jobs = []
+        for seed in SEEDS:
+            jobs.append(("recovering", seed, lambda s=seed: self.one_run(
+                "recovering", s, toxic, [verdict], lambda r: judge_recovering(r, [name], recovering_extra))))
+            jobs.append(("broken", seed, lambda s=seed: self.one_run(
+                "broken", s, toxic, [verdict], lambda r: judge_broken(r, name, broken_extra))))
+        report_pair(self, pair, run_pair(jobs), name)
+
     def test_error_recovery_next_upstream_hides_every_failure(self):
         """Pair 1: the recovering nginx loses no request yet passes at `require_failure: true`:
         faultline's per-toxic counters (kept after the toxic's removal) show the 502s happened."""
@@ -391,13 +403,7 @@ class NginxPairsTest(unittest.TestCase):
                 problems.append(f"fault_messages: {m}")
             return problems
 
-        jobs = []
-        for seed in SEEDS:
-            jobs.append(("recovering", seed, lambda s=seed: self.one_run(
-                "recovering", s, ABORT_502, [RECOVERS], lambda r: judge_recovering(r, ["recovers"], recovering_extra))))
-            jobs.append(("broken", seed, lambda s=seed: self.one_run(
-                "broken", s, ABORT_502, [RECOVERS], lambda r: judge_broken(r, "recovers", broken_extra))))
-        report_pair(self, "error_recovery-nginx-next-upstream", run_pair(jobs), "recovers")
+        self.run_and_report("error_recovery-nginx-next-upstream", ABORT_502, RECOVERS, recovering_extra, broken_extra)
 
     def test_no_critical_errors_counts_5xx_apart_from_probe_failures(self):
         """Pair 5: reset_peer on app-a. Without next-upstream nginx answers 502 to the load (the
@@ -421,13 +427,7 @@ class NginxPairsTest(unittest.TestCase):
                 problems.append(f"nginx should have answered 502 to the load; failed calls had {statuses}")
             return problems
 
-        jobs = []
-        for seed in SEEDS:
-            jobs.append(("recovering", seed, lambda s=seed: self.one_run(
-                "recovering", s, RESET, [NO_5XX], lambda r: judge_recovering(r, ["no-5xx"], recovering_extra))))
-            jobs.append(("broken", seed, lambda s=seed: self.one_run(
-                "broken", s, RESET, [NO_5XX], lambda r: judge_broken(r, "no-5xx", broken_extra))))
-        report_pair(self, "no_critical_errors-nginx-reset", run_pair(jobs), "no-5xx")
+        self.run_and_report("no_critical_errors-nginx-reset", RESET, NO_5XX, recovering_extra, broken_extra)
 
 
 class HAProxyFailoverPairTest(unittest.TestCase):
