@@ -545,8 +545,11 @@ class OriginHandler(http.server.BaseHTTPRequestHandler):
 
 
 class Origin:
-    def __init__(self):
-        handler = type("Handler", (OriginHandler,), {"uploads": []})
+    """An HTTP origin on 127.0.0.1, a free port, answered by `handler` (by default an
+    OriginHandler of its own, whose `uploads` keep every POST body)."""
+
+    def __init__(self, handler=None):
+        handler = handler or type("Handler", (OriginHandler,), {"uploads": []})
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
         self.handler = handler

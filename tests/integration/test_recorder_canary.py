@@ -21,14 +21,13 @@ import http.server
 import json
 import os
 import sys
-import threading
 import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Faultline, RedisServer, connect, split_hostport  # noqa: E402
-from test_recorder import (Journal, RecorderCase, base64_forms, export, post_recording, read_reply,  # noqa: E402
-                           resp, wait_closed)
+from test_recorder import (Journal, Origin, RecorderCase, base64_forms, export, post_recording,  # noqa: E402
+                           read_reply, resp, wait_closed)
 
 CANARY = {
     "header": b"cnry-hdr-7f3a9c1e5d",
@@ -69,21 +68,6 @@ class CanaryHandler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
         self.answer()
-
-
-class CanaryOrigin:
-    def __init__(self):
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CanaryHandler)
-        self.server.daemon_threads = True
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def add_toxic(fl, proxy, body):
@@ -178,7 +162,7 @@ def every_file(directory):
 class RedactionCanary(RecorderCase):
     def run_canaries(self, env=None):
         rec = os.path.join(self.tmp, "rec")
-        with RedisServer("--requirepass", CANARY["redis auth"].decode()) as redis, CanaryOrigin() as origin, \
+        with RedisServer("--requirepass", CANARY["redis auth"].decode()) as redis, Origin(CanaryHandler) as origin, \
                 Faultline(env=env) as fl:
             api = fl.create_proxy("api", origin.address, protocol="http")
             red = fl.create_proxy("redis", redis.address, protocol="resp")
