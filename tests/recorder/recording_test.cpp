@@ -80,6 +80,16 @@ Replay replay(const std::string& path) {
   return r;
 }
 
+// A recording with options `o` of one tcp connection whose client sends `chunk` `times` times,
+// stopped: its final status.
+rec::RecordingStatus record_and_stop(const rec::RecordingOptions& o, const std::string& chunk, int times) {
+  auto rec = start(o);
+  const auto conn = rec->open_connection({"p", Protocol::tcp, "c:1", "u:2"}, Clock::now());
+  for (int i = 0; i < times; ++i) rec->data(conn, Stream::upstream, chunk.data(), chunk.size(), Clock::now());
+  rec->stop();
+  return rec->status();
+}
+
 std::string payload(std::uint64_t conn, int dir, int i) {
   return "conn " + std::to_string(conn) + (dir ? " down " : " up ") + std::to_string(i) + " " +
          std::string(static_cast<std::size_t>(i % 37), static_cast<char>('a' + i % 26)) + "|";
@@ -602,12 +612,7 @@ TEST_CASE("recording: a symlink planted as the next journal or as blobs/ fails t
     std::filesystem::create_symlink(victim, r + "/journal-000001.jsonl");
     auto o = options_for(r);
     o.rotate_bytes = 512;
-    auto rec = start(o);
-    const auto conn = rec->open_connection({"p", Protocol::tcp, "c:1", "u:2"}, Clock::now());
-    const std::string chunk(300, 'j');
-    for (int i = 0; i < 5; ++i) rec->data(conn, Stream::upstream, chunk.data(), chunk.size(), Clock::now());
-    rec->stop();
-    const auto status = rec->status();
+    const auto status = record_and_stop(o, std::string(300, 'j'), 5);
     CHECK(status.state == rec::RecordingState::failed);
     CHECK(status.error.find(r + "/journal-000001.jsonl: File exists") != std::string::npos);
     CHECK(slurp(victim) == "precious\n");
@@ -622,12 +627,7 @@ TEST_CASE("recording: a symlink planted as the next journal or as blobs/ fails t
     std::filesystem::create_directory_symlink(victim_dir, r + "/blobs");
     auto o = options_for(r);
     o.blob_threshold = 1024;
-    auto rec = start(o);
-    const auto conn = rec->open_connection({"p", Protocol::tcp, "c:1", "u:2"}, Clock::now());
-    const std::string big(4000, 'b');
-    rec->data(conn, Stream::upstream, big.data(), big.size(), Clock::now());
-    rec->stop();
-    const auto status = rec->status();
+    const auto status = record_and_stop(o, std::string(4000, 'b'), 1);
     CHECK(status.state == rec::RecordingState::failed);
     CHECK(status.error.find(r + "/blobs: is a symlink") != std::string::npos);
     CHECK(std::filesystem::is_empty(victim_dir));
