@@ -353,6 +353,17 @@ class RecorderCase(unittest.TestCase):
         self.assertEqual(st["gaps"], {"markers": 0, "events": 0, "bytes": 0}, st)
         self.assertEqual(j.of("gap"), [])
 
+    def check_still_flowing(self, sock, n=20):
+        """n messages b"still flowing I\n" on `sock`, an open connection through a proxy to an
+        echo server, each read back whole; returns how many bytes went each way."""
+        sent = 0
+        for i in range(n):
+            msg = b"still flowing %d\n" % i
+            sock.sendall(msg)
+            self.assertEqual(recv_exactly(sock, len(msg)), msg)
+            sent += len(msg)
+        return sent
+
 
 def wait_closed(rec_dir, n, timeout=15):
     """Reads the journal (while it is being written) until `n` connections have their close line."""
@@ -974,15 +985,12 @@ class DiskFull(RecorderCase):
             self.assertIn("No space left on device", st["error"])
             self.assertEqual(metric(fl, "faultline_recording_failed", recording="full"), 1)
             # Traffic is unaffected: the open connection and new ones.
-            for i in range(20):
-                msg = b"still flowing %d\n" % i
-                keep.sendall(msg)
-                self.assertEqual(recv_exactly(keep, len(msg)), msg)
+            flowing = self.check_still_flowing(keep)
             keep.close()
             self.assertEqual(echo_many(p["listen"], 20), 20)
             self.assertGreater(metric(fl, "faultline_recording_dropped_events_total", recording="full"), 0)
             lost = fl.request("GET", "/recordings/full")[1]
-            flowed = 2 * (sum(len(b"still flowing %d\n" % i) for i in range(20)) + 20 * 200)
+            flowed = 2 * (flowing + 20 * 200)
             self.assertGreater(lost.get("lost_events", 0), 40, lost)
             self.assertGreaterEqual(lost.get("lost_bytes", 0), flowed, lost)
             status, final, _ = fl.request("DELETE", "/recordings/full")

@@ -68,10 +68,7 @@ class FullDisk(RecorderCase):
             self.assertEqual(index["state"], "failed", index)
             self.assertEqual(index["error"], st["error"])
             # Traffic is unaffected.
-            for i in range(20):
-                msg = b"still flowing %d\n" % i
-                keep.sendall(msg)
-                self.assertEqual(recv_exactly(keep, len(msg)), msg)
+            self.check_still_flowing(keep)
             keep.close()
             self.assertEqual(echo_many(p["listen"], 5), 5)
             status, final, _ = fl.request("DELETE", "/recordings/full")
