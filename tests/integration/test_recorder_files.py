@@ -82,13 +82,18 @@ class FullDisk(RecorderCase):
 
 
 class PlantedSymlinks(RecorderCase):
-    def test_no_file_is_written_through_a_planted_symlink(self):
+    def victim_and_rec(self):
+        """(victim, rec): a file holding "precious\n" that no symlink may get written, and the
+        recording's directory (not there yet, in a folder of its own)."""
         victim = os.path.join(self.tmp, "victim")
         with open(victim, "w") as f:
             f.write("precious\n")
         root = os.path.join(self.tmp, "root")
         os.makedirs(root)
-        rec = os.path.join(root, "rec")
+        return victim, os.path.join(root, "rec")
+
+    def test_no_file_is_written_through_a_planted_symlink(self):
+        victim, rec = self.victim_and_rec()
         with EchoServer() as echo, Faultline() as fl:
             p = fl.create_proxy("echo", echo.address)
             post_recording(fl, {"id": "planted", "dir": rec, "blob_threshold": 1024, "rotate_bytes": 1 << 20})
@@ -114,12 +119,7 @@ class PlantedSymlinks(RecorderCase):
         self.assertIn(payload, j.all_payload())
 
     def test_a_symlink_planted_as_the_next_journal_is_not_followed(self):
-        victim = os.path.join(self.tmp, "victim")
-        with open(victim, "w") as f:
-            f.write("precious\n")
-        root = os.path.join(self.tmp, "root")
-        os.makedirs(root)
-        rec = os.path.join(root, "rec")
+        victim, rec = self.victim_and_rec()
         with EchoServer() as echo, Faultline() as fl:
             p = fl.create_proxy("echo", echo.address)
             post_recording(fl, {"id": "planted", "dir": rec, "rotate_bytes": 4096})
