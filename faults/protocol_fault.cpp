@@ -1,5 +1,6 @@
 // The protocol fault types: their attribute schemas and the compile step that turns
 // attributes (numbers, strings, `match` objects) into a ProtocolFault once per update.
+#include "protocols/ascii.hpp"
 #include "faults/protocol_fault.hpp"
 
 #include <rapidjson/document.h>
@@ -22,17 +23,7 @@ std::string compact(const rapidjson::Value& v) {
   return std::string(buffer.GetString(), buffer.GetSize());
 }
 
-std::string upper(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::toupper(c); });
-  return out;
-}
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
-  return out;
-}
 
 bool parse_json(std::string_view text, rapidjson::Document& doc) {
   doc.Parse(text.data(), text.size());
@@ -157,7 +148,7 @@ std::optional<MessageMatch> parse_match(std::string_view json, std::string& erro
     } else if (key == "header" || key == "headers") {
       if (!v.IsObject()) return error = "attribute match." + key + " must be an object of header name to value", std::nullopt;
       for (auto h = v.MemberBegin(); h != v.MemberEnd(); ++h) {
-        const std::string name = lower(std::string_view(h->name.GetString(), h->name.GetStringLength()));
+        const std::string name = ascii_lower(std::string_view(h->name.GetString(), h->name.GetStringLength()));
         if (!h->value.IsString()) return error = "attribute match." + key + "." + name + " must be a string", std::nullopt;
         m.headers.emplace_back(name, std::string(h->value.GetString(), h->value.GetStringLength()));
       }
@@ -174,7 +165,7 @@ std::optional<MessageMatch> parse_match(std::string_view json, std::string& erro
       if (!text(v, key, m.session)) return std::nullopt;
     } else if (key == "command") {
       if (!text(v, key, m.command)) return std::nullopt;
-      m.command = upper(m.command);
+      m.command = ascii_upper(m.command);
     } else if (key == "key") {
       if (!text(v, key, m.key)) return std::nullopt;
     } else {

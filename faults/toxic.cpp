@@ -1,5 +1,7 @@
 #include "faults/toxic.hpp"
 
+#include "protocols/ascii.hpp"
+
 #include <algorithm>
 #include <cctype>
 
@@ -80,8 +82,7 @@ const ToxicType* ToxicRegistry::find(std::string_view type) const {
 void ToxicRegistry::add(ToxicType type) { types_.push_back(std::move(type)); }
 
 std::optional<Stream> parse_stream(std::string_view text) {
-  std::string lower(text);
-  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  const std::string lower = ascii_lower(text);
   if (lower == "upstream") return Stream::upstream;
   if (lower == "downstream") return Stream::downstream;
   if (lower == "both") return Stream::both;

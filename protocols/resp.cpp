@@ -1,5 +1,7 @@
 #include "protocols/resp.hpp"
 
+#include "protocols/ascii.hpp"
+
 #include <algorithm>
 #include <cstring>
 #include <utility>
@@ -45,13 +47,6 @@ void keep_prefix(std::string& into, std::string_view bytes, std::size_t cap) {
   if (into.size() < cap) into.append(bytes.substr(0, cap - into.size()));
 }
 
-std::string upper_ascii(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-  }
-  return out;
-}
 
 bool is_hex(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
@@ -192,7 +187,7 @@ void CommandFramer::begin_command() {
 }
 
 void CommandFramer::finish_arg() {
-  if (next_arg_ == 0) name_ = upper_ascii(partial_);
+  if (next_arg_ == 0) name_ = ascii_upper(partial_);
   if (next_arg_ == 1) key_ = partial_;
   if (next_arg_ < max_kept_args) args_.push_back(std::move(partial_));
   partial_.clear();
@@ -224,7 +219,7 @@ FrameStep CommandFramer::inline_command(std::string_view data) {
   if (words.empty()) return {newline + 1, FrameEvent::none, {}};
   begin_command();
   arity_ = words.size();
-  name_ = upper_ascii(words[0]);
+  name_ = ascii_upper(words[0]);
   if (words.size() > 1) keep_prefix(key_, words[1], max_kept_arg_bytes);
   for (std::size_t i = 0; i < words.size() && i < max_kept_args; ++i) {
     std::string kept;

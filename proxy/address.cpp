@@ -1,5 +1,7 @@
 #include "proxy/address.hpp"
 
+#include "protocols/ascii.hpp"
+
 #include <algorithm>
 #include <cctype>
 
@@ -50,8 +52,7 @@ bool is_loopback_ipv4(std::string_view host) {
 }  // namespace
 
 bool is_loopback_name(std::string_view text) {
-  std::string host(text);
-  std::transform(host.begin(), host.end(), host.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::string host = ascii_lower(text);
   if (!host.empty() && host.back() == '.') host.pop_back();  // "localhost." is the same name
   if (host == "localhost" || host == "::1" || host == "[::1]") return true;
   return is_loopback_ipv4(host);

@@ -1,5 +1,7 @@
 #include "proxy/api_checks.hpp"
 
+#include "protocols/ascii.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -16,11 +18,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 const char* kind_of(mode_t mode) {
   if (S_ISDIR(mode)) return "a directory";
@@ -121,14 +118,14 @@ std::optional<std::string> check_upstream(std::string_view text) {
 
 bool origin_allowed(std::string_view origin, std::string_view host, const std::vector<std::string>& allowed) {
   if (origin.empty()) return true;
-  const std::string o = lower(origin);
+  const std::string o = ascii_lower(origin);
   for (const auto& a : allowed) {
-    if (a == "*" || lower(a) == o) return true;
+    if (a == "*" || ascii_lower(a) == o) return true;
   }
   if (o.rfind("http://", 0) != 0) return false;  // "null", https:// pages, other schemes
   std::string authority = o.substr(7);
   if (!authority.empty() && authority.back() == '/') authority.pop_back();
-  std::string h = lower(host);
+  std::string h = ascii_lower(host);
   auto drop_default_port = [](std::string& s) {
     if (s.size() > 3 && s.compare(s.size() - 3, 3, ":80") == 0) s.resize(s.size() - 3);
   };

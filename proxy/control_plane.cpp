@@ -1,5 +1,7 @@
 #include "proxy/control_plane.hpp"
 
+#include "protocols/ascii.hpp"
+
 #include <algorithm>
 #include <fstream>
 #include <map>
@@ -282,8 +284,7 @@ ControlPlane::~ControlPlane() { stop_all(); }
 
 ApiResponse ControlPlane::handle(const ApiRequest& request) {
   if (security_.enforce_host || !security_.allowed_hosts.empty()) {
-    std::string host = host_without_port(request.host);
-    std::transform(host.begin(), host.end(), host.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    const std::string host = ascii_lower(host_without_port(request.host));
     const bool allowed =
         (security_.enforce_host && is_loopback_name(host)) ||
         std::find(security_.allowed_hosts.begin(), security_.allowed_hosts.end(), host) != security_.allowed_hosts.end();

@@ -28,6 +28,7 @@
 #include <openssl/x509v3.h>
 #include <spdlog/spdlog.h>
 
+#include "protocols/ascii.hpp"
 #include "proxy/api_checks.hpp"
 #include "proxy/asio.hpp"
 
@@ -124,12 +125,6 @@ bool plausible_server_name(const std::string& s) {
   });
 }
 
-std::string lowercase(std::string s) {
-  for (char& c : s) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return s;
-}
 
 PkeyPtr generate_p256_key() { return PkeyPtr(EVP_EC_gen("P-256")); }
 
@@ -299,7 +294,7 @@ int on_server_name(SSL* ssl, int* alert, void* arg) {
   const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
   // No SNI (a client that dialled an IP): the context's default leaf for localhost serves.
   if (!sni || !*sni) return SSL_TLSEXT_ERR_NOACK;
-  const std::string name = lowercase(sni);
+  const std::string name = ascii_lower(sni);
   if (!plausible_server_name(name)) {
     *alert = SSL_AD_UNRECOGNIZED_NAME;
     return SSL_TLSEXT_ERR_ALERT_FATAL;

@@ -10,6 +10,7 @@
 #include <climits>
 #include <map>
 
+#include "protocols/ascii.hpp"
 #include "protocols/http.hpp"
 #include "protocols/sse.hpp"
 #include "recorder/export_internal.hpp"
@@ -46,8 +47,7 @@ struct Framed {
 bool is_sse(const http::Head& h) {
   const auto ct = h.field("content-type");
   if (!ct) return false;
-  std::string v(*ct);
-  std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  const std::string v = ascii_lower(*ct);
   return v.find("text/event-stream") != std::string::npos;
 }
 

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <optional>
 
+#include "protocols/ascii.hpp"
 #include "protocols/http.hpp"
 #include "protocols/jsonrpc.hpp"
 #include "protocols/resp.hpp"
@@ -46,20 +47,6 @@ const char* const kBuiltinKeys[] = {"api_key",       "apikey",   "password", "pa
                                     "authorization"};
 const char* const kValueHeaders[] = {"x-api-key", "api-key"};
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-char upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
-
-std::string lowered(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = lower(c);
-  return out;
-}
-
-std::string uppered(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = upper(c);
-  return out;
-}
 
 bool is_space(char c) { return c == ' ' || c == '\t'; }
 
@@ -259,7 +246,7 @@ struct SecretFinder : rapidjson::BaseReaderHandler<rapidjson::UTF8<>, SecretFind
   SecretFinder(const Redactor& r, rapidjson::MemoryStream& s) : red(r), ms(s) {}
   bool Key(const char* s, rapidjson::SizeType n, bool) {
     armed = red.secret_key({s, n});
-    if (armed) key = lowered({s, n});
+    if (armed) key = ascii_lower({s, n});
     return true;
   }
   bool String(const char* s, rapidjson::SizeType n, bool) {
@@ -346,7 +333,7 @@ std::vector<DescribedSecret> described_secrets(std::string_view text, const Secr
     } else if (word.find('=') != std::string_view::npos) {
       described_params(word, p, secret_key, out);
     }
-    prev = uppered(word);
+    prev = ascii_upper(word);
     if (prev == "SETUSER") setuser = true;
     p = e;
   }
@@ -403,11 +390,11 @@ std::shared_ptr<Redactor> Redactor::make(std::string key, const RedactionRules& 
   m.key = std::move(key);
   for (const char* h : kValueHeaders) m.value_headers.emplace_back(h);
   for (const auto& h : rules.headers) {
-    if (!h.empty()) m.value_headers.push_back(lowered(h));
+    if (!h.empty()) m.value_headers.push_back(ascii_lower(h));
   }
   for (const char* k : kBuiltinKeys) m.keys.emplace_back(k);
   for (const auto& k : rules.json_keys) {
-    if (!k.empty()) m.keys.push_back(lowered(k));
+    if (!k.empty()) m.keys.push_back(ascii_lower(k));
   }
   for (const auto& pattern : rules.regexes) {
     std::string why;
@@ -710,7 +697,7 @@ struct StreamAnnotator::Impl {
               st = St::out;
             } else if (key_ok) {
               if (key.size() >= kMaxKeyLength) key_ok = false;
-              else key += lower(c);
+              else key += ascii_lower(c);
             }
             break;
           }
@@ -862,7 +849,7 @@ struct StreamAnnotator::Impl {
           } else if (!is_token_char(c) || name.size() >= kMaxKeyLength) {
             candidate = false;
           } else if (candidate) {
-            name += lower(c);
+            name += ascii_lower(c);
           }
         }
       }
@@ -926,7 +913,7 @@ struct StreamAnnotator::Impl {
     }
     const Redactor::HeaderRule rule = red->header_rule(name);
     if (rule == Redactor::HeaderRule::none) return;
-    const std::string rule_name = "header:" + lowered(name);
+    const std::string rule_name = "header:" + ascii_lower(name);
     std::size_t vs = colon + 1;
     while (vs < line.size() && is_space(line[vs])) ++vs;
     std::size_t ve = line.size();
@@ -985,7 +972,7 @@ struct StreamAnnotator::Impl {
                      std::string_view what) {
     secret_params(text, [&](std::string_view key) { return red->secret_key(key); },
                   [&](std::size_t pos, std::size_t len, std::string_view name) {
-                    apply(pos, len, text.substr(pos, len), std::string(what) + ":" + lowered(name));
+                    apply(pos, len, text.substr(pos, len), std::string(what) + ":" + ascii_lower(name));
                   });
   }
 
@@ -1124,7 +1111,7 @@ struct StreamAnnotator::Impl {
     body_size = 0;
     body_first.reset();
     body_keys = KeyScanner{};
-    const std::string ct = lowered(h.field("content-type").value_or(""));
+    const std::string ct = ascii_lower(h.field("content-type").value_or(""));
     const bool json = ct.find("json") != std::string::npos;
     const bool form = ct.find("x-www-form-urlencoded") != std::string::npos;
     sse = !request && ct.find("text/event-stream") != std::string::npos;
@@ -1312,7 +1299,7 @@ struct StreamAnnotator::Impl {
       else if (n >= 3) hide(2, 0, "resp:auth");
     } else if (name == "HELLO") {
       for (std::size_t i = 2; i < n;) {
-        const std::string word = uppered(arg_text(i));
+        const std::string word = ascii_upper(arg_text(i));
         if (word == "AUTH") {
           hide(i + 2, 0, "resp:hello_auth");
           i += 3;
@@ -1324,17 +1311,17 @@ struct StreamAnnotator::Impl {
       }
     } else if (name == "MIGRATE") {
       for (std::size_t i = 6; i < n; ++i) {
-        const std::string word = uppered(arg_text(i));
+        const std::string word = ascii_upper(arg_text(i));
         if (word == "AUTH") hide(i + 1, 0, "resp:migrate_auth");
         if (word == "AUTH2") hide(i + 2, 0, "resp:migrate_auth");
         if (word == "KEYS") break;
       }
-    } else if (name == "CONFIG" && n >= 2 && uppered(arg_text(1)) == "SET") {
+    } else if (name == "CONFIG" && n >= 2 && ascii_upper(arg_text(1)) == "SET") {
       for (std::size_t i = 2; i + 1 < n; i += 2) {
-        const std::string param = lowered(arg_text(i));
+        const std::string param = ascii_lower(arg_text(i));
         if (param == "requirepass" || param == "masterauth") hide(i + 1, 0, "resp:config");
       }
-    } else if (name == "ACL" && n >= 3 && uppered(arg_text(1)) == "SETUSER") {
+    } else if (name == "ACL" && n >= 3 && ascii_upper(arg_text(1)) == "SETUSER") {
       for (std::size_t i = 3; i < n; ++i) {
         const std::string_view rule = arg_text(i);
         // >password adds, <password removes, #hash and !hash name a hashed one.
@@ -1358,7 +1345,7 @@ struct StreamAnnotator::Impl {
     if (!red || end() <= decoded) return;
     const std::string_view rest = view(decoded, end() - decoded);
     const std::vector<RespArg> args = resp_args(rest);
-    if (!args.empty() && resp_sensitive(uppered(rest.substr(args[0].pos, args[0].len)))) {
+    if (!args.empty() && resp_sensitive(ascii_upper(rest.substr(args[0].pos, args[0].len)))) {
       unit_start = decoded;
       mask_resp_unit(end());
     }

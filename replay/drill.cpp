@@ -1,5 +1,7 @@
 #include "replay/drill.hpp"
 
+#include "protocols/ascii.hpp"
+
 #include "faults/suggest.hpp"
 #include "proxy/json_io.hpp"
 
@@ -434,8 +436,7 @@ class Parser {
           } else if (options_.placeholders) {
             // drill --check in CI, without the stack's environment: check the rest of the file.
             // A URL where the name says so, else an address; 1 fits most bounded numbers.
-            std::string lower = name + " " + key;
-            for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+            const std::string lower = ascii_lower(name + " " + key);
             const std::string placeholder = lower.find("url") != std::string::npos ? "http://127.0.0.1:9" : "127.0.0.1:9";
             if (as == "number") value.SetInt(1);
             else if (as == "bool") value.SetBool(false);
@@ -634,7 +635,7 @@ class Parser {
     if (s.url.rfind("https://", 0) == 0) fail(o.path("url"), "https URLs are not supported by drill probes yet");
     if (!has_replay_ref(s.url) && !parse_http_url(s.url)) fail(o.path("url"), "expected an http://host[:port]/path URL, got \"" + s.url + "\"");
     s.method = o.string_or("method", "GET");
-    for (auto& c : s.method) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    s.method = ascii_upper(s.method);
     for (const auto& [k, v] : o.labels("headers")) s.headers.emplace_back(k, v);
     const Value* body = o.get("body");
     if (!body) body = o.get("arguments");  // Chaos Toolkit's http provider sends `arguments` as the JSON body
@@ -644,9 +645,7 @@ class Parser {
       } else {
         s.body = json_text(*body);
         const bool has_type = std::any_of(s.headers.begin(), s.headers.end(), [](const auto& h) {
-          std::string k = h.first;
-          for (auto& c : k) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-          return k == "content-type";
+          return ascii_lower(h.first) == "content-type";
         });
         if (!has_type) s.headers.emplace_back("Content-Type", "application/json");
       }

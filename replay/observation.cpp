@@ -1,5 +1,7 @@
 #include "replay/observation.hpp"
 
+#include "protocols/ascii.hpp"
+
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -11,11 +13,6 @@
 namespace faultline::drill {
 namespace {
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 std::string number_text(double n) {
   if (std::isfinite(n) && n == std::floor(n) && std::fabs(n) < 1e15) return std::to_string(static_cast<long long>(n));
@@ -144,9 +141,9 @@ std::optional<Scalar> Observation::field(std::string_view target) const {
       if (target == "status") return primary();
       if (target == "body") return Scalar::of(body);
       if (target.substr(0, 8) == "headers.") {
-        const std::string name = lower(target.substr(8));
+        const std::string name = ascii_lower(target.substr(8));
         for (const auto& [k, v] : headers)
-          if (lower(k) == name) return Scalar::of(v);
+          if (ascii_lower(k) == name) return Scalar::of(v);
         return Scalar::null();
       }
       break;

@@ -1,5 +1,7 @@
 #include "replay/replay_model.hpp"
 
+#include "protocols/ascii.hpp"
+
 #include "faults/suggest.hpp"
 
 #include <algorithm>
@@ -157,11 +159,6 @@ std::string canon_value(const rapidjson::Value& v) {
   return out;
 }
 
-std::string to_lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 // Decodes a chunked body; `map` gets (decoded offset, raw offset) at each chunk's data start.
 bool dechunk(std::string_view raw, std::string& body, std::vector<std::pair<std::size_t, std::size_t>>* map) {
@@ -301,7 +298,7 @@ bool split_http(std::string_view bytes, std::string& head, std::string& body, bo
   head.assign(bytes.substr(0, end + 4));
   const std::string_view rest = bytes.substr(end + 4);
   const auto te = header_value(head, "transfer-encoding");
-  chunked = te && to_lower(*te).find("chunked") != std::string::npos;
+  chunked = te && ascii_lower(*te).find("chunked") != std::string::npos;
   body.clear();
   if (chunked) dechunk(rest, body, nullptr);
   else body.assign(rest);
@@ -324,7 +321,7 @@ bool is_event_stream(std::string_view response_bytes) {
   const auto end = response_bytes.find("\r\n\r\n");
   if (end == std::string_view::npos) return false;
   const auto ct = header_value(response_bytes.substr(0, end + 4), "content-type");
-  return ct && to_lower(*ct).find("text/event-stream") != std::string::npos;
+  return ct && ascii_lower(*ct).find("text/event-stream") != std::string::npos;
 }
 
 RequestInfo describe_http_request(std::string_view bytes, const std::vector<std::string>& ignore) {
@@ -374,23 +371,19 @@ RequestInfo describe_http_request(std::string_view bytes, const std::vector<std:
 
 namespace {
 
-std::string upper_ascii(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return s;
-}
 
 // The argument positions holding a password: a recording keeps only a token in their place
 // (see recorder/redaction.hpp), so they are left out of matching and of labels.
 std::vector<bool> password_args(const std::vector<std::string>& args) {
   std::vector<bool> secret(args.size(), false);
   if (args.empty()) return secret;
-  const std::string name = upper_ascii(args[0]);
+  const std::string name = ascii_upper(args[0]);
   if (name == "AUTH") {
     if (args.size() == 2) secret[1] = true;  // AUTH password
     else if (args.size() >= 3) secret[2] = true;  // AUTH username password
   } else if (name == "HELLO") {
     for (std::size_t i = 2; i < args.size(); ++i) {
-      if (upper_ascii(args[i]) == "AUTH" && i + 2 < args.size()) {
+      if (ascii_upper(args[i]) == "AUTH" && i + 2 < args.size()) {
         secret[i + 2] = true;  // HELLO protover AUTH username password
         i += 2;
       }
@@ -406,7 +399,7 @@ RequestInfo describe_resp_command(const std::vector<std::string>& args) {
   const std::vector<bool> secret = password_args(args);
   for (std::size_t i = 0; i < args.size(); ++i) {
     std::string a = secret[i] ? std::string("(password)") : args[i];
-    if (i == 0) a = upper_ascii(std::move(a));
+    if (i == 0) a = ascii_upper(std::move(a));
     if (i) {
       info.key += '\x1f';
       info.label += ' ';
@@ -712,7 +705,7 @@ std::vector<Segment> rewrite_http_response(const std::vector<Segment>& recorded,
   std::string head = all.substr(0, head_end + 4);
   const std::string_view rest = std::string_view(all).substr(head_end + 4);
   const auto te = header_value(head, "transfer-encoding");
-  const bool chunked = te && to_lower(*te).find("chunked") != std::string::npos;
+  const bool chunked = te && ascii_lower(*te).find("chunked") != std::string::npos;
   std::string body;
   std::vector<std::pair<std::size_t, std::size_t>> map;  // decoded -> raw (relative to rest)
   if (chunked) dechunk(rest, body, &map);

@@ -20,6 +20,8 @@
 #include "protocols/resp.hpp"
 #include "proxy/address.hpp"
 #include "proxy/asio.hpp"
+
+#include "protocols/ascii.hpp"
 #include "replay/replay_run.hpp"
 
 namespace faultline::replay {
@@ -60,8 +62,7 @@ bool closes_after(std::string_view response) {
   std::string head, body;
   bool chunked = false;
   if (!split_http(response, head, body, chunked)) return true;
-  std::string lower(head);
-  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const std::string lower = ascii_lower(head);
   if (lower.find("\r\nconnection: close") != std::string::npos) return true;
   const int status = http_status(head);
   if (chunked || status == 204 || status == 304 || (status >= 100 && status < 200)) return false;
@@ -168,9 +169,7 @@ constexpr auto kForwardReplyTimeout = std::chrono::seconds(60);
 // Whether the connection ends with this answer: it says so, or only its end delimits its body.
 bool answer_closes(const http::Head& h, std::string_view method) {
   if (auto c = h.field("connection")) {
-    std::string v(*c);
-    for (auto& ch : v) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    if (v.find("close") != std::string::npos) return true;
+    if (ascii_lower(*c).find("close") != std::string::npos) return true;
   }
   if (h.status < 200 || h.status == 204 || h.status == 304 || method == "HEAD") return false;
   return !h.field("transfer-encoding") && !h.field("content-length");

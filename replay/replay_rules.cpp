@@ -1,5 +1,7 @@
 #include "replay/replay_rules.hpp"
 
+#include "protocols/ascii.hpp"
+
 #include <algorithm>
 #include <cctype>
 
@@ -10,11 +12,6 @@
 namespace faultline::replay {
 namespace {
 
-std::string upper(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
@@ -94,7 +91,7 @@ RequestSubject http_subject(std::string_view bytes) {
 
 RequestSubject resp_subject(const std::vector<std::string>& args) {
   RequestSubject s;
-  if (!args.empty()) s.command = upper(args[0]);
+  if (!args.empty()) s.command = ascii_upper(args[0]);
   return s;
 }
 
@@ -126,7 +123,7 @@ std::optional<std::string> parse_rule(std::string_view text, Rule& out) {
       return "\"" + std::string(text) + "\": \"" + std::string(match) +
              "\" is neither a Redis command, an HTTP path (/...) nor `METHOD /path` or `rpc METHOD`";
     out.kind = Rule::Kind::resp;
-    out.pattern = upper(match);
+    out.pattern = ascii_upper(match);
     return std::nullopt;
   }
   const std::string_view first = match.substr(0, sp);
@@ -141,7 +138,7 @@ std::optional<std::string> parse_rule(std::string_view text, Rule& out) {
   if (!is_token(first) || rest.front() != '/')
     return "\"" + std::string(text) + "\": expected `METHOD /path` (the path starts with /) or `rpc METHOD`";
   out.kind = Rule::Kind::http;
-  out.method = first == "*" ? "" : upper(first);
+  out.method = first == "*" ? "" : ascii_upper(first);
   out.pattern = std::string(rest);
   return std::nullopt;
 }
@@ -151,7 +148,7 @@ bool rule_matches(const Rule& rule, const RequestSubject& s) {
     case Rule::Kind::any: return true;
     case Rule::Kind::http:
       if (s.method.empty()) return false;
-      if (!rule.method.empty() && upper(s.method) != rule.method) return false;
+      if (!rule.method.empty() && ascii_upper(s.method) != rule.method) return false;
       return glob_match(rule.pattern, s.path);
     case Rule::Kind::rpc: return !s.rpc_method.empty() && glob_match(rule.pattern, s.rpc_method);
     case Rule::Kind::resp: return !s.command.empty() && glob_match(rule.pattern, s.command);
