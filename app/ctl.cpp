@@ -14,6 +14,7 @@
 
 #include "proxy/control_client.hpp"
 #include "proxy/json_io.hpp"
+#include "replay/replay_model.hpp"
 
 namespace faultline {
 namespace {
@@ -54,17 +55,9 @@ std::string fail(const std::string& message) {
   return message;
 }
 
-// Transport errors without the library's source locations ("Connection refused
-// [system:111 at .../reactive_socket_service.hpp:587:5 in function ...]").
-std::string plain_error(std::string error) {
-  if (const auto at = error.find(" [system:"); at != std::string::npos) error.resize(at);
-  if (const auto at = error.find(" [asio"); at != std::string::npos) error.resize(at);
-  return error;
-}
-
 int report(const HttpResult& r) {
   if (!r.error.empty()) {
-    fail(plain_error(r.error));
+    fail(r.error);
     return 1;
   }
   rapidjson::Document doc;
@@ -86,24 +79,13 @@ bool ok(const HttpResult& r) { return r.error.empty() && r.status >= 200 && r.st
 // success on a reply of the wrong shape.
 std::optional<std::string> not_an_api(const std::string& host) {
   const auto r = http_call(host, "GET", "/version", std::nullopt);
-  if (!r.error.empty()) {
-    const std::string e = plain_error(r.error);
-    // Something answered, but not in HTTP (Redis, a raw TCP service): Beast's parse errors.
-    for (const char* parse_error : {"bad version", "bad status", "bad reason", "bad line ending", "bad field", "partial message",
-                                    "bad chunk", "bad content-length"})
-      if (e.find(parse_error) != std::string::npos)
-        return "no faultline/Toxiproxy API at " + host + ": the reply is not HTTP (" + parse_error + ")";
-    return e.rfind("cannot reach", 0) == 0 ? e : "cannot reach a faultline/Toxiproxy API at " + host + ": " + e;
-  }
+  if (!r.error.empty()) return r.error;  // unreachable, or not HTTP (http_call says which)
   rapidjson::Document doc;
   doc.Parse(r.body.c_str(), r.body.size());
   if (r.status == 200 && !doc.HasParseError() && doc.IsObject() && doc.HasMember("version") && doc["version"].IsString())
     return std::nullopt;
-  std::string seen = r.body.substr(0, 80);
-  for (auto& c : seen)
-    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
   return "no faultline/Toxiproxy API at " + host + ": GET /version answered " + std::to_string(r.status) +
-         (seen.empty() ? "" : " \"" + seen + (r.body.size() > 80 ? "..." : "") + "\"");
+         (r.body.empty() ? "" : " \"" + replay::printable(r.body, 80) + "\"");
 }
 
 // toxiproxy-cli's form: "[\tjitter=0\tlatency=100\t]", keys sorted.

@@ -49,7 +49,12 @@ HttpResult http_call(const std::string& base_url, const std::string& method, con
   } catch (const boost::system::system_error& e) {
     // code().message(), not what(): what() appends Boost's source location
     // ("[system:111 at .../reactive_socket_service.hpp:587:5 in function ...]").
-    result.error = "cannot reach the faultline API at " + base_url + ": " + e.code().message();
+    if (e.code().category() == make_error_code(http::error::bad_version).category()) {
+      // Something answered, in another protocol (Redis, a raw TCP service).
+      result.error = "no faultline/Toxiproxy API at " + base_url + ": the reply is not HTTP (" + e.code().message() + ")";
+    } else {
+      result.error = "cannot reach the faultline API at " + base_url + ": " + e.code().message();
+    }
   } catch (const std::exception& e) {
     result.error = "cannot reach the faultline API at " + base_url + ": " + e.what();
   }
