@@ -36,6 +36,17 @@ def need(program, install_hint):
     return path
 
 
+NODE_MODULES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node_modules")
+
+
+def need_node_package(package):
+    """Fail (not skip) when node, or the npm `package` that ./dev setup installs into
+    tests/integration/node_modules, is missing."""
+    need("node", "nodejs")
+    if not os.path.isdir(os.path.join(NODE_MODULES, package)):
+        raise RuntimeError(f"{package} not installed: run ./dev setup (npm install in tests/integration)")
+
+
 def split_hostport(text):
     host, port = text.rsplit(":", 1)
     return host.strip("[]"), int(port)

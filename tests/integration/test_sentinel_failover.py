@@ -38,7 +38,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Faultline, ManagedProcess, RedisServer, free_port, need, split_hostport  # noqa: E402
+from harness import (Faultline, ManagedProcess, RedisServer, free_port, need, need_node_package,  # noqa: E402
+                     split_hostport)
 from test_drill import TempDir, run_drill  # noqa: E402
 
 NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node")
@@ -260,9 +261,7 @@ class SentinelFailoverDrillTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         need("redis-server", "redis-server")
-        need("node", "nodejs")
-        if not os.path.isdir(os.path.join(NODE_DIR, "..", "node_modules", "ioredis")):
-            raise RuntimeError("ioredis not installed: run ./dev setup (npm install in tests/integration)")
+        need_node_package("ioredis")
 
     def test_master_cut_promotes_replica_and_no_acknowledged_write_is_lost(self):
         with TempDir() as tmp, Faultline() as fl:

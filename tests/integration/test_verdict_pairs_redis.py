@@ -39,7 +39,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Faultline, RedisServer, ThreadedServer, need  # noqa: E402
+from harness import Faultline, RedisServer, ThreadedServer, need, need_node_package  # noqa: E402
 from test_drill import TempDir, run_drill  # noqa: E402
 from test_verdict_pairs_http import (  # noqa: E402
     SEEDS, Outcome, judge_broken, judge_recovering, load_of, print_sample, run_pair, verdict_of)
@@ -233,9 +233,7 @@ class IoredisRecoveryPairTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         need("redis-server", "redis-server (apt package redis-server)")
-        need("node", "nodejs")
-        if not os.path.isdir(os.path.join(NODE_DIR, "..", "node_modules", "ioredis")):
-            raise RuntimeError("ioredis not installed: run ./dev setup (npm install in tests/integration)")
+        need_node_package("ioredis")
         cls.redis = RedisServer()
         cls.addClassCleanup(cls.redis.__exit__)
 
