@@ -38,4 +38,10 @@ std::string did_you_mean(std::string_view name, const std::vector<std::string_vi
   return near.empty() ? "" : " (did you mean \"" + near + "\"?)";
 }
 
+std::string unknown_field(std::string_view key, const std::vector<std::string_view>& known) {
+  std::string list;
+  for (const auto k : known) list += (list.empty() ? "" : ", ") + std::string(k);
+  return "unknown field" + did_you_mean(key, known) + " (expected one of: " + list + ")";
+}
+
 }  // namespace faultline

@@ -18,4 +18,8 @@ std::string closest_name(std::string_view name, const std::vector<std::string_vi
 // " (did you mean \"latency\"?)" or "".
 std::string did_you_mean(std::string_view name, const std::vector<std::string_view>& candidates);
 
+// What a strict reader says of a key it does not know: `unknown field (did you mean
+// "within"?) (expected one of: type, name, within)`.
+std::string unknown_field(std::string_view key, const std::vector<std::string_view>& known);
+
 }  // namespace faultline

@@ -98,6 +98,17 @@ std::optional<std::string> parse_body(std::string_view body, rapidjson::Document
   return std::nullopt;
 }
 
+const std::vector<std::string_view>& proxy_field_names() {
+  static const std::vector<std::string_view> names{"name",     "listen",          "upstream", "enabled", "toxics", "on_upstream_down",
+                                                   "max_connections", "protocol", "tls",     "replay", "record"};
+  return names;
+}
+
+const std::vector<std::string_view>& toxic_field_names() {
+  static const std::vector<std::string_view> names{"name", "type", "stream", "toxicity", "attributes"};
+  return names;
+}
+
 std::optional<DecodeError> decode_proxy(const rapidjson::Value& v, ProxyFields& out) {
   if (!v.IsObject()) return DecodeError{std::string("bad request body: expected a JSON object, got ") + kind_name(v)};
   for (auto [key, field] : {std::pair{"name", &out.name}, std::pair{"listen", &out.listen},
@@ -142,10 +153,9 @@ std::optional<DecodeError> decode_toxic(const rapidjson::Value& v, ToxicFields& 
   // ones), but are logged: a misspelt "toxicty" would otherwise vanish without a word.
   for (auto it = v.MemberBegin(); it != v.MemberEnd(); ++it) {
     const std::string_view key(it->name.GetString(), it->name.GetStringLength());
-    static constexpr std::string_view known[] = {"name", "type", "stream", "toxicity", "attributes"};
-    if (std::none_of(std::begin(known), std::end(known), [&](std::string_view k) { return http::iequals(k, key); }))
-      spdlog::warn("toxic field \"{}\" is unknown and ignored{}", key,
-                   did_you_mean(key, std::vector<std::string_view>(std::begin(known), std::end(known))));
+    const auto& known = toxic_field_names();
+    if (std::none_of(known.begin(), known.end(), [&](std::string_view k) { return http::iequals(k, key); }))
+      spdlog::warn("toxic field \"{}\" is unknown and ignored{}", key, did_you_mean(key, known));
   }
   for (auto [key, field] : {std::pair{"name", &out.name}, std::pair{"type", &out.type}}) {
     if (auto e = get_string(v, key, *field)) return e;

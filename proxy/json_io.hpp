@@ -26,6 +26,10 @@ struct ProxyFields {
 };
 
 // Fields of a toxic body; absent or null fields are nullopt.
+// The keys decode_proxy and decode_toxic read (what a strict profile allows).
+const std::vector<std::string_view>& proxy_field_names();
+const std::vector<std::string_view>& toxic_field_names();
+
 struct ToxicFields {
   std::optional<std::string> name, type, stream;
   std::optional<double> toxicity;

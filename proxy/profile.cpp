@@ -84,19 +84,16 @@ std::optional<std::string> expand_env(rapidjson::Value& v, rapidjson::Document::
   return std::nullopt;
 }
 
-const std::vector<std::string_view> kProxyKeys{"name",     "listen", "upstream", "enabled", "toxics", "on_upstream_down",
-                                               "max_connections", "protocol", "tls", "replay", "record"};
-const std::vector<std::string_view> kToxicKeys{"name", "type", "stream", "toxicity", "attributes"};
-
 // "$.proxies[0].protocl: unknown field (did you mean "protocol"?) (expected one of: ...)".
+// Proxy and toxic keys match case-insensitively, as decode_proxy and decode_toxic read them
+// (Toxiproxy's JSON decoding); the file's own keys are read as written.
 std::optional<std::string> unknown_key(const rapidjson::Value& object, const std::vector<std::string_view>& known,
-                                       const std::string& at) {
+                                       const std::string& at, bool any_case = true) {
   for (auto it = object.MemberBegin(); it != object.MemberEnd(); ++it) {
     const std::string_view key(it->name.GetString(), it->name.GetStringLength());
-    if (std::any_of(known.begin(), known.end(), [&](std::string_view k) { return http::iequals(k, key); })) continue;
-    std::string list;
-    for (const auto k : known) list += (list.empty() ? "" : ", ") + std::string(k);
-    return at + "." + std::string(key) + ": unknown field" + did_you_mean(key, known) + " (expected one of: " + list + ")";
+    if (std::any_of(known.begin(), known.end(), [&](std::string_view k) { return any_case ? http::iequals(k, key) : k == key; }))
+      continue;
+    return at + "." + std::string(key) + ": " + unknown_field(key, known);
   }
   return std::nullopt;
 }
@@ -122,13 +119,8 @@ std::optional<std::string> load_profile(const std::string& path, Profile& out) {
     return std::nullopt;
   }
   if (!out.document.IsObject()) return path + ": $: expected an array of proxies or a faultline profile object";
-  for (auto it = out.document.MemberBegin(); it != out.document.MemberEnd(); ++it) {
-    const std::string key = it->name.GetString();
-    if (key != "seed" && key != "proxies" && key != "description" && key != "$schema" && key != "recording") {
-      return path + ": $." + key + ": unknown field" + did_you_mean(key, {"seed", "proxies", "recording", "description"}) +
-             " (expected seed, proxies, recording, description)";
-    }
-  }
+  if (auto e = unknown_key(out.document, {"seed", "proxies", "recording", "description", "$schema"}, "$", false))
+    return path + ": " + *e;
   if (auto seed = out.document.FindMember("seed"); seed != out.document.MemberEnd()) {
     if (!seed->value.IsUint64()) return path + ": $.seed: must be a non-negative integer";
     out.seed = seed->value.GetUint64();
@@ -146,11 +138,11 @@ std::optional<std::string> load_profile(const std::string& path, Profile& out) {
     if (!p.IsObject()) continue;  // populate reports it with its path
     // A faultline profile is strict: "protocl": "resp" would silently give a tcp proxy. (A
     // Toxiproxy config, the array form, keeps Toxiproxy's leniency.)
-    if (auto e = unknown_key(p, kProxyKeys, "$.proxies[" + std::to_string(i) + "]")) return path + ": " + *e;
+    if (auto e = unknown_key(p, proxy_field_names(), "$.proxies[" + std::to_string(i) + "]")) return path + ": " + *e;
     if (auto t = p.FindMember("toxics"); t != p.MemberEnd() && t->value.IsArray()) {
       for (rapidjson::SizeType k = 0; k < t->value.Size(); ++k)
         if (t->value[k].IsObject())
-          if (auto e = unknown_key(t->value[k], kToxicKeys, "$.proxies[" + std::to_string(i) + "].toxics[" + std::to_string(k) + "]"))
+          if (auto e = unknown_key(t->value[k], toxic_field_names(), "$.proxies[" + std::to_string(i) + "].toxics[" + std::to_string(k) + "]"))
             return path + ": " + *e;
     }
     auto record = p.FindMember("record");

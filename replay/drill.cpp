@@ -178,12 +178,7 @@ class Obj {
       const std::string key = m.name.GetString();
       bool ok = false;
       for (const char* a : allowed) ok = ok || key == a;
-      if (!ok) {
-        std::string list;
-        for (const char* a : allowed) list += std::string(list.empty() ? "" : ", ") + a;
-        const std::vector<std::string_view> known(allowed.begin(), allowed.end());
-        fail(member_path(path_, key), "unknown field" + did_you_mean(key, known) + " (expected one of: " + list + ")");
-      }
+      if (!ok) fail(member_path(path_, key), unknown_field(key, std::vector<std::string_view>(allowed.begin(), allowed.end())));
     }
   }
   const std::string& path() const { return path_; }

@@ -36,13 +36,12 @@ std::optional<std::string> server_options_from_json(const std::string& json, con
   doc.Parse(json.c_str(), json.size());
   if (doc.HasParseError() || !doc.IsObject())
     return std::string("expected an object like {\"journal\": \"recordings/run1\", \"unmatched\": \"error\"}");
-  static const char* const known[] = {"journal", "listen", "protocol", "unmatched", "forward", "ignore", "rules"};
+  static const std::vector<std::string_view> known{"journal", "listen", "protocol", "unmatched", "forward", "ignore", "rules"};
   for (auto it = doc.MemberBegin(); it != doc.MemberEnd(); ++it) {
     const std::string key(it->name.GetString(), it->name.GetStringLength());
-    if (std::find(std::begin(known), std::end(known), key) != std::end(known)) continue;
+    if (std::find(known.begin(), known.end(), key) != known.end()) continue;
     if (std::find(extra_keys.begin(), extra_keys.end(), key) != extra_keys.end()) continue;
-    return key + ": unknown field" + did_you_mean(key, std::vector<std::string_view>(std::begin(known), std::end(known))) +
-           " (expected journal, listen, protocol, unmatched, forward, ignore, rules)";
+    return key + ": " + unknown_field(key, known);
   }
   auto text = [&](const char* key, std::string& into) -> std::optional<std::string> {
     auto it = doc.FindMember(key);

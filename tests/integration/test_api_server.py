@@ -197,6 +197,8 @@ class ConfigFile(unittest.TestCase):
              "toxics": [{"type": "latency", "attributes": {"latancy": 100}}]}]},
             "proxies[0]", "toxics[0]", "attribute latancy is unknown to latency", 'did you mean "latency"?')
         self.assert_bad_config({"seeed": 1, "proxies": []}, "$.seeed: unknown field", 'did you mean "seed"?')
+        # The file's own keys are read as written: "Seed" would be a seed silently ignored.
+        self.assert_bad_config({"Seed": 1, "proxies": []}, "$.Seed: unknown field", 'did you mean "seed"?')
 
     def test_config_that_is_not_json(self):
         self.assert_bad_config("this is { not json", "config.json")
