@@ -74,6 +74,15 @@ class AppHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def app_backends(cls, *names):
+    """A Backend serving AppHandler for each of `names`, closed when test class `cls` is done."""
+    backends = []
+    for name in names:
+        backends.append(Backend(name, AppHandler))
+        cls.addClassCleanup(backends[-1].close)
+    return backends
+
+
 def http_get(port, path, timeout=5):
     """(status, body) of GET path on 127.0.0.1:port, a fresh connection."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
@@ -347,10 +356,7 @@ class NginxPairsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         need("nginx", "nginx-light (apt package nginx-light)")
-        cls.a = Backend("A", AppHandler)
-        cls.addClassCleanup(cls.a.close)
-        cls.b = Backend("B", AppHandler)
-        cls.addClassCleanup(cls.b.close)
+        cls.a, cls.b = app_backends(cls, "A", "B")
 
     def one_run(self, setup, seed, toxic, verdicts, judge):
         """A faultline (--seed) with app-a / app-b, nginx over them, and the drill; returns
@@ -437,10 +443,7 @@ class HAProxyFailoverPairTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         need("haproxy", "haproxy (apt package haproxy)")
-        cls.a = Backend("primary", AppHandler)
-        cls.addClassCleanup(cls.a.close)
-        cls.b = Backend("backup", AppHandler)
-        cls.addClassCleanup(cls.b.close)
+        cls.a, cls.b = app_backends(cls, "primary", "backup")
 
     def one_run(self, setup, seed):
         with TempDir() as tmp, Faultline("--seed", str(seed)) as fl:
