@@ -353,6 +353,18 @@ class RecorderCase(unittest.TestCase):
         self.assertEqual(st["gaps"], {"markers": 0, "events": 0, "bytes": 0}, st)
         self.assertEqual(j.of("gap"), [])
 
+    def exports(self, rec):
+        """{"export har": bytes, "export text": ..., "export pcapng": ...}: the recording `rec`
+        exported in each format (into self.tmp), each export exiting 0."""
+        out = {}
+        for fmt in ("har", "text", "pcapng"):
+            path = os.path.join(self.tmp, "export." + fmt)
+            r = export(fmt, rec, path)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(path, "rb") as f:
+                out["export " + fmt] = f.read()
+        return out
+
     def check_still_flowing(self, sock, n=20):
         """n messages b"still flowing I\n" on `sock`, an open connection through a proxy to an
         echo server, each read back whole; returns how many bytes went each way."""
@@ -1235,12 +1247,7 @@ class Redaction(RecorderCase):
         # payload, every export.
         places = {path: data for path, data in j.files_on_disk().items()}
         places["decoded payload"] = j.all_payload()
-        for fmt in ("har", "text", "pcapng"):
-            out = os.path.join(self.tmp, "export." + fmt)
-            r = export(fmt, rec, out)
-            self.assertEqual(r.returncode, 0, r.stderr)
-            with open(out, "rb") as f:
-                places["export " + fmt] = f.read()
+        places.update(self.exports(rec))
         blobs = [data for path, data in places.items() if os.sep + "blobs" + os.sep in path]
         self.assertTrue(any(tokens[API_KEY] in b and tokens[PASSWORD] in b for b in blobs), "no blob holds the JSON")
         self.assertIn(tokens[BEARER], places["export har"])

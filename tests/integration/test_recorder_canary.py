@@ -26,8 +26,8 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Faultline, RedisServer, connect, split_hostport  # noqa: E402
-from test_recorder import (Journal, Origin, RecorderCase, base64_forms, export, post_recording,  # noqa: E402
-                           read_reply, resp, wait_closed)
+from test_recorder import (Journal, Origin, RecorderCase, base64_forms, post_recording, read_reply,  # noqa: E402
+                           resp, wait_closed)
 
 CANARY = {
     "header": b"cnry-hdr-7f3a9c1e5d",
@@ -187,12 +187,7 @@ class RedactionCanary(RecorderCase):
     def places(self, rec, j):
         places = dict(every_file(rec))
         places["decoded payload"] = j.all_payload()
-        for fmt in ("har", "text", "pcapng"):
-            out = os.path.join(self.tmp, "export." + fmt)
-            r = export(fmt, rec, out)
-            self.assertEqual(r.returncode, 0, r.stderr)
-            with open(out, "rb") as f:
-                places["export " + fmt] = f.read()
+        places.update(self.exports(rec))
         return places
 
     def assert_no_canary(self, places):
