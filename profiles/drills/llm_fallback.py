@@ -14,30 +14,20 @@ answered ("primary 200", "backup 200 after primary ConnectionRefusedError: ...")
 stderr.
 
 Exit 0 when at least --min-ok of the calls got a 200 from someone, else 1.
-Only the standard library; every call and the whole run are bounded in time.
+Only the standard library (and llm_workflow.py beside it); every call and the whole run are bounded in time.
 """
 import argparse
-import http.client
 import json
 import sys
 import time
-import urllib.parse
+
+from llm_workflow import attempt  # the V.2 workflow's chat-completion call (this script's folder)
 
 
 def call(base_url, model, timeout):
-    u = urllib.parse.urlsplit(base_url)
-    conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=timeout)
-    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "What is 2+2?"}]})
-    try:
-        conn.request("POST", u.path.rstrip("/") + "/chat/completions", body,
-                     {"Content-Type": "application/json", "Authorization": "Bearer sk-faultline-FAKE-drill"})
-        r = conn.getresponse()
-        r.read()
-        return r.status, str(r.status)
-    except (OSError, http.client.HTTPException) as e:
-        return None, f"{type(e).__name__}: {e}"
-    finally:
-        conn.close()
+    """One chat completion: (status, why); status None when nothing answered."""
+    status, _, text = attempt(base_url, "sk-faultline-FAKE-drill", model, "What is 2+2?", timeout)
+    return (status, str(status)) if status else (None, text)
 
 
 def main():
