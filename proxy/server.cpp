@@ -16,6 +16,7 @@
 #include "proxy/http_server.hpp"
 #include "proxy/profile.hpp"
 #include "proxy/server_context.hpp"
+#include "recorder/journal.hpp"
 #include "recorder/recording.hpp"
 
 namespace faultline {
@@ -190,12 +191,9 @@ int run_server(const ServeOptions& options) {
     spdlog::info("faultline {} control API on http://{} ({} workers, seed {})", FAULTLINE_VERSION, bound_text,
                  worker_count, seed);
     if (options.port_file) {
-      const std::string tmp = *options.port_file + ".tmp";
-      {
-        std::ofstream out(tmp);
-        out << bound_text << "\n";
-      }
-      std::rename(tmp.c_str(), options.port_file->c_str());  // readers never see half a file
+      // Readers never see half a file; nothing is written through a planted symlink.
+      if (std::string error; !rec::write_file_replacing(*options.port_file, bound_text + "\n", error))
+        spdlog::error("cannot write the port file: {}", error);
     }
 
     net::signal_set signals(control, SIGINT, SIGTERM);

@@ -441,12 +441,10 @@ int create_file_at(int dirfd, const std::string& name, int flags, bool replace) 
   return fd;
 }
 
-bool write_index_at(int dirfd, const std::string& dir, const IndexFile& index, std::string& error) {
-  const std::string name(kIndexFile);
+bool write_file_at(int dirfd, const std::string& dir, const std::string& name, std::string_view text, std::string& error) {
   const std::string tmp_name = name + ".tmp";
-  const std::string path = dir + "/" + name;
+  const std::string path = dir.empty() ? name : dir + "/" + name;
   const std::string tmp = path + ".tmp";
-  const std::string text = format_index(index);
   const int fd = create_file_at(dirfd, tmp_name, O_WRONLY, true);
   if (fd < 0) {
     error = tmp + ": " + errno_text(errno);
@@ -476,6 +474,14 @@ bool write_index_at(int dirfd, const std::string& dir, const IndexFile& index, s
     return false;
   }
   return true;
+}
+
+bool write_file_replacing(const std::string& path, std::string_view text, std::string& error) {
+  return write_file_at(AT_FDCWD, "", path, text, error);
+}
+
+bool write_index_at(int dirfd, const std::string& dir, const IndexFile& index, std::string& error) {
+  return write_file_at(dirfd, dir, std::string(kIndexFile), format_index(index), error);
 }
 
 bool write_index(const std::string& dir, const IndexFile& index, std::string& error) {

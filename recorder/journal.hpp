@@ -100,6 +100,12 @@ bool write_index_at(int dirfd, const std::string& dir, const IndexFile& index, s
 // points to) and the creation tried again. -1 with errno set on failure. Every file the
 // recorder creates is created this way.
 int create_file_at(int dirfd, const std::string& name, int flags, bool replace);
+// Writes `text` to `name`.tmp in `dirfd` (created as above) and renames it over `name`: a
+// reader (or a crash) never sees half a file, and nothing is written through a symlink.
+// `dir` only names the directory in errors. write_file_replacing is the same for a path
+// (relative to the working directory): port files, drill reports.
+bool write_file_at(int dirfd, const std::string& dir, const std::string& name, std::string_view text, std::string& error);
+bool write_file_replacing(const std::string& path, std::string_view text, std::string& error);
 bool read_index(const std::string& dir, IndexFile& out, std::string& error);
 
 // ---- reading --------------------------------------------------------------------------------

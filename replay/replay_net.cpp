@@ -6,7 +6,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -16,12 +15,12 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <spdlog/spdlog.h>
 
+#include "protocols/ascii.hpp"
 #include "protocols/http.hpp"
 #include "protocols/resp.hpp"
 #include "proxy/address.hpp"
 #include "proxy/asio.hpp"
-
-#include "protocols/ascii.hpp"
+#include "recorder/journal.hpp"
 #include "replay/replay_run.hpp"
 
 namespace faultline::replay {
@@ -742,12 +741,8 @@ int run_server(const ServerOptions& options) {
     return 2;
   }
   if (!options.port_file.empty()) {
-    const std::string tmp = options.port_file + ".tmp";
-    {
-      std::ofstream f(tmp);
-      f << server->address() << "\n";
-    }
-    std::rename(tmp.c_str(), options.port_file.c_str());
+    if (!rec::write_file_replacing(options.port_file, server->address() + "\n", error))
+      std::cerr << "faultline replay server: cannot write the port file: " << error << "\n";
   }
   net::io_context io(1);
   net::signal_set signals(io, SIGINT, SIGTERM);

@@ -7,7 +7,6 @@
 #include <csignal>
 #include <cstdio>
 #include <ctime>
-#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -21,6 +20,7 @@
 #include <rapidjson/writer.h>
 
 #include "proxy/asio.hpp"
+#include "recorder/journal.hpp"
 #include "replay/clients.hpp"
 #include "replay/process.hpp"
 #include "replay/record.hpp"
@@ -961,14 +961,10 @@ std::string iso_now(std::chrono::system_clock::time_point t) {
 }
 
 bool write_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-  out.close();
-  if (!out) {
-    std::cerr << "faultline drill: cannot write " << path << "\n";
-    return false;
-  }
-  return true;
+  std::string error;
+  if (rec::write_file_replacing(path, text, error)) return true;
+  std::cerr << "faultline drill: cannot write " << error << "\n";
+  return false;
 }
 
 }  // namespace

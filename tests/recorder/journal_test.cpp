@@ -217,3 +217,25 @@ TEST_CASE("journal: a recording directory is read through its index, journals in
   CHECK(got.events[2].file_no == 1);
   CHECK(got.events[3].type == rec::EventType::close);
 }
+
+TEST_CASE("journal: a small file (a port file, a drill report) is replaced whole and never written through a symlink") {
+  TempDir dir;
+  const std::string victim = dir.sub("victim");
+  spit(victim, "keep me");
+  const std::string report = dir.sub("report.json");
+  // Planted under the temporary name and under the final one: neither target is written.
+  std::filesystem::create_symlink(victim, report + ".tmp");
+  std::string error;
+  REQUIRE(rec::write_file_replacing(report, "{\"result\":\"pass\"}\n", error));
+  CHECK(slurp(victim) == "keep me");
+  CHECK(slurp(report) == "{\"result\":\"pass\"}\n");
+  CHECK_FALSE(std::filesystem::exists(report + ".tmp"));
+  std::filesystem::remove(report);
+  std::filesystem::create_symlink(victim, report);
+  REQUIRE(rec::write_file_replacing(report, "second\n", error));
+  CHECK(slurp(victim) == "keep me");
+  CHECK_FALSE(std::filesystem::is_symlink(report));
+  CHECK(slurp(report) == "second\n");
+  CHECK_FALSE(rec::write_file_replacing(dir.sub("no/such/dir/file"), "x", error));
+  CHECK(error.find("no/such/dir/file.tmp") != std::string::npos);
+}
