@@ -32,7 +32,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Faultline, ManagedProcess, ReplayServer, need  # noqa: E402
+from harness import Faultline, ManagedProcess, ReplayServer, need, need_node_package  # noqa: E402
 from test_drill import TempDir, run_drill  # noqa: E402
 
 NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node")
@@ -171,9 +171,7 @@ class OpenAIReplayedProviderRecoveryTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        need("node", "nodejs")
-        if not os.path.isdir(os.path.join(NODE_DIR, "..", "node_modules", "openai")):
-            raise RuntimeError("openai not installed: run ./dev setup (npm install in tests/integration)")
+        need_node_package("openai")
         cls.tmp = tempfile.mkdtemp(prefix="faultline-openai-")
         cls.rec = record_provider(cls.tmp)
 
