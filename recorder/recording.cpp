@@ -94,6 +94,10 @@ struct Recording::Impl {
   std::string started_wall;
   std::shared_ptr<Redactor> redactor;
   std::atomic<std::uint64_t> next_conn{1};
+  // Held from numbering a connection to queueing its open line: two workers opening
+  // connections at once must not queue them out of order (a journal's connections are
+  // numbered in the order their open lines appear).
+  std::mutex open_mu;
   std::atomic<bool> accepting{true};
   std::atomic<std::uint64_t> lost_events{0}, lost_bytes{0};
 
@@ -1143,6 +1147,7 @@ bool Recording::covers(std::string_view proxy) const {
 
 std::uint64_t Recording::open_connection(const ConnectionMeta& meta, TimePoint at) {
   Impl& m = *impl_;
+  std::lock_guard order(m.open_mu);
   const std::uint64_t conn = m.next_conn.fetch_add(1, std::memory_order_relaxed);
   if (!m.accept(0)) return conn;
   try {
