@@ -1,6 +1,6 @@
 // The protocol fault types: their attribute schemas and the compile step that turns
 // attributes (numbers, strings, `match` objects) into a ProtocolFault once per update.
-#include "protocols/ascii.hpp"
+#include "base/ascii.hpp"
 #include "faults/protocol_fault.hpp"
 
 #include <rapidjson/document.h>

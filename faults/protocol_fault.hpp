@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "faults/regex.hpp"
+#include "base/regex.hpp"
 #include "faults/stage.hpp"
 #include "faults/time.hpp"
 

@@ -1,6 +1,6 @@
 #include "faults/toxic.hpp"
 
-#include "protocols/ascii.hpp"
+#include "base/ascii.hpp"
 
 #include <algorithm>
 #include <cctype>

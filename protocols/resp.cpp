@@ -1,6 +1,6 @@
 #include "protocols/resp.hpp"
 
-#include "protocols/ascii.hpp"
+#include "base/ascii.hpp"
 
 #include <algorithm>
 #include <cstring>

@@ -1,6 +1,6 @@
 #include "proxy/address.hpp"
 
-#include "protocols/ascii.hpp"
+#include "base/ascii.hpp"
 
 #include <algorithm>
 #include <cctype>

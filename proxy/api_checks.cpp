@@ -1,6 +1,6 @@
 #include "proxy/api_checks.hpp"
 
-#include "protocols/ascii.hpp"
+#include "base/ascii.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

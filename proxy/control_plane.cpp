@@ -1,6 +1,6 @@
 #include "proxy/control_plane.hpp"
 
-#include "protocols/ascii.hpp"
+#include "base/ascii.hpp"
 
 #include <algorithm>
 #include <fstream>

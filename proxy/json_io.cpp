@@ -4,7 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "faults/suggest.hpp"
+#include "base/suggest.hpp"
 #include "protocols/http.hpp"
 
 #include <algorithm>

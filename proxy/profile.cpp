@@ -8,7 +8,7 @@
 
 #include <rapidjson/error/en.h>
 
-#include "faults/suggest.hpp"
+#include "base/suggest.hpp"
 #include "protocols/http.hpp"
 #include "proxy/json_io.hpp"
 

@@ -7,7 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "faults/regex.hpp"
+#include "base/regex.hpp"
 #include "proxy/api_checks.hpp"
 #include "proxy/control_plane.hpp"
 #include "proxy/json_io.hpp"

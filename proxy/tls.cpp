@@ -28,7 +28,7 @@
 #include <openssl/x509v3.h>
 #include <spdlog/spdlog.h>
 
-#include "protocols/ascii.hpp"
+#include "base/ascii.hpp"
 #include "proxy/api_checks.hpp"
 #include "proxy/asio.hpp"
 

@@ -10,7 +10,7 @@
 #include <climits>
 #include <map>
 
-#include "protocols/ascii.hpp"
+#include "base/ascii.hpp"
 #include "protocols/http.hpp"
 #include "protocols/sse.hpp"
 #include "recorder/export_internal.hpp"

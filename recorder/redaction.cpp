@@ -14,7 +14,7 @@
 #include <mutex>
 #include <optional>
 
-#include "protocols/ascii.hpp"
+#include "base/ascii.hpp"
 #include "protocols/http.hpp"
 #include "protocols/jsonrpc.hpp"
 #include "protocols/resp.hpp"

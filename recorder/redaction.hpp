@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "faults/protocol_engine.hpp"
-#include "faults/regex.hpp"
+#include "base/regex.hpp"
 #include "faults/toxic.hpp"
 
 namespace faultline::rec {

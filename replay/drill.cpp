@@ -1,8 +1,8 @@
 #include "replay/drill.hpp"
 
-#include "protocols/ascii.hpp"
+#include "base/ascii.hpp"
 
-#include "faults/suggest.hpp"
+#include "base/suggest.hpp"
 #include "proxy/json_io.hpp"
 
 #include <algorithm>

@@ -1,6 +1,6 @@
 #include "replay/observation.hpp"
 
-#include "protocols/ascii.hpp"
+#include "base/ascii.hpp"
 
 #include <cctype>
 #include <cmath>

@@ -1,8 +1,8 @@
 #include "replay/replay_model.hpp"
 
-#include "protocols/ascii.hpp"
+#include "base/ascii.hpp"
 
-#include "faults/suggest.hpp"
+#include "base/suggest.hpp"
 
 #include <algorithm>
 #include <cctype>

@@ -15,7 +15,7 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <spdlog/spdlog.h>
 
-#include "protocols/ascii.hpp"
+#include "base/ascii.hpp"
 #include "protocols/http.hpp"
 #include "protocols/resp.hpp"
 #include "proxy/address.hpp"

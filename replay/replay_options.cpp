@@ -6,7 +6,7 @@
 #include "proxy/address.hpp"
 #include "replay/replay_run.hpp"
 
-#include "faults/suggest.hpp"
+#include "base/suggest.hpp"
 
 namespace faultline::replay {
 

@@ -1,6 +1,6 @@
 #include "replay/replay_rules.hpp"
 
-#include "protocols/ascii.hpp"
+#include "base/ascii.hpp"
 
 #include <algorithm>
 #include <cctype>

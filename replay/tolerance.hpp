@@ -9,7 +9,7 @@
 
 #include <rapidjson/document.h>
 
-#include "faults/regex.hpp"
+#include "base/regex.hpp"
 #include "replay/json_path.hpp"
 #include "replay/observation.hpp"
 

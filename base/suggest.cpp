@@ -1,4 +1,4 @@
-#include "faults/suggest.hpp"
+#include "base/suggest.hpp"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "faults/regex.hpp"
+#include "base/regex.hpp"
 
 #include <re2/re2.h>
 
