@@ -40,11 +40,11 @@ void setup_logging(const cxxopts::ParseResult& r) {
   spdlog::set_level(spdlog::level::from_str(lvl));
 }
 
-bool protocol_flag(const cxxopts::ParseResult& r, std::optional<replay::Protocol>& out) {
+bool protocol_flag(const cxxopts::ParseResult& r, std::optional<Protocol>& out) {
   if (!r.count("protocol")) return true;
   const auto p = r["protocol"].as<std::string>();
   if (p == "auto") return true;
-  out = replay::parse_protocol(p);
+  out = parse_protocol(p);
   if (!out) {
     std::cerr << "faultline replay: --protocol must be auto, http, resp, mcp or tcp (got \"" << p << "\")\n";
     return false;

@@ -16,10 +16,6 @@
 
 namespace faultline {
 
-enum class Protocol : std::uint8_t { tcp, http, resp, mcp };
-
-std::optional<Protocol> parse_protocol(std::string_view text);
-std::string_view protocol_name(Protocol p);
 // Whether faults of `layer` make sense on a proxy speaking `p`.
 bool protocol_accepts(Protocol p, Layer layer);
 

@@ -12,7 +12,7 @@
 
 #include "base/regex.hpp"
 #include "faults/stage.hpp"
-#include "faults/time.hpp"
+#include "base/vocabulary.hpp"
 
 namespace faultline {
 

@@ -291,23 +291,6 @@ class RespEngine final : public EngineBase {
 std::unique_ptr<ProtocolEngine> make_resp_engine(Rng rng) { return std::make_unique<RespEngine>(rng); }
 std::unique_ptr<ProtocolEngine> make_http_engine(Rng rng, bool mcp);
 
-std::optional<Protocol> parse_protocol(std::string_view text) {
-  if (text == "tcp" || text.empty()) return Protocol::tcp;
-  if (text == "http") return Protocol::http;
-  if (text == "resp" || text == "redis") return Protocol::resp;
-  if (text == "mcp") return Protocol::mcp;
-  return std::nullopt;
-}
-
-std::string_view protocol_name(Protocol p) {
-  switch (p) {
-    case Protocol::http: return "http";
-    case Protocol::resp: return "resp";
-    case Protocol::mcp: return "mcp";
-    default: return "tcp";
-  }
-}
-
 bool protocol_accepts(Protocol p, Layer layer) {
   switch (layer) {
     case Layer::bytes: return true;

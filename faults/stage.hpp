@@ -6,16 +6,9 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "faults/time.hpp"
+#include "base/vocabulary.hpp"
 
 namespace faultline {
-
-// How a direction ends.
-enum class EndKind : std::uint8_t {
-  half_close,  // FIN towards this direction's destination; the other direction keeps flowing
-  close,       // close the whole connection with FIN on both sides
-  reset,       // abort the whole connection with RST on both sides
-};
 
 // A run of bytes owned by the pipe; stages may shrink or split it, never grow it.
 struct Segment {

@@ -15,13 +15,11 @@
 
 #include "faults/rng.hpp"
 #include "faults/stage.hpp"
-#include "faults/time.hpp"
+#include "base/vocabulary.hpp"
 
 namespace faultline {
 
-// `both` applies one toxic to each direction (one instance per direction).
-enum class Stream : std::uint8_t { upstream, downstream, both };
-
+// A toxic on Stream::both applies to each direction (one instance per direction).
 inline bool applies_to(Stream toxic, Stream direction) { return toxic == Stream::both || toxic == direction; }
 
 // An attribute value; Toxiproxy's are integers, ours may be floats or strings too.

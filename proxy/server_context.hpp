@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "faults/time.hpp"
+#include "base/vocabulary.hpp"
 #include "proxy/asio.hpp"
 #include "proxy/buffer_budget.hpp"
 #include "proxy/replay_hook.hpp"

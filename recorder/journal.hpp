@@ -14,8 +14,7 @@
 #include <string_view>
 #include <vector>
 
-#include "faults/stage.hpp"
-#include "faults/toxic.hpp"
+#include "base/vocabulary.hpp"
 
 namespace faultline::rec {
 

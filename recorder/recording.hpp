@@ -15,10 +15,7 @@
 #include <string_view>
 #include <vector>
 
-#include "faults/protocol_engine.hpp"
-#include "faults/stage.hpp"
-#include "faults/time.hpp"
-#include "faults/toxic.hpp"
+#include "base/vocabulary.hpp"
 #include "recorder/redaction.hpp"
 
 namespace faultline::rec {

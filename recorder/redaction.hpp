@@ -17,16 +17,15 @@
 #include <string_view>
 #include <vector>
 
-#include "faults/protocol_engine.hpp"
+#include "base/vocabulary.hpp"
 #include "base/regex.hpp"
-#include "faults/toxic.hpp"
 
 namespace faultline::rec {
 
 struct RedactionRules {
   std::vector<std::string> headers;    // extra header names (case-insensitive)
   std::vector<std::string> json_keys;  // extra JSON keys (any depth)
-  std::vector<std::string> regexes;    // RE2 syntax (faults/regex.hpp); every match in any payload is redacted
+  std::vector<std::string> regexes;    // RE2 syntax (base/regex.hpp); every match in any payload is redacted
 };
 
 // The recording's key and rules; shared by its streams (read-only after construction,

@@ -28,7 +28,7 @@ ReplayActionResult ReplayActions::start(const ReplaySpec& spec) {
   }
   r.ok = true;
   r.output = "replay server " + spec.name + " on " + server->address() + ": " + std::to_string(server->exchanges()) +
-             " recorded exchanges (" + replay::to_string(server->protocol()) + ")";
+             " recorded exchanges (" + std::string(protocol_name(server->protocol())) + ")";
   servers_[spec.name] = std::move(server);
   return r;
 }
@@ -55,7 +55,7 @@ ReplayActionResult ReplayActions::client(const ReplaySpec& spec, const std::atom
   replay::ClientOptions o;
   o.journal = replay::resolve_journal(base_dir_, spec.journal);
   o.target = spec.target;
-  if (!spec.protocol.empty() && spec.protocol != "auto") o.protocol = replay::parse_protocol(spec.protocol);
+  if (!spec.protocol.empty() && spec.protocol != "auto") o.protocol = parse_protocol(spec.protocol);
   o.speed = spec.speed;
   o.open_loop = spec.open_loop;
   o.concurrency_scale = spec.concurrency_scale;

@@ -20,24 +20,6 @@
 
 namespace faultline::replay {
 
-std::optional<Protocol> parse_protocol(std::string_view name) {
-  if (name == "tcp") return Protocol::tcp;
-  if (name == "http") return Protocol::http;
-  if (name == "resp") return Protocol::resp;
-  if (name == "mcp") return Protocol::mcp;
-  return std::nullopt;
-}
-
-const char* to_string(Protocol p) {
-  switch (p) {
-    case Protocol::tcp: return "tcp";
-    case Protocol::http: return "http";
-    case Protocol::resp: return "resp";
-    case Protocol::mcp: return "mcp";
-  }
-  return "tcp";
-}
-
 std::string Exchange::response_bytes() const {
   std::string out;
   for (const auto& s : response) out += s.bytes;

@@ -11,11 +11,9 @@
 #include <string_view>
 #include <vector>
 
-namespace faultline::replay {
+#include "base/vocabulary.hpp"
 
-enum class Protocol : std::uint8_t { tcp, http, resp, mcp };
-std::optional<Protocol> parse_protocol(std::string_view name);  // "tcp", "http", "resp", "mcp"
-const char* to_string(Protocol p);
+namespace faultline::replay {
 
 // A piece of recorded bytes and when the proxy delivered it (ns since recording start).
 struct Segment {

@@ -675,7 +675,7 @@ std::unique_ptr<ReplayServer> ReplayServer::start(const ServerOptions& options, 
         st.protocol = p;
       }
     if (counts.size() > 1)
-      spdlog::warn("replay: the journal mixes protocols; serving {} (choose with --protocol)", to_string(st.protocol));
+      spdlog::warn("replay: the journal mixes protocols; serving {} (choose with --protocol)", protocol_name(st.protocol));
   }
   if (!options.forward.empty()) {
     // Checked here again, not only by check_server_options: a drill's ${replay.NAME.address}
@@ -728,7 +728,7 @@ std::unique_ptr<ReplayServer> ReplayServer::start(const ServerOptions& options, 
   net::co_spawn(impl->io, accept_loop(st, acceptor), net::detached);
   Impl* raw = impl.get();
   impl->thread = std::thread([raw] { run_catching(raw->io, "replay server"); });
-  spdlog::info("replay server: {} recorded exchanges ({}) on {}", st.model.exchanges, to_string(st.protocol),
+  spdlog::info("replay server: {} recorded exchanges ({}) on {}", st.model.exchanges, protocol_name(st.protocol),
                impl->address);
   return std::unique_ptr<ReplayServer>(new ReplayServer(std::move(impl)));
 }
