@@ -44,7 +44,7 @@ bool protocol_flag(const cxxopts::ParseResult& r, std::optional<Protocol>& out) 
   if (!r.count("protocol")) return true;
   const auto p = r["protocol"].as<std::string>();
   if (p == "auto") return true;
-  out = parse_protocol(p);
+  if (!p.empty()) out = parse_protocol(p);  // an empty name is a mistake here, not tcp
   if (!out) {
     std::cerr << "faultline replay: --protocol must be auto, http, resp, mcp or tcp (got \"" << p << "\")\n";
     return false;

@@ -868,7 +868,7 @@ class Parser {
           fail(o.path("target"), "expected host:port, got \"" + s.target + "\"");
       }
       s.protocol = o.string_or("protocol", "auto");
-      if (s.protocol != "auto" && !parse_protocol(s.protocol))
+      if (s.protocol != "auto" && (s.protocol.empty() || !parse_protocol(s.protocol)))
         fail(o.path("protocol"), "expected auto, http, resp, mcp or tcp, got \"" + s.protocol + "\"");
       if (const Value* sp = o.get("speed"); sp && sp->IsString()) {
         if (std::string(sp->GetString()) != "max") fail(o.path("speed"), "expected a positive number or \"max\"");
