@@ -33,6 +33,8 @@
 # and `all` (the default).
 # FAULTLINE_BIN overrides build/faultline; BENCH_FAULTLINE_ARGS adds `faultline serve` flags
 # (e.g. --no-splice); BENCH_FAULTLINE_LOG_LEVEL sets its log level (default warn).
+# Before/after a change: bench/compare.py BEFORE_BIN AFTER_BIN alternates the two binaries round by
+# round in one run and reports after/before relative to the direct connection of the same round.
 # Takes about 10-12 minutes on a 2-core machine; the http phase alone (--phases http) about
 # 2 minutes (6 targets x 3 runs x 5 s of wrk), about 30 s with --quick.
 set -euo pipefail
