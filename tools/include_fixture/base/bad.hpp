@@ -1,0 +1,3 @@
+#pragma once
+#include "base/ok.hpp"
+#include "proxy/up.hpp"

@@ -1,0 +1,3 @@
+#pragma once
+#include "protocols/fine.hpp"
+#include "recorder/sibling.hpp"

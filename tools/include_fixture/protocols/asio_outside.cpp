@@ -1,0 +1,3 @@
+#include "protocols/fine.hpp"
+#include "base/ok.hpp"
+#include <boost/asio/io_context.hpp>

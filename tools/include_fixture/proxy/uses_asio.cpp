@@ -1,0 +1,2 @@
+#include "proxy/uses_asio.hpp"
+#include <boost/beast/http.hpp>

@@ -1,0 +1,2 @@
+#include "replay/x.hpp"
+#include "app/main.hpp"
