@@ -396,6 +396,7 @@ FrameStep ReplyFramer::step(std::string_view data) {
           case '_':
           case '#':
             begin_element(type);
+            if (visitor_) visitor_->element(type, 0);
             ++pos;
             line_type_ = type;
             line_length_ = 0;
@@ -430,6 +431,7 @@ FrameStep ReplyFramer::step(std::string_view data) {
           return fail("replies nested deeper than 1024");
         }
         begin_element(type);
+        if (visitor_) visitor_->element(type, n);
         pos += 1 + used;
         if (bulk && n >= 0) {
           line_type_ = type;
@@ -479,6 +481,7 @@ FrameStep ReplyFramer::step(std::string_view data) {
           if (pending_.empty() && (line_type_ == '+' || line_type_ == '-')) {
             keep_prefix(line_, run, max_line_kept);
           }
+          if (visitor_ && !run.empty()) visitor_->payload(run);
           line_length_ += run.size();
           pos = stop;
         }
@@ -497,6 +500,7 @@ FrameStep ReplyFramer::step(std::string_view data) {
               return fail("verbatim string without its format");
             }
           }
+          if (visitor_ && take > 0) visitor_->payload(data.substr(pos, take));
           pos += take;
           bulk_left_ -= static_cast<std::int64_t>(take);
         }
@@ -513,6 +517,73 @@ FrameStep ReplyFramer::step(std::string_view data) {
         break;
       }
     }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// parse_value: a tree built from what the ReplyFramer reports.
+
+namespace {
+
+class ValueBuilder final : public ReplyVisitor {
+ public:
+  void element(char type, std::int64_t count) override {
+    while (!open_.empty() && open_.back().left == 0) open_.pop_back();
+    std::vector<Value>& siblings = open_.empty() ? roots_ : open_.back().value->elements;
+    // An attribute is no entry of its parent: the element after it is.
+    if (!open_.empty() && type != '|') --open_.back().left;
+    Value& v = siblings.emplace_back();
+    v.type = type;
+    v.null = type == '_' || count < 0;
+    scalar_ = nullptr;
+    const bool aggregate = type == '*' || type == '~' || type == '>' || type == '%' || type == '|';
+    if (!aggregate) {
+      scalar_ = &v;
+    } else if (count > 0) {
+      open_.push_back({&v, (type == '%' || type == '|') ? count * 2 : count});
+    }
+  }
+  void payload(std::string_view piece) override {
+    if (scalar_) scalar_->text.append(piece);
+  }
+  // The reply: the last top-level element (attributes before it dropped), attributes
+  // removed at every depth.
+  Value take() {
+    Value out = std::move(roots_.back());
+    drop_attributes(out);
+    return out;
+  }
+
+ private:
+  static void drop_attributes(Value& v) {
+    std::erase_if(v.elements, [](const Value& e) { return e.type == '|'; });
+    for (auto& e : v.elements) drop_attributes(e);
+  }
+  struct Open {
+    Value* value;
+    std::int64_t left;  // entries still to come
+  };
+  std::vector<Value> roots_;
+  std::vector<Open> open_;
+  Value* scalar_ = nullptr;
+};
+
+}  // namespace
+
+std::optional<Value> parse_value(std::string_view bytes) {
+  ReplyFramer framer;
+  ValueBuilder builder;
+  framer.visit(&builder);
+  std::size_t pos = 0;
+  for (;;) {
+    const FrameStep step = framer.step(bytes.substr(pos));
+    pos += step.consumed;
+    if (step.event == FrameEvent::error) return std::nullopt;
+    if (step.event == FrameEvent::end) {
+      if (pos != bytes.size()) return std::nullopt;
+      return builder.take();
+    }
+    if (step.consumed == 0) return std::nullopt;  // incomplete
   }
 }
 

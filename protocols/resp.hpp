@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -77,6 +78,20 @@ class CommandFramer {
   std::string error_;
 };
 
+// What a ReplyFramer reports about each element as it reads it, for a caller that wants
+// the values and not only the boundaries (resp::parse_value). The framer stays the one
+// parser: a visitor only sees what it has already validated.
+class ReplyVisitor {
+ public:
+  virtual ~ReplyVisitor() = default;
+  // An element's header was read. Simple lines (+ - : , ( _ #): `count` 0, the line
+  // follows as payload. Bulk types ($ ! =): `count` is the length, or -1 for a null.
+  // Aggregates (* ~ > % |): `count` is the number of entries (pairs for % and |), or -1.
+  virtual void element(char type, std::int64_t count) = 0;
+  // The next piece of the element's line or bulk payload (no type byte, no CRLF).
+  virtual void payload(std::string_view piece) = 0;
+};
+
 // Server -> client. Reports `end` at the end of each complete top-level reply (aggregates
 // of any depth, RESP3 attributes belong to the reply they precede). Bulk payloads are
 // consumed in pieces as they arrive.
@@ -90,6 +105,8 @@ class ReplyFramer {
   // Valid at `end` for '+' and '-' replies: the line without type byte and CRLF (capped 4 KiB).
   const std::string& line() const { return line_; }
   std::string_view error() const { return error_; }
+  // Every element read from now on is also reported to `visitor` (null: none, the default).
+  void visit(ReplyVisitor* visitor) { visitor_ = visitor; }
 
   static constexpr std::size_t max_depth = 1024;
   static constexpr std::size_t max_line_kept = 4 * 1024;
@@ -121,7 +138,22 @@ class ReplyFramer {
   bool in_reply_ = false;
   std::string line_;
   std::string error_;
+  ReplyVisitor* visitor_ = nullptr;
 };
+
+// A decoded reply: simple lines keep their line in `text`, bulk strings their payload (a
+// verbatim string's too, its "txt:" format included), aggregates their `elements` (a map's
+// as key, value, key, value...). RESP3 attributes are left out: they decorate the element
+// after them, which stands in their place.
+struct Value {
+  char type = 0;      // the type byte: '+', '-', ':', '$', '*', '%', '~', '>', '_', ',', '#', '(', '=', '!'
+  bool null = false;  // $-1, *-1 (any bulk or aggregate type with -1) or RESP3 `_`
+  std::string text;
+  std::vector<Value> elements;
+};
+// Decodes exactly one complete reply, framed by ReplyFramer; nullopt when `bytes` are not
+// one well-formed reply (incomplete, more than one, or not RESP).
+std::optional<Value> parse_value(std::string_view bytes);
 
 // `-` + line + CRLF: an error reply exactly as Redis writes it.
 std::string error_reply(std::string_view line);

@@ -1,7 +1,8 @@
 #include "replay/wire.hpp"
 
 #include <cctype>
-#include <cstdlib>
+
+#include "protocols/resp.hpp"
 
 namespace faultline::drill {
 
@@ -65,70 +66,25 @@ std::string encode_command(const std::vector<std::string>& args) {
 
 namespace {
 
-// Recursive descent over one reply; `pos` advances past what was read.
-bool parse_at(std::string_view b, std::size_t& pos, RespReply& out, int depth) {
-  if (depth > 64 || pos >= b.size()) return false;
-  const char type = b[pos++];
-  const auto eol = b.find("\r\n", pos);
-  if (eol == std::string_view::npos) return false;
-  const std::string line(b.substr(pos, eol - pos));
-  pos = eol + 2;
-  out.type = type;
-  switch (type) {
-    case '+': case '-': case ':': case ',': case '#': case '(':
-      out.text = line;
-      return true;
-    case '_':
-      out.null = true;
-      return true;
-    case '$': case '=': case '!': {
-      char* end = nullptr;
-      const long long n = std::strtoll(line.c_str(), &end, 10);
-      if (line.empty() || *end) return false;
-      if (n < 0) {
-        out.null = true;
-        return true;
-      }
-      if (pos + static_cast<std::size_t>(n) + 2 > b.size()) return false;
-      out.text = std::string(b.substr(pos, static_cast<std::size_t>(n)));
-      pos += static_cast<std::size_t>(n) + 2;
-      if (type == '=' && out.text.size() >= 4) out.text.erase(0, 4);  // verbatim: drop "txt:"
-      if (type == '!') out.type = '-';  // RESP3 blob error: an error like any other
-      return true;
-    }
-    case '*': case '~': case '>': case '%': case '|': {
-      char* end = nullptr;
-      long long n = std::strtoll(line.c_str(), &end, 10);
-      if (line.empty() || *end) return false;
-      if (n < 0) {
-        out.null = true;
-        return true;
-      }
-      if (type == '%' || type == '|') n *= 2;  // maps: key, value, key, value...
-      for (long long i = 0; i < n; ++i) {
-        RespReply e;
-        if (!parse_at(b, pos, e, depth + 1)) return false;
-        out.elements.push_back(std::move(e));
-      }
-      if (type == '|') {  // an attribute precedes the real reply
-        RespReply real;
-        if (!parse_at(b, pos, real, depth + 1)) return false;
-        out = std::move(real);
-      }
-      return true;
-    }
-    default:
-      return false;
-  }
+// The drill's view of a reply: a verbatim string without its "txt:" format, a RESP3 blob
+// error an error like any other.
+RespReply to_reply(resp::Value&& v) {
+  RespReply out;
+  out.type = v.type == '!' ? '-' : v.type;
+  out.null = v.null;
+  out.text = std::move(v.text);
+  if (v.type == '=' && out.text.size() >= 4) out.text.erase(0, 4);
+  out.elements.reserve(v.elements.size());
+  for (auto& e : v.elements) out.elements.push_back(to_reply(std::move(e)));
+  return out;
 }
 
 }  // namespace
 
 std::optional<RespReply> parse_reply(std::string_view bytes) {
-  RespReply r;
-  std::size_t pos = 0;
-  if (!parse_at(bytes, pos, r, 0) || pos != bytes.size()) return std::nullopt;
-  return r;
+  auto value = resp::parse_value(bytes);
+  if (!value) return std::nullopt;
+  return to_reply(std::move(*value));
 }
 
 std::string expand_index(std::string_view text, std::uint64_t i) {

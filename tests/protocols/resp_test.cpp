@@ -581,3 +581,53 @@ TEST_CASE("resp: pathological glob patterns finish fast") {
   const auto elapsed = std::chrono::steady_clock::now() - start;
   CHECK(elapsed < std::chrono::seconds(1));
 }
+
+TEST_CASE("resp: parse_value decodes one whole reply into a tree") {
+  const auto simple = parse_value("+PONG\r\n");
+  REQUIRE(simple);
+  CHECK(simple->type == '+');
+  CHECK(simple->text == "PONG");
+  const auto bulk = parse_value("$5\r\nhel\r\n\r\n");
+  REQUIRE(bulk);
+  CHECK(bulk->text == "hel\r\n");
+  const auto null_bulk = parse_value("$-1\r\n");
+  REQUIRE(null_bulk);
+  CHECK(null_bulk->null);
+  CHECK(parse_value("_\r\n")->null);
+  const auto verbatim = parse_value("=8\r\ntxt:abcd\r\n");
+  REQUIRE(verbatim);
+  CHECK(verbatim->text == "txt:abcd");
+
+  const auto nested = parse_value("*3\r\n$1\r\na\r\n*2\r\n:1\r\n*-1\r\n%1\r\n+k\r\n_\r\n");
+  REQUIRE(nested);
+  REQUIRE(nested->elements.size() == 3);
+  CHECK(nested->elements[0].text == "a");
+  REQUIRE(nested->elements[1].elements.size() == 2);
+  CHECK(nested->elements[1].elements[0].text == "1");
+  CHECK(nested->elements[1].elements[1].null);
+  REQUIRE(nested->elements[2].elements.size() == 2);
+  CHECK(nested->elements[2].elements[0].text == "k");
+  CHECK(nested->elements[2].elements[1].null);
+}
+
+TEST_CASE("resp: parse_value leaves attributes out at every depth") {
+  const auto top = parse_value("|1\r\n+ttl\r\n:3\r\n+OK\r\n");
+  REQUIRE(top);
+  CHECK(top->type == '+');
+  CHECK(top->text == "OK");
+  const auto inner = parse_value("*2\r\n|1\r\n+a\r\n+b\r\n:1\r\n:2\r\n");
+  REQUIRE(inner);
+  REQUIRE(inner->elements.size() == 2);
+  CHECK(inner->elements[0].text == "1");
+  CHECK(inner->elements[1].text == "2");
+}
+
+TEST_CASE("resp: parse_value refuses anything but exactly one valid reply") {
+  CHECK_FALSE(parse_value(""));
+  CHECK_FALSE(parse_value("+PONG\r\nextra"));
+  CHECK_FALSE(parse_value("+PONG\r\n+PONG\r\n"));
+  CHECK_FALSE(parse_value("$5\r\nab\r\n"));
+  CHECK_FALSE(parse_value("*2\r\n:1\r\n"));
+  CHECK_FALSE(parse_value(":abc\r\n"));
+  CHECK_FALSE(parse_value("?\r\n"));
+}
