@@ -36,6 +36,7 @@ class JsonWriter {
 
   // Starts a new document appended to out, keeping the writer's allocations: a hot path
   // (one journal line per chunk) keeps one writer per thread and restarts it per line.
+  // What an unfinished document had not yet handed to its target is dropped.
   void restart(std::string& out);
 
   JsonWriter& key(std::string_view name);
@@ -57,6 +58,8 @@ class JsonWriter {
   JsonWriter& raw(std::string_view json);
 
   // Everything written so far (for a writer over a caller's string: that whole string).
+  // The target receives a document's text when the document is complete, or when text()
+  // is called: call it before appending to a caller's string mid-document yourself.
   const std::string& text() const;
   // The text, moved out; the writer then starts again on an empty text of its own.
   std::string take();

@@ -7,6 +7,8 @@
 
 #include <rapidjson/document.h>
 
+#include "base/json_writer.hpp"
+
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -20,83 +22,44 @@ namespace {
 constexpr char kHex[] = "0123456789abcdef";
 constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-// Length of the valid UTF-8 sequence at s[i], or 0 when it is not one (overlongs,
-// surrogates and code points above U+10FFFF are not valid).
-std::size_t utf8_length(std::string_view s, std::size_t i) {
-  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[i + k]); };
-  const unsigned char c = b(0);
-  const std::size_t left = s.size() - i;
-  const auto cont = [&](std::size_t k) { return k < left && (b(k) & 0xC0) == 0x80; };
-  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
-  if (c >= 0xE0 && c <= 0xEF) {
-    if (!cont(1) || !cont(2)) return 0;
-    if (c == 0xE0 && b(1) < 0xA0) return 0;   // overlong
-    if (c == 0xED && b(1) >= 0xA0) return 0;  // surrogate
-    return 3;
-  }
-  if (c >= 0xF0 && c <= 0xF4) {
-    if (!cont(1) || !cont(2) || !cont(3)) return 0;
-    if (c == 0xF0 && b(1) < 0x90) return 0;
-    if (c == 0xF4 && b(1) >= 0x90) return 0;
-    return 4;
-  }
-  return 0;
-}
-
-void append_u(std::string& out, unsigned v) {
-  out += "\\u00";
-  out += kHex[(v >> 4) & 0xF];
-  out += kHex[v & 0xF];
-}
-
-void append_uint(std::string& out, std::uint64_t v) {
-  char buf[24];
-  char* p = buf + sizeof buf;
-  do {
-    *--p = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v);
-  out.append(p, static_cast<std::size_t>(buf + sizeof buf - p));
-}
-
-void append_int(std::string& out, std::int64_t v) {
-  if (v < 0) {
-    out += '-';
-    append_uint(out, static_cast<std::uint64_t>(-(v + 1)) + 1);
-  } else {
-    append_uint(out, static_cast<std::uint64_t>(v));
-  }
+// One writer per thread, restarted per line: a line costs no allocation of the writer's.
+JsonWriter& line_writer(std::string& out) {
+  thread_local JsonWriter writer;
+  writer.restart(out);
+  return writer;
 }
 
 // The members every event line starts with, in one order so lines are easy to grep.
-void begin(std::string& out, std::string_view type, std::int64_t t) {
-  out += "{\"type\":\"";
-  out += type;
-  out += "\",\"t\":";
-  append_int(out, t);
+JsonWriter& begin(std::string& out, std::string_view type, std::int64_t t) {
+  JsonWriter& w = line_writer(out);
+  w.begin_object();
+  w.key("type").string(type);
+  w.key("t").number(t);
+  return w;
 }
 
-void member_uint(std::string& out, std::string_view name, std::uint64_t v) {
-  out += ",\"";
-  out += name;
-  out += "\":";
-  append_uint(out, v);
+void finish(JsonWriter& w, std::string& out) {
+  w.end_object();
+  out += '\n';
 }
 
-void member_string(std::string& out, std::string_view name, std::string_view v) {
-  out += ",\"";
-  out += name;
-  out += "\":";
-  append_json_string(out, v);
+// A line whose last members come pre-serialised (a decoder's description, a redaction
+// rule: "k":v pairs without braces): they follow the members written so far, and the
+// writer's object is closed by hand.
+void finish_with_members(JsonWriter& w, std::string& out, std::string_view members) {
+  w.text();  // hands what the writer holds to out before out is appended to directly
+  if (!members.empty()) {
+    out += ',';
+    out += members;
+  }
+  out += "}\n";
 }
 
-void conn_dir_span(std::string& out, std::uint64_t conn, Stream dir, std::uint64_t off, std::uint64_t len) {
-  member_uint(out, "conn", conn);
-  out += ",\"dir\":\"";
-  out += dir_name(dir);
-  out += '"';
-  member_uint(out, "off", off);
-  member_uint(out, "len", len);
+void conn_dir_span(JsonWriter& w, std::uint64_t conn, Stream dir, std::uint64_t off, std::uint64_t len) {
+  w.key("conn").number(conn);
+  w.key("dir").string(dir_name(dir));
+  w.key("off").number(off);
+  w.key("len").number(len);
 }
 
 int b64_value(char c) {
@@ -156,50 +119,9 @@ bool read_file(const std::string& path, std::string& out) {
 
 // ---- encoders ----
 
-void append_json_string(std::string& out, std::string_view s) {
-  out += '"';
-  std::size_t i = 0;
-  while (i < s.size()) {
-    // Runs of plain printable ASCII are copied at once: most fields are nothing else.
-    std::size_t j = i;
-    while (j < s.size()) {
-      const auto c = static_cast<unsigned char>(s[j]);
-      if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') break;
-      ++j;
-    }
-    out.append(s.data() + i, j - i);
-    i = j;
-    if (i >= s.size()) break;
-    const auto c = static_cast<unsigned char>(s[i]);
-    switch (c) {
-      case '"': out += "\\\""; ++i; continue;
-      case '\\': out += "\\\\"; ++i; continue;
-      case '\n': out += "\\n"; ++i; continue;
-      case '\r': out += "\\r"; ++i; continue;
-      case '\t': out += "\\t"; ++i; continue;
-      default: break;
-    }
-    if (c < 0x20) {
-      append_u(out, c);
-      ++i;
-      continue;
-    }
-    if (const std::size_t n = utf8_length(s, i)) {
-      out.append(s.data() + i, n);
-      i += n;
-    } else {
-      append_u(out, c);
-      ++i;
-    }
-  }
-  out += '"';
-}
+void append_json_string(std::string& out, std::string_view s) { append_json_quoted(out, s); }
 
-std::string json_string(std::string_view s) {
-  std::string out;
-  append_json_string(out, s);
-  return out;
-}
+std::string json_string(std::string_view s) { return json_quote(s); }
 
 std::string base64_encode(std::string_view bytes) {
   std::string out;
@@ -310,100 +232,87 @@ namespace line {
 
 void header(std::string& out, std::string_view recording, std::uint64_t file, std::string_view started_wall,
             std::int64_t started_mono_ns, bool redacted) {
-  out += "{\"type\":\"journal\",\"version\":";
-  append_int(out, kJournalVersion);
-  member_string(out, "recording", recording);
-  member_uint(out, "file", file);
-  member_string(out, "started_wall", started_wall);
-  out += ",\"started_mono_ns\":";
-  append_int(out, started_mono_ns);
-  out += redacted ? ",\"redacted\":true}\n" : ",\"redacted\":false}\n";
+  JsonWriter& w = line_writer(out);
+  w.begin_object();
+  w.key("type").string("journal");
+  w.key("version").number(kJournalVersion);
+  w.key("recording").string(recording);
+  w.key("file").number(file);
+  w.key("started_wall").string(started_wall);
+  w.key("started_mono_ns").number(started_mono_ns);
+  w.key("redacted").boolean(redacted);
+  finish(w, out);
 }
 
 void open(std::string& out, std::int64_t t, std::uint64_t conn, std::string_view proxy, std::string_view protocol,
           std::string_view client, std::string_view upstream) {
-  begin(out, "open", t);
-  member_uint(out, "conn", conn);
-  member_string(out, "proxy", proxy);
-  member_string(out, "protocol", protocol);
-  member_string(out, "client", client);
-  member_string(out, "upstream", upstream);
-  out += "}\n";
+  JsonWriter& w = begin(out, "open", t);
+  w.key("conn").number(conn);
+  w.key("proxy").string(proxy);
+  w.key("protocol").string(protocol);
+  w.key("client").string(client);
+  w.key("upstream").string(upstream);
+  finish(w, out);
 }
 
 void data(std::string& out, std::int64_t t, std::uint64_t conn, Stream dir, std::uint64_t off, std::uint64_t len,
           std::string_view inline_bytes, std::string_view blob) {
-  begin(out, "data", t);
-  conn_dir_span(out, conn, dir, off, len);
+  JsonWriter& w = begin(out, "data", t);
+  conn_dir_span(w, conn, dir, off, len);
   if (!blob.empty()) {
-    out += ",\"blob\":\"";
-    out += blob;
-    out += "\"}\n";
-    return;
+    w.key("blob").string(blob);
+  } else {
+    w.key("b64").string(base64_encode(inline_bytes));
   }
-  out += ",\"b64\":\"";
-  out += base64_encode(inline_bytes);
-  out += "\"}\n";
+  finish(w, out);
 }
 
 void msg(std::string& out, std::int64_t t, std::uint64_t conn, Stream dir, std::uint64_t off, std::uint64_t len,
          std::string_view fields) {
-  begin(out, "msg", t);
-  conn_dir_span(out, conn, dir, off, len);
-  if (!fields.empty()) {
-    out += ',';
-    out += fields;
-  }
-  out += "}\n";
+  JsonWriter& w = begin(out, "msg", t);
+  conn_dir_span(w, conn, dir, off, len);
+  finish_with_members(w, out, fields);
 }
 
 void redaction(std::string& out, std::int64_t t, std::uint64_t conn, Stream dir, std::uint64_t off,
                std::uint64_t len, std::string_view fields) {
-  begin(out, "redaction", t);
-  conn_dir_span(out, conn, dir, off, len);
-  if (!fields.empty()) {
-    out += ',';
-    out += fields;
-  }
-  out += "}\n";
+  JsonWriter& w = begin(out, "redaction", t);
+  conn_dir_span(w, conn, dir, off, len);
+  finish_with_members(w, out, fields);
 }
 
 void end(std::string& out, std::int64_t t, std::uint64_t conn, Stream dir, EndKind how) {
-  begin(out, "end", t);
-  member_uint(out, "conn", conn);
-  out += ",\"dir\":\"";
-  out += dir_name(dir);
-  out += "\",\"how\":\"";
-  out += end_name(how);
-  out += "\"}\n";
+  JsonWriter& w = begin(out, "end", t);
+  w.key("conn").number(conn);
+  w.key("dir").string(dir_name(dir));
+  w.key("how").string(end_name(how));
+  finish(w, out);
 }
 
 void fault(std::string& out, std::int64_t t, std::uint64_t conn, std::string_view toxic, std::string_view type,
            std::string_view what) {
-  begin(out, "fault", t);
-  member_uint(out, "conn", conn);
-  member_string(out, "toxic", toxic);
-  member_string(out, "fault", type);
-  member_string(out, "what", what);
-  out += "}\n";
+  JsonWriter& w = begin(out, "fault", t);
+  w.key("conn").number(conn);
+  w.key("toxic").string(toxic);
+  w.key("fault").string(type);
+  w.key("what").string(what);
+  finish(w, out);
 }
 
 void close(std::string& out, std::int64_t t, std::uint64_t conn) {
-  begin(out, "close", t);
-  member_uint(out, "conn", conn);
-  out += "}\n";
+  JsonWriter& w = begin(out, "close", t);
+  w.key("conn").number(conn);
+  finish(w, out);
 }
 
 void gap(std::string& out, std::int64_t t, std::uint64_t events, std::uint64_t bytes, std::int64_t since,
          std::int64_t until) {
-  begin(out, "gap", t);
-  member_uint(out, "events", events);
-  member_uint(out, "bytes", bytes);
-  out += ",\"since\":";
-  append_int(out, since);
-  out += ",\"until\":";
-  append_int(out, until);
-  out += "}\n";
+  JsonWriter& w = begin(out, "gap", t);
+  w.key("events").number(events);
+  w.key("bytes").number(bytes);
+  w.key("since").number(since);
+  w.key("until").number(until);
+  finish(w, out);
 }
 
 }  // namespace line
@@ -411,21 +320,21 @@ void gap(std::string& out, std::int64_t t, std::uint64_t events, std::uint64_t b
 // ---- index.json ----
 
 std::string format_index(const IndexFile& index) {
-  std::string out = "{\"version\":";
-  append_int(out, index.version);
-  member_string(out, "id", index.id);
-  out += ",\"journals\":[";
-  for (std::size_t i = 0; i < index.journals.size(); ++i) {
-    if (i) out += ',';
-    append_json_string(out, index.journals[i]);
-  }
-  out += ']';
-  member_string(out, "state", index.state);
-  member_string(out, "started_wall", index.started_wall);
-  if (index.stopped_wall) member_string(out, "stopped_wall", *index.stopped_wall);
-  out += index.redacted ? ",\"redacted\":true" : ",\"redacted\":false";
-  if (!index.error.empty()) member_string(out, "error", index.error);
-  out += "}\n";
+  JsonWriter w;
+  w.begin_object();
+  w.key("version").number(index.version);
+  w.key("id").string(index.id);
+  w.key("journals").begin_array();
+  for (const std::string& journal : index.journals) w.string(journal);
+  w.end_array();
+  w.key("state").string(index.state);
+  w.key("started_wall").string(index.started_wall);
+  if (index.stopped_wall) w.key("stopped_wall").string(*index.stopped_wall);
+  w.key("redacted").boolean(index.redacted);
+  if (!index.error.empty()) w.key("error").string(index.error);
+  w.end_object();
+  std::string out = w.take();
+  out += '\n';
   return out;
 }
 

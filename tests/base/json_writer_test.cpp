@@ -80,6 +80,18 @@ TEST_CASE("json writer: hostile strings round-trip through a validating parser")
   }
 }
 
+TEST_CASE("json writer: every ASCII byte at every position of a long string round-trips") {
+  // The plain-text fast path looks at eight bytes at a time: an escape anywhere in a word
+  // must still be seen.
+  for (int c = 0; c < 0x80; ++c) {
+    for (std::size_t at = 0; at < 17; ++at) {
+      std::string s(17, 'x');
+      s[at] = static_cast<char>(c);
+      CHECK(read_back(object_with(s)) == s);
+    }
+  }
+}
+
 TEST_CASE("json writer: invalid UTF-8 bytes become U+0080..U+00FF of the same number") {
   // A stray continuation byte, a truncated sequence, an overlong '/', a surrogate, a
   // code point above U+10FFFF, and 0xFF, each between valid text.
@@ -112,6 +124,24 @@ TEST_CASE("json writer: restart appends a new document to a caller's text") {
   std::string quoted = "x=";
   append_json_quoted(quoted, "\t");
   CHECK(quoted == R"(x="\t")");
+}
+
+TEST_CASE("json writer: a caller's text receives a document when it completes or on text()") {
+  std::string out;
+  JsonWriter w(out);
+  w.begin_object().key("a").string("plain");
+  CHECK(out.empty());  // still in the writer's buffer
+  CHECK(w.text() == R"({"a":"plain")");
+  out += ",\"b\":2";
+  w.end_object();
+  CHECK(out == R"({"a":"plain","b":2})");
+}
+
+TEST_CASE("json writer: plain and escaped strings are placed alike in objects and arrays") {
+  JsonWriter w;
+  w.begin_object().key("p").string("x").key("e\n").string("y\"").key("arr");
+  w.begin_array().string("a").string("\\").string("b").end_array().end_object();
+  CHECK(w.text() == R"({"p":"x","e\n":"y\"","arr":["a","\\","b"]})");
 }
 
 TEST_CASE("json writer: take hands over the text and starts again empty") {
