@@ -3,7 +3,10 @@
 // FIFO, because HTTP/1.1 answers in order: a locally made answer waits until every answer
 // before it has gone out. A request is held whole only when a fault must see its body.
 #include <deque>
+#include <mutex>
 #include <optional>
+#include <set>
+#include <string>
 
 #include "faults/engine_common.hpp"
 #include "protocols/http.hpp"
@@ -16,6 +19,14 @@ namespace {
 constexpr std::size_t kMaxHeldRequest = 1 << 20;   // bigger bodies are not matched on
 constexpr std::size_t kMaxHeldResponse = 8 << 20;  // http_patch / http_replace body limit
 constexpr std::size_t kMaxHeldEvent = 1 << 20;     // an SSE event bigger than this goes out as it comes
+
+// mcp_session_kill's memory across connections: the sessions it killed (they stay dead)
+// and those created while it was active (they survive it).
+struct SeenSessions final : TypeState {
+  std::mutex mutex;
+  std::set<std::string> dead;   // guarded by mutex
+  std::set<std::string> alive;  // guarded by mutex
+};
 
 std::string serialize_head(const http::Head& h) {
   std::string out = "HTTP/1." + std::to_string(h.version % 10) + " " + std::to_string(h.status) + " " + h.reason + "\r\n";
@@ -334,8 +345,9 @@ class HttpEngine final : public EngineBase {
       } else if (type == "mcp_session_kill") {
         const std::string id(*head_.field("mcp-session-id"));
         {
-          std::lock_guard lock(config->shared->mutex);
-          config->shared->remembered.insert("dead:" + id);
+          SeenSessions& seen = config->shared->state<SeenSessions>();
+          std::lock_guard lock(seen.mutex);
+          seen.dead.insert(id);
         }
         Exchange a;
         a.kind = Kind::local;
@@ -367,10 +379,11 @@ class HttpEngine final : public EngineBase {
   bool kills_session(const ToxicConfig& config) const {
     auto id = head_.field("mcp-session-id");
     if (!id) return false;
-    std::lock_guard lock(config.shared->mutex);
-    const auto& seen = config.shared->remembered;
-    if (seen.count("dead:" + std::string(*id))) return true;
-    return !seen.count("alive:" + std::string(*id));
+    SeenSessions& seen = config.shared->state<SeenSessions>();
+    std::lock_guard lock(seen.mutex);
+    const std::string key(*id);
+    if (seen.dead.count(key)) return true;
+    return !seen.alive.count(key);
   }
 
   // Envoy's x-envoy-fault-* request headers, honoured only while this fault is active.
@@ -582,8 +595,9 @@ class HttpEngine final : public EngineBase {
   void spare_session(const std::string& id) {
     for (const auto& c : faults_) {
       if (c->type != "mcp_session_kill") continue;
-      std::lock_guard lock(c->shared->mutex);
-      c->shared->remembered.insert("alive:" + id);
+      SeenSessions& seen = c->shared->state<SeenSessions>();
+      std::lock_guard lock(seen.mutex);
+      seen.alive.insert(id);
     }
   }
 

@@ -8,9 +8,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <set>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "faults/rng.hpp"
@@ -69,19 +69,39 @@ struct Schedule {
   std::optional<Duration> next_change(Duration since_created) const;
 };
 
-// State one toxic shares across all its connections (and its updates): what it did,
-// for /metrics, and the little cross-connection state some faults need.
+// What one fault type keeps across every connection of one toxic and across its updates
+// (shared_bandwidth's virtual clock, drop_connections' count of connections, the sessions
+// mcp_session_kill has seen). Each type derives its own from this, in its own file, and
+// reaches it through ToxicShared::state<ItsState>(); no shared struct names a type's fields.
+struct TypeState {
+  TypeState() = default;
+  TypeState(const TypeState&) = delete;
+  TypeState& operator=(const TypeState&) = delete;
+  virtual ~TypeState() = default;
+};
+
+// State one toxic shares across all its connections (and its updates): what it did, for
+// /metrics (the same counters for every type), and its type's own TypeState.
 struct ToxicShared {
   std::atomic<std::uint64_t> connections{0};    // connections it applied to
   std::atomic<std::uint64_t> bytes_dropped{0};
   std::atomic<std::uint64_t> bytes_delayed{0};
   std::atomic<std::uint64_t> resets{0};
-  std::atomic<std::uint64_t> started{0};        // connections that started with it (drop_connections)
-  std::atomic<std::int64_t> next_free_ns{0};    // shared_bandwidth's virtual clock
   std::atomic<std::uint64_t> applied{0};        // protocol faults: messages the fault acted on
-  // Protocol faults that remember across connections (mcp_session_kill's killed sessions).
-  std::mutex mutex;
-  std::set<std::string> remembered;  // guarded by mutex
+
+  // This toxic's type state, made on first use by whichever worker gets there first. A
+  // toxic's type never changes (an update keeps it), so every caller on one ToxicShared
+  // names the same State: the type's code is the only code that asks for it.
+  template <typename State>
+  State& state() {
+    static_assert(std::is_base_of_v<TypeState, State>);
+    std::call_once(state_made_, [this] { state_ = std::make_unique<State>(); });
+    return static_cast<State&>(*state_);
+  }
+
+ private:
+  std::once_flag state_made_;
+  std::unique_ptr<TypeState> state_;
 };
 
 struct ProtocolFault;  // a protocol fault's attributes, compiled once (faults/protocol_fault.hpp)

@@ -91,13 +91,19 @@ class Corrupt final : public Stage {
   std::uint64_t flipped_ = 0;
 };
 
+// drop_connections' count of the connections that started while it existed, across all
+// of them, so `first` means the first connections after the fault was created.
+struct StartedConnections final : TypeState {
+  std::atomic<std::uint64_t> started{0};
+};
+
 // Closes or resets new connections at once: the first `first` (0 = all) after the fault
 // was created are candidates, each dropped with probability `fraction`.
 class DropConnections final : public Stage {
  public:
   DropConnections(const ToxicConfig& c, Rng rng, const StageContext& ctx) {
     if (!ctx.connection_start) return;  // only connections that start while it exists
-    const auto index = c.shared->started.fetch_add(1, std::memory_order_relaxed);
+    const auto index = c.shared->state<StartedConnections>().started.fetch_add(1, std::memory_order_relaxed);
     const auto first = static_cast<std::uint64_t>(c.get_int("first"));
     const bool candidate = first == 0 || index < first;
     drop_ = candidate && rng.uniform() < c.get_double("fraction");
@@ -123,11 +129,17 @@ class DropConnections final : public Stage {
   bool counted_ = false;
 };
 
-// One bandwidth budget shared by every connection of the proxy (#613). The budget is a
-// virtual clock in the toxic's shared state, advanced with compare-and-swap.
+// shared_bandwidth's budget: a virtual clock (when the link is next free, in ns of the
+// steady clock), advanced with compare-and-swap by every connection of the toxic.
+struct VirtualLinkClock final : TypeState {
+  std::atomic<std::int64_t> next_free_ns{0};
+};
+
+// One bandwidth budget shared by every connection of the proxy (#613).
 class SharedBandwidth final : public Stage {
  public:
-  explicit SharedBandwidth(const ToxicConfig& c) : rate_kbps_(c.get_int("rate")), shared_(c.shared) {}
+  explicit SharedBandwidth(const ToxicConfig& c)
+      : rate_kbps_(c.get_int("rate")), shared_(c.shared), clock_(c.shared->state<VirtualLinkClock>()) {}
   void on_data(Segment in, Emitter& out) override {
     if (rate_kbps_ <= 0 || in.release == kNever) {
       in.release = kNever;
@@ -137,10 +149,10 @@ class SharedBandwidth final : public Stage {
     // n bytes at rate KB/s take n * 10^6 / rate ns.
     const std::int64_t cost = static_cast<std::int64_t>(in.size) * 1000000 / rate_kbps_;
     const std::int64_t arrival = in.release.time_since_epoch().count();
-    std::int64_t current = shared_->next_free_ns.load(std::memory_order_relaxed), start = 0;
+    std::int64_t current = clock_.next_free_ns.load(std::memory_order_relaxed), start = 0;
     do {
       start = std::max(current, arrival);
-    } while (!shared_->next_free_ns.compare_exchange_weak(current, start + cost, std::memory_order_relaxed));
+    } while (!clock_.next_free_ns.compare_exchange_weak(current, start + cost, std::memory_order_relaxed));
     // Release in slices of at most 100 ms worth of bytes, spread over the reserved span.
     const std::size_t slice = static_cast<std::size_t>(std::max<std::int64_t>(rate_kbps_ * 100, 1));
     std::size_t offset = 0;
@@ -155,7 +167,8 @@ class SharedBandwidth final : public Stage {
 
  private:
   std::int64_t rate_kbps_;
-  std::shared_ptr<ToxicShared> shared_;
+  std::shared_ptr<ToxicShared> shared_;  // keeps clock_ alive
+  VirtualLinkClock& clock_;
 };
 
 }  // namespace
