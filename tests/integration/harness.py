@@ -62,6 +62,44 @@ def poll(fn, ok, timeout=3.0, step=0.05):
     return value
 
 
+class WaitTimeout(AssertionError):
+    """wait_for's deadline passed; an AssertionError so a test reports it as a failure."""
+
+
+def wait_for(probe, timeout=5.0, what="the condition", step=0.01):
+    """Calls probe() until it returns something truthy and returns that; when `timeout` seconds
+    pass first, fails naming `what` and the last value seen. This is how a test waits for a
+    state (a recording's bytes, a metric, a connection gone): never a fixed sleep. probe may
+    raise OSError (a port not open yet); that counts as not yet."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            last = probe()
+        except OSError as error:
+            last = error
+        else:
+            if last:
+                return last
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(f"waited {timeout} s for {what}; last seen: {last!r}")
+        time.sleep(step)  # pacing between probes, not synchronisation
+
+
+def proxy_connections(fl, proxy):
+    """GET /proxies/{proxy}/connections as a list (the live connections)."""
+    resp = call(fl, "GET", f"/proxies/{proxy}/connections")
+    if resp.status != 200 or not isinstance(resp.json, list):
+        raise AssertionError(f"GET /proxies/{proxy}/connections: {resp!r}")
+    return resp.json
+
+
+def client_address(sock):
+    """How /connections names the client end of `sock` (IPv4 or IPv6)."""
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 # ---------------------------------------------------------------------------------------------
 # HTTP to the control API
 

@@ -15,7 +15,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Faultline, connect, metric, poll, recv_exactly, wait_end  # noqa: E402
+from harness import (Faultline, client_address, connect, metric, poll, proxy_connections,  # noqa: E402
+                     recv_exactly, wait_end, wait_for)
 from toxic_helpers import SinkServer, ToxicTestCase, round_trip  # noqa: E402
 
 
@@ -195,7 +196,7 @@ class LimitTime(ToxicTestCase):
                 how = "eof"
                 break
             ok += 1
-            time.sleep(0.04)
+            time.sleep(0.04)  # pacing: round trips spread over the toxic's 600 ms, which the test measures
         closed_at = time.monotonic() - start
         self.assertIn(how, ("eof", "reset"), f"limit_time 600: connection {how} after {closed_at:.2f} s")
         self.assertGreaterEqual(ok, 5, f"only {ok} round trips before the close")
@@ -204,7 +205,7 @@ class LimitTime(ToxicTestCase):
 
     def test_connections_started_later_get_their_own_time(self):
         self.add({"name": "lt", "type": "limit_time", "attributes": {"time": 400}})
-        time.sleep(0.5)
+        time.sleep(0.5)  # deliberate: more than the toxic's 400 ms passes before this connection opens
         start = time.monotonic()
         sock = self.conn()
         self.assertLess(round_trip(sock), 0.1, "a new connection must work at first")
@@ -223,7 +224,7 @@ class Blackhole(ToxicTestCase):
         sock = self.conn()
         for _ in range(3):
             sock.sendall(b"x" * 1000)
-            time.sleep(0.05)
+            time.sleep(0.05)  # pacing: separate chunks for the blackhole to swallow, not a wait for state
         how, elapsed, data = wait_end(sock, 1.2)
         self.assertEqual((how, data), ("open", b""), f"{stream} blackhole: {how} with {len(data)} bytes")
         sock.sendall(b"still writable")
@@ -241,7 +242,10 @@ class Blackhole(ToxicTestCase):
         self.add({"name": "bh", "type": "blackhole"})
         sock = self.conn()
         sock.sendall(b"lost")
-        time.sleep(0.2)
+        # The toxic's own counter, not /connections' bytes_upstream: bytes read but still queued
+        # ahead of the chain would be released by the removal, and this test is about lost data.
+        wait_for(lambda: (metric(self.fl, "faultline_toxic_bytes_dropped_total", proxy="p", toxic="bh") or 0) >= 4,
+                 what="the blackhole to swallow the 4 bytes")
         self.remove("bh")
         try:
             sock.sendall(b"found")
@@ -356,7 +360,8 @@ class DropConnections(ToxicTestCase):
                 wait_end(sock, 1.0)
             except OSError:
                 pass
-            time.sleep(0.3)
+            # Once the session is gone nothing more can reach the upstream.
+            wait_for(lambda: proxy_connections(self.fl, "sink") == [], what="the dropped connection to leave /connections")
             self.assertTrue(all(c == 0 for c in sink.counts), f"upstream got bytes: {sink.counts}")
 
 
@@ -458,7 +463,7 @@ class Schedule(ToxicTestCase):
         while time.monotonic() - start < seconds and len(out) < 200:
             at = time.monotonic() - start
             out.append((at, round_trip(sock, b"s")))
-            time.sleep(0.02)
+            time.sleep(0.02)  # pacing: samples spread over the schedule the test measures
         return out
 
     def test_windows_alternate(self):
@@ -493,7 +498,7 @@ class ScheduledOutage(ToxicTestCase):
         t0 = time.monotonic()
         before = self.conn()
         self.assertLess(round_trip(before), 0.1, "before the window the service works")
-        time.sleep(max(0, 0.55 - (time.monotonic() - t0)))
+        time.sleep(max(0, 0.55 - (time.monotonic() - t0)))  # deliberate: into the 400-800 ms window
         try:
             before.sendall(b"in window")
         except OSError:
@@ -509,7 +514,7 @@ class ScheduledOutage(ToxicTestCase):
                 self.assertIn(how, ("eof", "reset"), f"a new connection in the window: {how} {data!r}")
             except (ConnectionResetError, BrokenPipeError):
                 pass
-        time.sleep(max(0, 1.0 - (time.monotonic() - t0)))
+        time.sleep(max(0, 1.0 - (time.monotonic() - t0)))  # deliberate: past the window's end at 800 ms
         self.assertLess(round_trip(self.conn()), 0.1, "after the window new connections work")
 
 
@@ -596,7 +601,10 @@ class ToxicMetrics(ToxicTestCase):
         self.add({"name": "never", "type": "latency", "toxicity": 0, "attributes": {"latency": 1}})
         s = self.conn()
         self.warm(s)
-        time.sleep(0.3)
+        # The draw is made when the chains are built; /connections lists the result.
+        wait_for(lambda: [c for c in proxy_connections(self.fl, "p")
+                          if c.get("client") == client_address(s) and c.get("toxics") is not None],
+                 what="the connection, with its toxicity draw, in /connections")
         v = self._m("faultline_toxic_connections_total", "never")
         self.assertIn(v, (None, 0.0), "a toxic that did not apply (toxicity 0) counted a connection")
 
@@ -657,13 +665,18 @@ class ToxicMetrics(ToxicTestCase):
     def test_data_connections_leave_out_connections_that_sent_nothing(self):
         before = metric(self.fl, "faultline_proxy_data_connections_total", proxy="p") or 0
         quiet = self.conn()  # connects, sends nothing: a TCP health check
+        quiet_client = client_address(quiet)
+        wait_for(lambda: [c for c in proxy_connections(self.fl, "p") if c.get("client") == quiet_client],
+                 what="the quiet connection in /connections")
         quiet.close()
         s = self.conn()
         s.sendall(b"hello")
         v = poll(lambda: metric(self.fl, "faultline_proxy_data_connections_total", proxy="p"),
                  lambda v: v is not None and v >= before + 1)
         self.assertEqual(v, before + 1)
-        time.sleep(0.2)  # a wrongly counted quiet connection would have shown by now
+        # A quiet connection's count is settled by the time its session has ended.
+        wait_for(lambda: not [c for c in proxy_connections(self.fl, "p") if c.get("client") == quiet_client],
+                 what="the quiet connection to leave /connections")
         self.assertEqual(metric(self.fl, "faultline_proxy_data_connections_total", proxy="p"), before + 1)
 
 
@@ -697,7 +710,7 @@ class Connections(ToxicTestCase):
         self.assertGreaterEqual(c["age_ms"], 0)
         self.assertEqual(c["toxics"], {"upstream": ["lat_up"], "downstream": ["lat_down"]},
                          "toxics active after the toxicity draw (toxicity 0 not listed)")
-        time.sleep(0.3)
+        time.sleep(0.3)  # deliberate: the connection ages, which age_ms must show (>= 250 more)
         round_trip(sock, b"b" * 500)
         c2 = poll(lambda: self._mine(sock), lambda c: c is not None and c.get("bytes_downstream", 0) >= 600)
         self.assertEqual(c2["id"], c["id"])
