@@ -94,6 +94,32 @@ def proxy_connections(fl, proxy):
     return resp.json
 
 
+def wait_connections_closed(fl, *proxies, timeout=5.0):
+    """Waits until the named proxies (all of them when none is named) list no live connection:
+    every session has ended, so a recording holds or has queued all of its events (a stop or
+    SIGTERM then writes the queue out). Replaces "sleep while the journal catches up"."""
+    def open_connections():
+        names = proxies or list((call(fl, "GET", "/proxies").json or {}).keys())
+        return {name: proxy_connections(fl, name) for name in names}
+    wait_for(lambda: not any(open_connections().values()), timeout,
+             f"no open connection on {', '.join(proxies) or 'any proxy'}")
+
+
+def finish_recordings(fl, timeout=5.0):
+    """Ends a recorded run deterministically: waits until no proxy has a live connection (every
+    session's events are queued), then stops every recording with DELETE /recordings/{id},
+    which answers once the queue is written out and the index finalized. Returns the final
+    statuses by id."""
+    wait_connections_closed(fl, timeout=timeout)
+    final = {}
+    for status in call(fl, "GET", "/recordings").json or []:
+        resp = call(fl, "DELETE", f"/recordings/{status['id']}")
+        if resp.status != 200 or (resp.json or {}).get("state") != "stopped":
+            raise AssertionError(f"DELETE /recordings/{status['id']}: {resp!r}")
+        final[status["id"]] = resp.json
+    return final
+
+
 def client_address(sock):
     """How /connections names the client end of `sock` (IPv4 or IPv6)."""
     host, port = sock.getsockname()[:2]

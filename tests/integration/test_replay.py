@@ -29,7 +29,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (BIN, EchoServer, Faultline, RedisServer, ReplayServer, recv_all, recv_until,  # noqa: E402
-                     run_serve_expect_exit)
+                     finish_recordings, run_serve_expect_exit)
 
 TIMEOUT = 20
 SSE_GAP = 0.4
@@ -127,7 +127,7 @@ class ReplayRedis(unittest.TestCase):
             for cmd in SESSION:
                 cls.recorded.append(c.call(*cmd))
             c.close()
-            time.sleep(0.3)  # the journal writer flushes every few ms
+            finish_recordings(fl)  # every session ended and its events written out
             fl.stop()
 
     def test_recording_is_sane(self):
@@ -217,7 +217,7 @@ class ReplayTwoProxies(unittest.TestCase):
                 for cmd in commands:
                     c.call(*cmd)
                 c.close()
-            time.sleep(0.3)  # the journal writer flushes every few ms
+            finish_recordings(fl)  # every session ended and its events written out
             fl.stop()
 
     def client(self, *args, speed="max"):
@@ -430,7 +430,7 @@ class ReplayProfile(ReplayRedis):
                     socket.create_connection((host, int(port)), timeout=1).close()
                 except OSError:
                     return True
-                time.sleep(0.05)
+                time.sleep(0.05)  # pacing of a bounded poll
             return False
 
         with Faultline() as fl:
@@ -489,7 +489,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                       {"jsonrpc": "2.0", "id": body["id"], "result": {"done": True}}]
             for i, ev in enumerate(events):
                 if i:
-                    time.sleep(SSE_GAP)
+                    time.sleep(SSE_GAP)  # deliberate: the gap between events the replay must reproduce
                 data = ("event: message\ndata: %s\n\n" % json.dumps(ev)).encode()
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
                 self.wfile.flush()
@@ -564,7 +564,7 @@ class ReplayHttp(unittest.TestCase):
             item = post(port, "/items", {"id": 17, "q": "apples"})
             call = post(port, "/rpc", rpc)
             sse, _ = sse_post(port, dict(rpc, id=5))
-            time.sleep(0.3)
+            finish_recordings(fl)  # every session ended and its events written out
             fl.stop()
         self.assertEqual(item[0], 201)
         web.shutdown()  # nothing upstream any more
@@ -647,7 +647,7 @@ class ReplayRedisWithPassword(unittest.TestCase):
             assert c.call("SELECT", "2") == b"+OK\r\n"
             assert c.call("SET", "k", "v") == b"+OK\r\n"
             c.close()
-            time.sleep(0.3)
+            finish_recordings(fl)  # every session ended and its events written out
             fl.stop()
 
     def test_replay_client_puts_the_password_back(self):
@@ -737,7 +737,7 @@ class ReplayClientCredentials(unittest.TestCase):
             r = conn.getresponse()
             self.assertEqual((r.status, json.loads(r.read())), (200, {"user": "ada"}))
             conn.close()
-            time.sleep(0.3)
+            finish_recordings(fl)  # every session ended and its events written out
             fl.stop()
         journal = recording_bytes(rec)
         self.assertNotIn(b"sk-live-123", journal)
@@ -795,7 +795,7 @@ class ReplayHttpForward(unittest.TestCase):
         with Faultline("--record", rec) as fl:
             proxy = fl.create_proxy("api", f"127.0.0.1:{web.server_address[1]}", protocol="http")
             item = post(int(proxy["listen"].rsplit(":", 1)[1]), "/items", {"id": 17, "q": "apples"})
-            time.sleep(0.3)
+            finish_recordings(fl)  # every session ended and its events written out
             fl.stop()
         return rec, item
 
@@ -883,9 +883,9 @@ class ReplayTcp(unittest.TestCase):
                 while len(got) < len(t):
                     got += s.recv(100)
                 self.assertEqual(got, t)
-                time.sleep(0.05)
+                time.sleep(0.05)  # deliberate: a pause between turns, so the journal holds them apart
             s.close()
-            time.sleep(0.3)
+            finish_recordings(fl)  # every session ended and its events written out
             fl.stop()
         srv = ReplayServerProc("--journal", rec)
         try:
