@@ -15,7 +15,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (EchoServer, Faultline, ThreadedServer, connect, connect_outcome, echo_roundtrip, free_port,  # noqa: E402
-                     metric, metrics_text, recv_all, recv_exactly, split_hostport, wait_end)
+                     client_address, metric, metrics_text, proxy_connections, recv_all, recv_exactly,
+                     split_hostport, wait_connections_closed, wait_end, wait_for)
 from relay_helpers import Blackhole, StreamingClients, seeded_chunks, set_linger_zero  # noqa: E402
 
 MiB = 1 << 20
@@ -170,7 +171,10 @@ class RelayTest(unittest.TestCase):
             s = socket.create_connection(("127.0.0.1", listen_port(proxy)), timeout=10)
             got = recv_all(s)           # greeting then EOF
             self.assertEqual(got, greeting)
-            time.sleep(0.2)             # the upstream's FIN must not have torn down our direction
+            # The FIN reached us, so faultline has handled it: the session must still be there,
+            # our direction open.
+            wait_for(lambda: [c for c in proxy_connections(fl, "halfclose_up") if c.get("client") == client_address(s)],
+                     what="the half-closed connection still listed in /connections")
             s.sendall(request)
             s.shutdown(socket.SHUT_WR)
             self.assertTrue(up.done.wait(10))
@@ -266,10 +270,11 @@ class RelayTest(unittest.TestCase):
                 kind = connect_outcome("127.0.0.1", port, timeout=1)
                 if kind == "refused":
                     break
-                time.sleep(0.05)
+                time.sleep(0.05)  # pacing of a bounded poll
             self.assertEqual(kind, "refused", "after an upstream failure in refuse mode, "
                                               "new connects must get ECONNREFUSED")
-            # Stays refused while the upstream is down.
+            # Stays refused while the upstream is down. Deliberate time passing, not
+            # synchronisation: longer than the 500 ms between upstream probes.
             time.sleep(0.7)
             kind = connect_outcome("127.0.0.1", port, timeout=1)
             self.assertEqual(kind, "refused", "listener reopened although upstream still down")
@@ -281,7 +286,7 @@ class RelayTest(unittest.TestCase):
                 if connect_outcome("127.0.0.1", port, timeout=1) == "ok":
                     reopened = time.monotonic() - t0
                     break
-                time.sleep(0.1)
+                time.sleep(0.1)  # pacing of a bounded poll
             self.assertIsNotNone(reopened, "listener not reopened within 3.5 s of the upstream "
                                            "coming back")
             echoed, _ = echo_roundtrip(f"127.0.0.1:{port}", b"back again")
@@ -315,10 +320,10 @@ class RelayTest(unittest.TestCase):
 
                 a = threading.Thread(target=watch, args=("a",), daemon=True)
                 a.start()
-                time.sleep(0.1)
+                wait_for(lambda: len(proxy_connections(fl, "slow")) >= 1, 1.0, "client a's session on slow")
                 b = threading.Thread(target=watch, args=("b",), daemon=True)
                 b.start()
-                time.sleep(0.05)
+                wait_for(lambda: len(proxy_connections(fl, "slow")) >= 2, 1.0, "both sessions on slow")
                 # While both upstream connects hang, the other proxy works without delay.
                 latencies = []
                 for i in range(5):
@@ -404,7 +409,7 @@ class RelayTest(unittest.TestCase):
                 active = metric(fl, "faultline_proxy_connections_active", proxy="many")
                 if active == 0:
                     break
-                time.sleep(0.1)
+                time.sleep(0.1)  # pacing of a bounded poll
             self.assertEqual(active, 0, "connections still active 5 s after the clients closed")
 
     # -----------------------------------------------------------------------------------------
@@ -497,7 +502,7 @@ class RelayTest(unittest.TestCase):
                 kind = connect_outcome("127.0.0.1", port, timeout=0.5)
                 if kind == "refused":
                     break
-                time.sleep(0.02)
+                time.sleep(0.02)  # pacing of a bounded poll
             self.assertEqual(kind, "refused", "listener still accepting 1 s after SIGTERM")
             self.assertIsNone(fl.proc.poll(), "exited although a connection was open")
             # The open connection still relays.
@@ -607,7 +612,7 @@ class RelayTest(unittest.TestCase):
                     except OSError:
                         pass
                     if not ok:
-                        time.sleep(0.1)
+                        time.sleep(0.1)  # pacing of a bounded poll
                 self.assertTrue(ok, "no slot freed within 3 s after closing one of 5")
             finally:
                 for s in conns:
@@ -667,7 +672,7 @@ class VanishingClients(unittest.TestCase):
                     got += len(chunk)
                 set_linger_zero(s)  # vanish abruptly, mid-stream
                 s.close()
-            time.sleep(0.3)
+            wait_connections_closed(fl, "hose")  # faultline has handled every abrupt end
             self.assertIsNone(fl.proc.poll(), f"faultline died: {fl.logs()}")
             self.assertEqual(fl.request("GET", "/version")[0], 200)
             s = connect(proxy["listen"])
