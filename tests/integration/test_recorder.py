@@ -46,7 +46,8 @@ from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BIN, EchoServer, Faultline, RedisServer, ThreadedServer, connect, metric,  # noqa: E402
-                     need, poll, recv_exactly, run_serve_expect_exit, split_hostport)
+                     need, poll, recv_exactly, run_serve_expect_exit, split_hostport,
+                     wait_connections_closed, wait_for)
 
 TIMEOUT = 60  # any one child process
 
@@ -244,7 +245,7 @@ class Tee(ThreadedServer):
                 caps = list(self.captures)
             if len(caps) >= n and all(c["done"].is_set() for c in caps):
                 return caps
-            time.sleep(0.02)
+            time.sleep(0.02)  # pacing of a bounded poll
         raise AssertionError(f"the tee saw {len(self.captures)} connections, not all finished in {timeout} s")
 
 
@@ -387,7 +388,7 @@ def wait_closed(rec_dir, n, timeout=15):
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"{closed} of {n} connections closed in the journal after {timeout} s")
-        time.sleep(0.05)
+        time.sleep(0.05)  # pacing of a bounded poll
 
 
 class BulkRecording(RecorderCase):
@@ -408,7 +409,7 @@ class BulkRecording(RecorderCase):
             s.shutdown(socket.SHUT_WR)
             deadline = time.monotonic() + 60
             while len(sink.received) < len(payload) and time.monotonic() < deadline:
-                time.sleep(0.02)
+                time.sleep(0.02)  # pacing of a bounded poll
             s.close()
             self.assertEqual(bytes(sink.received), payload)
             wait_status(fl, "bulk", lambda st: st["bytes"] >= len(payload), timeout=30)
@@ -549,7 +550,7 @@ class OriginHandler(http.server.BaseHTTPRequestHandler):
                 ev = f"event: {name}\nid: {ident}\ndata: {data}\n\n".encode()
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(ev), ev))
                 self.wfile.flush()
-                time.sleep(0.01)
+                time.sleep(0.01)  # deliberate: events arrive apart, as a real stream's do
             self.wfile.write(b"0\r\n\r\n")
         elif self.path.startswith("/hello"):
             self.reply(200, b"hello from the origin\n")
@@ -736,7 +737,7 @@ class RecordingsApi(RecorderCase):
             s.sendall(b"after the stop\n")
             self.assertEqual(recv_exactly(s, 15), b"after the stop\n")
             s.close()
-            time.sleep(0.1)
+            wait_connections_closed(fl, "echo")  # the session is over: nothing more can be recorded
             status, again, _ = fl.request("GET", "/recordings/mid")
             self.assertEqual((status, again["state"], again["bytes"]), (200, "stopped", final["bytes"]))
             status, listed, _ = fl.request("GET", "/recordings")
@@ -862,7 +863,7 @@ class Streamer:
                 self.data += line
                 self.sent.append((now, self.total))
                 n += 1
-                time.sleep(0.001)
+                time.sleep(0.001)  # deliberate: a steady stream of small writes, the load under test
         except OSError as e:
             self.error = e
 
@@ -879,7 +880,7 @@ class CrashSafety(RecorderCase):
             p = fl.create_proxy("stream", sink.address)
             streamer = Streamer(p["listen"])
             try:
-                time.sleep(1.5)
+                time.sleep(1.5)  # deliberate: the stream runs a while before the kill it measures
                 self.assertIsNone(streamer.error)
                 killed_at = time.monotonic()
                 fl.proc.send_signal(signal.SIGKILL)
@@ -1011,8 +1012,8 @@ class DiskFull(RecorderCase):
             self.assertGreaterEqual(lost.get("lost_bytes", 0), flowed, lost)
             status, final, _ = fl.request("DELETE", "/recordings/full")
             self.assertEqual((status, final["state"], final["error"]), (200, "failed", st["error"]))
-            time.sleep(0.1)
-            logs = fl.logs()
+            logs = wait_for(lambda: "No space left on device" in fl.logs() and fl.logs(),
+                            what="the disk error in faultline's log")
         said = [line for line in logs.splitlines() if "No space left on device" in line]
         self.assertEqual(len(said), 1, logs)
         self.assertIn("full", said[0])
@@ -1076,7 +1077,7 @@ class DiskFull(RecorderCase):
             post_recording(fl, {"id": "fsize", "dir": rec})
             self.assertEqual(echo_many(p["listen"], 200), 200)
             wait_status(fl, "fsize", lambda s: s["state"] == "failed")
-            time.sleep(0.1)
+            wait_connections_closed(fl, "echo")  # every event handed over: recorded or counted lost
             status, st, _ = fl.request("DELETE", "/recordings/fsize")
         j = Journal(rec)
         recorded = sum(o["len"] for o in j.of("data"))
@@ -1331,7 +1332,7 @@ class Rotation(RecorderCase):
                 for msg in (b"first\n", b"second\n"):
                     s.sendall(msg)
                     self.assertEqual(recv_exactly(s, len(msg)), msg)
-                    time.sleep(1.2)
+                    time.sleep(1.2)  # deliberate: past rotate_seconds (1), so the journal rotates
             status, st, _ = fl.request("DELETE", "/recordings/rot")
         j = Journal(rec)
         self.assertGreaterEqual(len(j.index["journals"]), 2, j.index)
