@@ -12,6 +12,7 @@
 
 #include <rapidjson/document.h>
 
+#include "base/json_writer.hpp"
 #include "proxy/control_client.hpp"
 #include "proxy/json_io.hpp"
 #include "replay/replay_model.hpp"
@@ -142,10 +143,18 @@ std::string proxy_path(const std::string& name) {
   return "/proxies/" + out;
 }
 
+// Whether text is one JSON number as it stands (what strtod takes also includes "inf",
+// "0x10" and " 5", which are not JSON).
+bool json_number(const std::string& text) {
+  rapidjson::Document doc;
+  doc.Parse(text.c_str(), text.size());
+  return !doc.HasParseError() && doc.IsNumber();
+}
+
 // Toxiproxy-cli parses attribute values as floats; anything else goes as a string.
 std::string attribute_json(const std::vector<std::string>& attrs, std::string& error) {
-  std::string out = "{";
-  bool first = true;
+  JsonWriter w;
+  w.begin_object();
   for (const auto& kv : attrs) {
     const auto eq = kv.find('=');
     if (eq == std::string::npos || eq == 0) {
@@ -153,14 +162,12 @@ std::string attribute_json(const std::vector<std::string>& attrs, std::string& e
       return "";
     }
     const std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
-    char* end = nullptr;
-    std::strtod(value.c_str(), &end);
-    const bool numeric = !value.empty() && end && *end == '\0';
-    if (!first) out += ',';
-    first = false;
-    out += json_escape(key) + ":" + (numeric ? value : json_escape(value));
+    w.key(key);
+    if (json_number(value)) w.raw(value);
+    else w.string(value);
   }
-  return out + "}";
+  w.end_object();
+  return w.take();
 }
 
 }  // namespace
@@ -279,8 +286,14 @@ int run_ctl(int argc, char** argv) {
     auto name = need_proxy(1);
     if (!name) return 2;
     if (!args.has("listen") || !args.has("upstream")) return fail("create needs --listen/-l and --upstream/-u"), 2;
-    const std::string body = "{\"name\":" + json_escape(*name) + ",\"listen\":" + json_escape(args.get("listen")) +
-                             ",\"upstream\":" + json_escape(args.get("upstream")) + ",\"enabled\":true}";
+    JsonWriter w;
+    w.begin_object();
+    w.key("name").string(*name);
+    w.key("listen").string(args.get("listen"));
+    w.key("upstream").string(args.get("upstream"));
+    w.key("enabled").boolean(true);
+    w.end_object();
+    const std::string body = w.take();
     auto r = http_call(host, "POST", "/proxies", body);
     if (!ok(r)) return report(r);
     std::cout << "Created new proxy " << *name << "\n";
@@ -300,7 +313,7 @@ int run_ctl(int argc, char** argv) {
     rapidjson::Document p;
     p.Parse(r.body.c_str());
     const bool enable = !p["enabled"].GetBool();
-    auto upd = http_call(host, "PATCH", proxy_path(*name), std::string("{\"enabled\":") + (enable ? "true" : "false") + "}");
+    auto upd = http_call(host, "PATCH", proxy_path(*name), enable ? R"({"enabled":true})" : R"({"enabled":false})");
     if (!ok(upd)) return report(upd);
     std::cout << "Proxy " << *name << " is now " << (enable ? "enabled" : "disabled") << "\n";
     return 0;
@@ -317,9 +330,19 @@ int run_ctl(int argc, char** argv) {
       if (!args.has("type")) return fail("toxic add needs --type/-t"), 2;
       if (upstream_stream && downstream_stream) return fail("only one of --upstream and --downstream may be given"), 2;
       const std::string stream = upstream_stream ? "upstream" : "downstream";
-      std::string body = "{\"name\":" + json_escape(args.get("name")) + ",\"type\":" + json_escape(args.get("type")) +
-                         ",\"stream\":\"" + stream + "\",\"toxicity\":" + args.get("toxicity", "1") +
-                         (attrs.empty() ? "" : ",\"attributes\":" + attrs) + "}";
+      JsonWriter w;
+      w.begin_object();
+      w.key("name").string(args.get("name"));
+      w.key("type").string(args.get("type"));
+      w.key("stream").string(stream);
+      // Not a number: sent as a string, for the server to refuse with its own message.
+      const std::string toxicity = args.get("toxicity", "1");
+      w.key("toxicity");
+      if (json_number(toxicity)) w.raw(toxicity);
+      else w.string(toxicity);
+      if (!attrs.empty()) w.key("attributes").raw(attrs);
+      w.end_object();
+      const std::string body = w.take();
       auto r = http_call(host, "POST", proxy_path(*name) + "/toxics", body);
       if (!ok(r)) return report(r);
       rapidjson::Document t;
@@ -331,11 +354,17 @@ int run_ctl(int argc, char** argv) {
     if (!args.has("name")) return fail("toxic " + sub + " needs --toxicName/-n"), 2;
     const std::string toxic_path = proxy_path(*name) + "/toxics/" + args.get("name");
     if (sub == "update" || sub == "u") {
-      std::string body = "{";
-      if (args.has("toxicity")) body += "\"toxicity\":" + args.get("toxicity");
-      if (!attrs.empty()) body += std::string(body.size() > 1 ? "," : "") + "\"attributes\":" + attrs;
-      body += "}";
-      auto r = http_call(host, "PATCH", toxic_path, body);
+      JsonWriter w;
+      w.begin_object();
+      if (args.has("toxicity")) {
+        const std::string toxicity = args.get("toxicity");
+        w.key("toxicity");
+        if (json_number(toxicity)) w.raw(toxicity);
+        else w.string(toxicity);
+      }
+      if (!attrs.empty()) w.key("attributes").raw(attrs);
+      w.end_object();
+      auto r = http_call(host, "PATCH", toxic_path, w.take());
       if (!ok(r)) return report(r);
       std::cout << "Updated toxic '" << args.get("name") << "' on proxy '" << *name << "'\n";
       return 0;

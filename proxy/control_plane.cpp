@@ -1,6 +1,7 @@
 #include "proxy/control_plane.hpp"
 
 #include "base/ascii.hpp"
+#include "base/json_writer.hpp"
 
 #include <algorithm>
 #include <fstream>
@@ -27,6 +28,18 @@ ApiResponse error_response(int status, std::string_view message) {
   return ApiResponse{status, "application/json", error_json(status, message)};
 }
 ApiResponse error_response(const ApiError& e) { return error_response(e.status, e.message); }
+
+// Toxiproxy's listing order: upstream toxics first, then downstream, each as added
+// (then faultline's "both").
+void write_toxics(JsonWriter& w, const Proxy& proxy) {
+  w.begin_array();
+  for (Stream s : {Stream::upstream, Stream::downstream, Stream::both}) {
+    for (const auto& t : proxy.toxics()) {
+      if (t->stream == s) write_toxic(w, *t);
+    }
+  }
+  w.end_array();
+}
 ApiResponse no_content() { return ApiResponse{204, "", ""}; }
 
 // Toxiproxy's text first (clients may match on it), then what it is about; with --lenient,
@@ -402,28 +415,30 @@ ApiResponse ControlPlane::route(const ApiRequest& req, const std::vector<std::st
 }
 
 std::string ControlPlane::proxy_json(const Proxy& p) const {
-  std::string out = "{\"name\":" + json_escape(p.spec().name) + ",\"listen\":" + json_escape(p.listen_text()) +
-                    ",\"upstream\":" + json_escape(p.spec().upstream) +
-                    ",\"enabled\":" + (p.running() ? "true" : "false") + ",\"toxics\":" + toxics_json(p);
-  if (p.spec().refuse_when_down) out += ",\"on_upstream_down\":\"refuse\"";
-  if (p.spec().max_connections) out += ",\"max_connections\":" + std::to_string(*p.spec().max_connections);
-  if (p.spec().protocol != Protocol::tcp) out += ",\"protocol\":" + json_escape(protocol_name(p.spec().protocol));
-  if (!p.spec().tls_json.empty()) out += ",\"tls\":" + p.spec().tls_json;
-  if (!p.spec().replay_json.empty()) out += ",\"replay\":" + p.spec().replay_json;
-  out += "}";
-  return out;
+  JsonWriter w;
+  w.begin_object();
+  w.key("name").string(p.spec().name);
+  w.key("listen").string(p.listen_text());
+  w.key("upstream").string(p.spec().upstream);
+  w.key("enabled").boolean(p.running());
+  w.key("toxics");
+  write_toxics(w, p);
+  if (p.spec().refuse_when_down) w.key("on_upstream_down").string("refuse");
+  if (p.spec().max_connections) w.key("max_connections").number(*p.spec().max_connections);
+  if (p.spec().protocol != Protocol::tcp) w.key("protocol").string(protocol_name(p.spec().protocol));
+  // Stored as the compact JSON the client sent.
+  if (!p.spec().tls_json.empty()) w.key("tls").raw(p.spec().tls_json);
+  if (!p.spec().replay_json.empty()) w.key("replay").raw(p.spec().replay_json);
+  w.end_object();
+  return w.take();
 }
 
 ApiResponse ControlPlane::list_proxies() {
-  std::string out = "{";
-  bool first = true;
-  for (const auto& [name, proxy] : proxies_) {
-    if (!first) out += ',';
-    first = false;
-    out += json_escape(name) + ":" + proxy_json(*proxy);
-  }
-  out += "}";
-  return json_response(200, out);
+  JsonWriter w;
+  w.begin_object();
+  for (const auto& [name, proxy] : proxies_) w.key(name).raw(proxy_json(*proxy));
+  w.end_object();
+  return json_response(200, w.take());
 }
 
 std::optional<ApiError> ControlPlane::build_toxics(const rapidjson::Value& list, const std::string& where,
@@ -607,18 +622,15 @@ ApiResponse ControlPlane::populate_route(const std::string& body) {
   if (auto e = parse_body(body, doc)) return error_response(400, *e);
   if (!doc.IsArray()) return error_response(400, "bad request body: expected a JSON array of proxies");
   auto result = populate(doc, nullptr);
-  std::string list = "[";
-  for (std::size_t i = 0; i < result.proxies.size(); ++i) {
-    if (i) list += ',';
-    list += proxy_json(*result.proxies[i]);
-  }
-  list += "]";
-  if (result.error) {
-    return json_response(result.error->status, "{\"error\":" + json_escape(result.error->message) +
-                                                   ",\"status\":" + std::to_string(result.error->status) +
-                                                   ",\"proxies\":" + list + "}\n");
-  }
-  return json_response(201, "{\"proxies\":" + list + "}");
+  JsonWriter w;
+  w.begin_object();
+  if (result.error) w.key("error").string(result.error->message).key("status").number(result.error->status);
+  w.key("proxies").begin_array();
+  for (const Proxy* proxy : result.proxies) w.raw(proxy_json(*proxy));
+  w.end_array().end_object();
+  std::string out = w.take();
+  if (result.error) return json_response(result.error->status, out + "\n");
+  return json_response(201, out);
 }
 
 ApiResponse ControlPlane::update_proxy(Proxy& proxy, const std::string& body) {
@@ -682,47 +694,37 @@ ApiResponse ControlPlane::delete_proxy(const std::string& name) {
   return no_content();
 }
 
-// Toxiproxy's listing order: upstream toxics first, then downstream, each as added
-// (then faultline's "both").
 std::string ControlPlane::toxics_json(const Proxy& proxy) {
-  std::string out = "[";
-  bool first = true;
-  for (Stream s : {Stream::upstream, Stream::downstream, Stream::both}) {
-    for (const auto& t : proxy.toxics()) {
-      if (t->stream != s) continue;
-      if (!first) out += ',';
-      first = false;
-      out += toxic_json(*t);
-    }
-  }
-  return out + "]";
+  JsonWriter w;
+  write_toxics(w, proxy);
+  return w.take();
 }
 
 ApiResponse ControlPlane::list_toxics(const Proxy& proxy) { return json_response(200, toxics_json(proxy)); }
 
 ApiResponse ControlPlane::list_connections(const Proxy& proxy) {
   const TimePoint now = Clock::now();
-  std::string out = "[";
-  bool first = true;
+  JsonWriter w;
+  w.begin_array();
   for (const auto& c : proxy.runtime().connections()) {
-    if (!first) out += ',';
-    first = false;
     const auto age = std::chrono::duration_cast<milliseconds>(now - c->started).count();
-    out += "{\"id\":" + std::to_string(c->id) + ",\"client\":" + json_escape(c->client) +
-           ",\"age_ms\":" + std::to_string(age) +
-           ",\"bytes_upstream\":" + std::to_string(c->bytes[static_cast<int>(Stream::upstream)].load()) +
-           ",\"bytes_downstream\":" + std::to_string(c->bytes[static_cast<int>(Stream::downstream)].load()) +
-           ",\"toxics\":{";
+    w.begin_object();
+    w.key("id").number(c->id);
+    w.key("client").string(c->client);
+    w.key("age_ms").number(age);
+    w.key("bytes_upstream").number(c->bytes[static_cast<int>(Stream::upstream)].load());
+    w.key("bytes_downstream").number(c->bytes[static_cast<int>(Stream::downstream)].load());
+    w.key("toxics").begin_object();
     std::lock_guard lock(c->mutex);
     for (Stream s : {Stream::upstream, Stream::downstream}) {
-      out += std::string(s == Stream::upstream ? "\"upstream\":[" : ",\"downstream\":[");
-      const auto& names = c->toxics[static_cast<int>(s)];
-      for (std::size_t i = 0; i < names.size(); ++i) out += (i ? "," : "") + json_escape(names[i]);
-      out += "]";
+      w.key(s == Stream::upstream ? "upstream" : "downstream").begin_array();
+      for (const auto& name : c->toxics[static_cast<int>(s)]) w.string(name);
+      w.end_array();
     }
-    out += "}}";
+    w.end_object().end_object();
   }
-  return json_response(200, out + "]");
+  w.end_array();
+  return json_response(200, w.take());
 }
 
 ApiResponse ControlPlane::create_toxic(Proxy& proxy, const std::string& body) {

@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "base/json_writer.hpp"
 #include "base/suggest.hpp"
 #include "protocols/http.hpp"
 
@@ -352,34 +353,10 @@ std::string format_number(double value) {
   return std::string(buf, end);
 }
 
-std::string json_escape(std::string_view text) {
-  std::string out;
-  out.reserve(text.size() + 2);
-  out += '"';
-  for (unsigned char ch : text) {
-    switch (ch) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (ch < 0x20) {
-          char u[8];
-          std::snprintf(u, sizeof u, "\\u%04x", ch);
-          out += u;
-        } else {
-          out += static_cast<char>(ch);
-        }
-    }
-  }
-  out += '"';
-  return out;
-}
 
-std::string toxic_json(const ToxicConfig& t) {
-  std::string out = "{\"attributes\":{";
-  bool first = true;
+void write_toxic(JsonWriter& w, const ToxicConfig& t) {
+  w.begin_object();
+  w.key("attributes").begin_object();
   const ToxicType* type = ToxicRegistry::instance().find(t.type);
   for (const auto& a : t.attributes) {
     if (type) {
@@ -392,22 +369,33 @@ std::string toxic_json(const ToxicConfig& t) {
         if (is_default) continue;
       }
     }
-    if (!first) out += ',';
-    first = false;
-    out += json_escape(a.name) + ':';
-    if (a.value.is_json) out += a.value.text;
-    else if (a.value.is_text) out += json_escape(a.value.text);
-    else out += a.value.integral ? std::to_string(a.value.integer) : format_number(a.value.number);
+    w.key(a.name);
+    if (a.value.is_json) w.raw(a.value.text);
+    else if (a.value.is_text) w.string(a.value.text);
+    else if (a.value.integral) w.number(a.value.integer);
+    else w.number(a.value.number);
   }
   // Generic attributes appear only when set, so Toxiproxy clients see Toxiproxy's shapes.
-  if (t.per_chunk_dice) out += std::string(first ? "" : ",") + "\"dice\":\"chunk\"", first = false;
+  if (t.per_chunk_dice) w.key("dice").string("chunk");
   if (t.schedule) {
-    out += std::string(first ? "" : ",") + "\"schedule\":{\"after\":" + std::to_string(t.schedule->after_ms) +
-           ",\"for\":" + std::to_string(t.schedule->for_ms) + ",\"every\":" + std::to_string(t.schedule->every_ms) + "}";
+    w.key("schedule").begin_object();
+    w.key("after").number(t.schedule->after_ms);
+    w.key("for").number(t.schedule->for_ms);
+    w.key("every").number(t.schedule->every_ms);
+    w.end_object();
   }
-  out += "},\"name\":" + json_escape(t.name) + ",\"type\":" + json_escape(t.type) +
-         ",\"stream\":" + json_escape(t.stream_text) + ",\"toxicity\":" + format_number(t.toxicity) + "}";
-  return out;
+  w.end_object();
+  w.key("name").string(t.name);
+  w.key("type").string(t.type);
+  w.key("stream").string(t.stream_text);
+  w.key("toxicity").number(t.toxicity);
+  w.end_object();
+}
+
+std::string toxic_json(const ToxicConfig& t) {
+  JsonWriter w;
+  write_toxic(w, t);
+  return w.take();
 }
 
 std::pair<std::size_t, std::size_t> line_and_column(std::string_view text, std::size_t offset) {
@@ -431,7 +419,11 @@ std::string compact_json(const rapidjson::Value& value) {
 }
 
 std::string error_json(int status, std::string_view message) {
-  return "{\"error\":" + json_escape(message) + ",\"status\":" + std::to_string(status) + "}\n";
+  JsonWriter w;
+  w.begin_object().key("error").string(message).key("status").number(status).end_object();
+  std::string out = w.take();
+  out += '\n';
+  return out;
 }
 
 }  // namespace faultline

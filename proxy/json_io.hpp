@@ -15,6 +15,8 @@
 
 namespace faultline {
 
+class JsonWriter;
+
 // Fields of a proxy body; absent or null fields are nullopt.
 struct ProxyFields {
   std::optional<std::string> name, listen, upstream, on_upstream_down, protocol;
@@ -66,12 +68,12 @@ std::optional<ToxicBuildError> update_toxic(const ToxicFields& fields, ToxicConf
 // Shortest text that reads back as the same double ("0.2", "1").
 std::string format_number(double value);
 
+// A toxic as the API shows it; write_toxic puts it inside a larger document.
 std::string toxic_json(const ToxicConfig& toxic);
+void write_toxic(JsonWriter& w, const ToxicConfig& toxic);
 
 // Parses a body: only the first JSON value is read (trailing bytes ignored, like Go).
 std::optional<std::string> parse_body(std::string_view body, rapidjson::Document& doc);
-
-std::string json_escape(std::string_view text);
 
 // 1-based line and column of a byte offset: where a person finds a parse error in an editor.
 std::pair<std::size_t, std::size_t> line_and_column(std::string_view text, std::size_t offset);

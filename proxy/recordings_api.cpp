@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "base/json_writer.hpp"
 #include "base/regex.hpp"
 #include "proxy/api_checks.hpp"
 #include "proxy/control_plane.hpp"
@@ -132,28 +133,39 @@ std::optional<std::string> parse_recording_options(const rapidjson::Value& v, re
 
 std::string ControlPlane::recording_json(const rec::Recording& r) const {
   const rec::RecordingStatus s = r.status();
-  std::string out = "{\"id\":" + json_escape(s.id) + ",\"dir\":" + json_escape(s.dir) + ",\"state\":\"" +
-                    std::string(state_name(s.state)) + "\"";
-  if (!s.error.empty()) out += ",\"error\":" + json_escape(s.error);
-  out += ",\"proxies\":";
+  JsonWriter w;
+  w.begin_object();
+  w.key("id").string(s.id);
+  w.key("dir").string(s.dir);
+  w.key("state").string(state_name(s.state));
+  if (!s.error.empty()) w.key("error").string(s.error);
+  w.key("proxies");
   if (r.options().proxies.empty()) {
-    out += "\"all\"";
+    w.string("all");
   } else {
-    out += "[";
-    for (std::size_t i = 0; i < r.options().proxies.size(); ++i) out += (i ? "," : "") + json_escape(r.options().proxies[i]);
-    out += "]";
+    w.begin_array();
+    for (const auto& proxy : r.options().proxies) w.string(proxy);
+    w.end_array();
   }
-  out += ",\"redacted\":" + std::string(r.options().redact ? "true" : "false");
-  out += ",\"connections\":" + std::to_string(s.connections) + ",\"events\":" + std::to_string(s.events) +
-         ",\"bytes\":" + std::to_string(s.bytes) + ",\"journal_bytes\":" + std::to_string(s.journal_bytes) +
-         ",\"gaps\":{\"markers\":" + std::to_string(s.gaps) + ",\"events\":" + std::to_string(s.gap_events) +
-         ",\"bytes\":" + std::to_string(s.gap_bytes) + "},\"lost_events\":" + std::to_string(s.lost_events) +
-         ",\"lost_bytes\":" + std::to_string(s.lost_bytes) + ",\"journals\":[";
-  for (std::size_t i = 0; i < s.journals.size(); ++i) out += (i ? "," : "") + json_escape(s.journals[i]);
-  out += "],\"started\":\"" + wall_text(s.started) + "\"";
-  if (s.stopped) out += ",\"stopped\":\"" + wall_text(*s.stopped) + "\"";
-  out += "}";
-  return out;
+  w.key("redacted").boolean(r.options().redact);
+  w.key("connections").number(s.connections);
+  w.key("events").number(s.events);
+  w.key("bytes").number(s.bytes);
+  w.key("journal_bytes").number(s.journal_bytes);
+  w.key("gaps").begin_object();
+  w.key("markers").number(s.gaps);
+  w.key("events").number(s.gap_events);
+  w.key("bytes").number(s.gap_bytes);
+  w.end_object();
+  w.key("lost_events").number(s.lost_events);
+  w.key("lost_bytes").number(s.lost_bytes);
+  w.key("journals").begin_array();
+  for (const auto& journal : s.journals) w.string(journal);
+  w.end_array();
+  w.key("started").string(wall_text(s.started));
+  if (s.stopped) w.key("stopped").string(wall_text(*s.stopped));
+  w.end_object();
+  return w.take();
 }
 
 void ControlPlane::publish_all() {

@@ -95,3 +95,15 @@ TEST_CASE("numbers print in shortest round-trip form") {
   CHECK(format_number(1.0) == "1");
   CHECK(format_number(static_cast<double>(0.7f)) != "0.7");  // why toxicity is stored as double
 }
+
+TEST_CASE("error replies stay valid JSON whatever bytes the message carries") {
+  // A message quoting a client's name: a quote, a control byte and invalid UTF-8.
+  const std::string message = std::string("proxy \"a\x01\xff\" not found");
+  const std::string reply = error_json(404, message);
+  CHECK(reply.back() == '\n');
+  rapidjson::Document d;
+  d.Parse<rapidjson::kParseValidateEncodingFlag>(reply.data(), reply.size());
+  REQUIRE_FALSE(d.HasParseError());
+  CHECK(d["status"].GetInt() == 404);
+  CHECK(std::string(d["error"].GetString()) == "proxy \"a\x01\u00ff\" not found");
+}
