@@ -30,7 +30,8 @@ import unittest
 import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BIN, Faultline, ManagedProcess, RedisServer, free_port, need, recv_all, wait_listening  # noqa: E402
+from harness import (BIN, Faultline, ManagedProcess, RedisServer, finish_recordings, free_port, need,  # noqa: E402
+                     recv_all, wait_listening)
 
 LOADING = "LOADING Redis is loading the dataset in memory"
 
@@ -382,7 +383,7 @@ class HAProxyFailoverDrillTest(unittest.TestCase):
                 with HAProxy(pa["listen"], pb["listen"]) as ha:
                     deadline = time.monotonic() + 10
                     while b"primary" not in ha.get() and time.monotonic() < deadline:
-                        time.sleep(0.1)
+                        time.sleep(0.1)  # pacing of a bounded poll
                     self.assertIn(b"primary", ha.get(), "haproxy does not route to the primary")
 
                     run = run_drill(tmp, failover_drill(fl.url, ha.port, kill_backup=False))
@@ -405,7 +406,7 @@ class HAProxyFailoverDrillTest(unittest.TestCase):
                     # Let haproxy see the primary healthy again before the second drill.
                     deadline = time.monotonic() + 10
                     while b"primary" not in ha.get() and time.monotonic() < deadline:
-                        time.sleep(0.1)
+                        time.sleep(0.1)  # pacing of a bounded poll
                     run = run_drill(tmp, failover_drill(fl.url, ha.port, kill_backup=True), name="both.json")
                     self.assertEqual(run.rc, 1, run.out)
                     self.assertFalse(run.report["deviated"], "haproxy kept listening")
@@ -516,7 +517,7 @@ class DrillCannotRunTest(unittest.TestCase):
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             deadline = time.monotonic() + 10
             while fl.request("GET", "/proxies/svc")[1]["enabled"] and time.monotonic() < deadline:
-                time.sleep(0.05)
+                time.sleep(0.05)  # pacing of a bounded poll
             start = time.monotonic()
             proc.send_signal(signal.SIGINT)
             out, _ = proc.communicate(timeout=20)
@@ -549,7 +550,7 @@ class ReplayDrillTest(unittest.TestCase):
                     answer = recv_all(conn)
                     conn.close()
                     self.assertIn(b"recorded-answer", answer)
-                    time.sleep(0.3)  # the journal writer flushes every few ms
+                    finish_recordings(recorder)  # the session ended and the journal is written out
             finally:
                 backend.close()  # from here on only the journal can answer
             with Faultline() as fl:
@@ -609,14 +610,13 @@ class ReplayDrillTest(unittest.TestCase):
                     port = int(proxy["listen"].rsplit(":", 1)[1])
                     for i in range(2):
                         if i:
-                            time.sleep(6)  # what the replay will reproduce
+                            time.sleep(6)  # deliberate: the 6 s gap the replay will reproduce
                         conn = socket.create_connection(("127.0.0.1", port), timeout=10)
                         conn.sendall(b"GET /name HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                         while conn.recv(65536):
                             pass
                         conn.close()
-                    recorder.request("GET", "/proxies")  # the journal writer flushes every few ms
-                    time.sleep(0.3)
+                    finish_recordings(recorder)  # the sessions ended and the journal is written out
             finally:
                 backend.close()
             with Faultline() as fl:
@@ -638,8 +638,10 @@ class ReplayDrillTest(unittest.TestCase):
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                 deadline = time.monotonic() + 10
                 while fl.request("GET", "/proxies/svc")[1]["enabled"] and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                time.sleep(0.5)  # into the client's first exchange; its second is 6 s away
+                    time.sleep(0.05)  # pacing of a bounded poll
+                # Not observable from outside the drill process: half a second into the replay
+                # client's first exchange, well before its second (6 s away).
+                time.sleep(0.5)
                 start = time.monotonic()
                 proc.send_signal(signal.SIGINT)
                 out, _ = proc.communicate(timeout=30)
