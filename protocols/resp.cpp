@@ -66,12 +66,14 @@ bool is_c_space(char c) {
 // Redis' sdssplitargs on one inline line (CRLF removed). Words end only at space, tab, CR
 // or LF (not at \v or \f, which only sdssplitargs' skip between words treats as space);
 // a closing quote must be followed by a space or the end of the line. False: unbalanced.
-bool split_inline(std::string_view line, std::vector<std::string>& words) {
+bool split_inline(std::string_view line, std::vector<std::string>& words, std::vector<ArgSpan>* spans) {
   std::size_t p = 0;
   const std::size_t n = line.size();
   for (;;) {
     while (p < n && is_c_space(line[p])) ++p;
     if (p == n) return true;
+    const std::size_t word_start = p;
+    std::size_t word_end = n;
     std::string word;
     bool in_double = false;
     bool in_single = false;
@@ -98,6 +100,7 @@ bool split_inline(std::string_view line, std::vector<std::string>& words) {
         } else if (c == '"') {
           if (p + 1 < n && !is_c_space(next)) return false;
           done = true;
+          word_end = p + 1;
         } else {
           word.push_back(c);
         }
@@ -109,6 +112,7 @@ bool split_inline(std::string_view line, std::vector<std::string>& words) {
         } else if (c == '\'') {
           if (p + 1 < n && !is_c_space(next)) return false;
           done = true;
+          word_end = p + 1;
         } else {
           word.push_back(c);
         }
@@ -118,7 +122,10 @@ bool split_inline(std::string_view line, std::vector<std::string>& words) {
           case '\n':
           case '\r':
           case '\t':
-          case '\0': done = true; break;
+          case '\0':
+            done = true;
+            word_end = p;
+            break;
           case '"': in_double = true; break;
           case '\'': in_single = true; break;
           default: word.push_back(c); break;
@@ -127,6 +134,12 @@ bool split_inline(std::string_view line, std::vector<std::string>& words) {
       if (!at_end) ++p;
     }
     words.push_back(std::move(word));
+    if (spans) {
+      const bool quoted = word_end - word_start >= 2 && (line[word_start] == '"' || line[word_start] == '\'') &&
+                          line[word_end - 1] == line[word_start];
+      spans->push_back(quoted ? ArgSpan{word_start + 1, word_end - word_start - 2}
+                              : ArgSpan{word_start, word_end - word_start});
+    }
   }
 }
 
@@ -184,6 +197,8 @@ void CommandFramer::begin_command() {
   next_arg_ = 0;
   held_ = 0;
   head_spilled_ = false;
+  command_consumed_ = 0;
+  spans_.clear();
 }
 
 void CommandFramer::finish_arg() {
@@ -214,10 +229,12 @@ FrameStep CommandFramer::inline_command(std::string_view data) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   if (line.size() > max_inline_length) return fail("inline command longer than 64 KiB");
   std::vector<std::string> words;
-  if (!split_inline(line, words)) return fail("unbalanced quotes in an inline command");
+  std::vector<ArgSpan> spans;
+  if (!split_inline(line, words, keep_spans_ ? &spans : nullptr)) return fail("unbalanced quotes in an inline command");
   // A blank line is no command: the last command's fields stay as they were.
   if (words.empty()) return {newline + 1, FrameEvent::none, {}};
   begin_command();
+  spans_ = std::move(spans);
   arity_ = words.size();
   name_ = ascii_upper(words[0]);
   if (words.size() > 1) keep_prefix(key_, words[1], max_kept_arg_bytes);
@@ -249,6 +266,14 @@ FrameStep CommandFramer::need_more(std::size_t pos) {
 }
 
 FrameStep CommandFramer::step(std::string_view data) {
+  // A command starts at a step's first byte (every event returns), so the bytes consumed
+  // since it began place its arguments.
+  const FrameStep result = advance(data);
+  command_consumed_ += result.consumed;
+  return result;
+}
+
+FrameStep CommandFramer::advance(std::string_view data) {
   if (held_ > data.size()) return fail("held bytes were not presented again");
   std::size_t pos = held_;
   for (;;) {
@@ -298,6 +323,7 @@ FrameStep CommandFramer::step(std::string_view data) {
         }
         if (length < 0 || length > max_bulk_length) return fail("invalid bulk length");
         pos += 1 + used;
+        if (keep_spans_) spans_.push_back({command_consumed_ + pos, static_cast<std::size_t>(length)});
         bulk_left_ = length + 2;
         partial_.clear();
         state_ = State::arg_payload;
@@ -338,6 +364,41 @@ FrameStep CommandFramer::step(std::string_view data) {
       }
     }
   }
+}
+
+std::vector<ArgSpan> command_args(std::string_view bytes) {
+  auto read = [](std::string_view data, bool& ended) {
+    CommandFramer framer;
+    framer.keep_spans(true);
+    std::size_t pos = 0;
+    ended = false;
+    for (;;) {
+      const FrameStep step = framer.step(data.substr(pos));
+      pos += step.consumed;
+      if (step.event == FrameEvent::end) {
+        ended = true;
+        break;
+      }
+      if (step.event == FrameEvent::error || (step.consumed == 0 && step.event == FrameEvent::none)) break;
+    }
+    return framer.spans();
+  };
+  bool ended = false;
+  std::vector<ArgSpan> spans = read(bytes, ended);
+  if (!ended && !bytes.empty() && bytes[0] != '*') {
+    // An inline line still open: the bytes so far, as if the line ended there (and a quote
+    // still open closed there: a cut-off `AUTH "secret` still has its password found).
+    const std::string_view line = bytes.substr(0, bytes.find('\n'));
+    for (std::string_view close : {"\n", "\"\n", "'\n"}) {
+      spans = read(std::string(line).append(close), ended);
+      if (ended) break;
+    }
+  }
+  for (auto& s : spans) {
+    if (s.offset > bytes.size()) s.offset = bytes.size();
+    s.length = std::min(s.length, bytes.size() - s.offset);
+  }
+  return spans;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -13,6 +13,14 @@
 
 namespace faultline::resp {
 
+// Where one argument of a command lies in its bytes: from the command's first byte, the
+// argument's payload (a bulk string's bytes; an inline word as written, without the quotes
+// of a word that is one quoted string).
+struct ArgSpan {
+  std::size_t offset = 0;
+  std::size_t length = 0;
+};
+
 // Client -> server. Reports `head` once the command name and its first argument (the key,
 // if the command has one) are known, or the command ended with fewer arguments; then
 // `end` when the whole command has been consumed. Large arguments are consumed in pieces
@@ -37,6 +45,12 @@ class CommandFramer {
   // most 64: enough for AUTH/HELLO and for matching; bigger values are not kept whole.
   const std::vector<std::string>& args() const { return args_; }
   std::string_view error() const { return error_; }
+  // With keep_spans(true) (off by default: a command may have a million arguments), the
+  // span of every argument whose header has been read, for the command under way: a
+  // caller that must change bytes in place (the recorder's redaction) finds them here.
+  // A bulk argument's span is its declared length, which may run past the bytes seen.
+  void keep_spans(bool on) { keep_spans_ = on; }
+  const std::vector<ArgSpan>& spans() const { return spans_; }
 
   // Limits: Redis' own (proto-max-bulk-len, PROTO_INLINE_MAX_SIZE) and the brief's.
   static constexpr std::int64_t max_array_count = 1024 * 1024;
@@ -58,6 +72,7 @@ class CommandFramer {
 
  private:
   enum class State : std::uint8_t { start, arg_header, arg_payload, end_pending, failed };
+  FrameStep advance(std::string_view data);
   FrameStep inline_command(std::string_view data);
   FrameStep need_more(std::size_t pos);
   FrameStep fail(std::string message);
@@ -76,7 +91,16 @@ class CommandFramer {
   std::string partial_;           // the kept prefix of the argument being read
   std::vector<std::string> args_;
   std::string error_;
+  bool keep_spans_ = false;
+  std::size_t command_consumed_ = 0;  // bytes of the current command consumed by earlier steps
+  std::vector<ArgSpan> spans_;
 };
+
+// The spans of the arguments of the command that starts at `bytes`' first byte, as far as it is there
+// (CommandFramer's; the last one cut to the bytes present). An inline command without its
+// line end is read as if the line (and a quote left open) ended with the bytes. Empty when
+// nothing is readable.
+std::vector<ArgSpan> command_args(std::string_view bytes);
 
 // What a ReplyFramer reports about each element as it reads it, for a caller that wants
 // the values and not only the boundaries (resp::parse_value). The framer stays the one

@@ -177,60 +177,6 @@ std::vector<Seg> map_range(const std::vector<Seg>& segs, std::uint64_t from, std
   return out;
 }
 
-// A RESP command's arguments as laid out in its bytes.
-struct RespArg {
-  std::size_t pos = 0;  // offset of the argument's bytes in the command
-  std::size_t len = 0;
-};
-
-// Parses as much of a command (array of bulk strings, or an inline line) as is there.
-std::vector<RespArg> resp_args(std::string_view raw) {
-  std::vector<RespArg> out;
-  if (raw.empty()) return out;
-  if (raw[0] == '*') {
-    std::size_t p = raw.find("\r\n");
-    if (p == std::string_view::npos) return out;
-    p += 2;
-    while (p < raw.size() && raw[p] == '$') {
-      const std::size_t eol = raw.find("\r\n", p);
-      if (eol == std::string_view::npos) break;
-      std::uint64_t n = 0;
-      bool ok = eol > p + 1;
-      for (std::size_t i = p + 1; i < eol && ok; ++i) {
-        if (raw[i] < '0' || raw[i] > '9' || n > (1ull << 40)) ok = false;
-        else n = n * 10 + static_cast<std::uint64_t>(raw[i] - '0');
-      }
-      if (!ok) break;
-      const std::size_t start = eol + 2;
-      const std::size_t avail = start <= raw.size() ? raw.size() - start : 0;
-      out.push_back({start, static_cast<std::size_t>(std::min<std::uint64_t>(n, avail))});
-      if (n > avail) break;  // the last argument is incomplete
-      p = start + static_cast<std::size_t>(n) + 2;
-    }
-    return out;
-  }
-  // Inline: words separated by spaces or tabs, quoted words without their quotes.
-  std::size_t p = 0;
-  while (p < raw.size()) {
-    while (p < raw.size() && is_space(raw[p])) ++p;
-    if (p >= raw.size() || raw[p] == '\r' || raw[p] == '\n') break;
-    if (raw[p] == '"' || raw[p] == '\'') {
-      const char q = raw[p];
-      std::size_t e = p + 1;
-      while (e < raw.size() && raw[e] != q && raw[e] != '\n') e += (raw[e] == '\\' && e + 1 < raw.size()) ? 2 : 1;
-      e = std::min(e, raw.size());
-      out.push_back({p + 1, e - p - 1});
-      p = e + 1;
-    } else {
-      std::size_t e = p;
-      while (e < raw.size() && !is_space(raw[e]) && raw[e] != '\r' && raw[e] != '\n') ++e;
-      out.push_back({p, e - p});
-      p = e;
-    }
-  }
-  return out;
-}
-
 bool resp_sensitive(std::string_view name) {
   return name == "AUTH" || name == "HELLO" || name == "MIGRATE" || name == "CONFIG" || name == "ACL";
 }
@@ -1277,10 +1223,10 @@ struct StreamAnnotator::Impl {
 
   void redact_resp(std::uint64_t start, std::uint64_t len, std::string& key_out) {
     const std::string_view raw = view(start, len);
-    const std::vector<RespArg> args = resp_args(raw);
+    const std::vector<resp::ArgSpan> args = resp::command_args(raw);
     const std::string name = commands.name();
     const auto& decoded_args = commands.args();
-    auto arg_text = [&](std::size_t i) { return raw.substr(args[i].pos, args[i].len); };
+    auto arg_text = [&](std::size_t i) { return raw.substr(args[i].offset, args[i].length); };
     auto secret_of = [&](std::size_t i) -> std::string {
       // The value as Redis reads it (inline quotes and escapes undone) when the framer kept it.
       if (i < decoded_args.size() && decoded_args[i].size() < resp::CommandFramer::max_kept_arg_bytes)
@@ -1288,8 +1234,8 @@ struct StreamAnnotator::Impl {
       return std::string(arg_text(i));
     };
     auto hide = [&](std::size_t i, std::size_t skip, std::string_view rule) {
-      if (i >= args.size() || args[i].len <= skip) return;
-      redact(start + args[i].pos + skip, args[i].len - skip, secret_of(i).substr(std::min(skip, secret_of(i).size())),
+      if (i >= args.size() || args[i].length <= skip) return;
+      redact(start + args[i].offset + skip, args[i].length - skip, secret_of(i).substr(std::min(skip, secret_of(i).size())),
              rule);
     };
     const std::size_t n = args.size();
@@ -1329,14 +1275,14 @@ struct StreamAnnotator::Impl {
           hide(i, 1, "resp:acl");
       }
     }
-    if (n >= 2) key_out = scrubbed(view(start + args[1].pos, args[1].len));
+    if (n >= 2) key_out = scrubbed(view(start + args[1].offset, args[1].length));
   }
 
   // A sensitive command cut off (the stream ended, or it grew past the hold limit):
   // everything after its name is hidden, framing included.
   void mask_resp_unit(std::uint64_t upto) {
-    const std::vector<RespArg> args = resp_args(view(unit_start, upto - unit_start));
-    const std::uint64_t from = args.empty() ? unit_start : unit_start + args[0].pos + args[0].len;
+    const std::vector<resp::ArgSpan> args = resp::command_args(view(unit_start, upto - unit_start));
+    const std::uint64_t from = args.empty() ? unit_start : unit_start + args[0].offset + args[0].length;
     if (upto > from) mask(from, upto - from, "resp:partial");
   }
 
@@ -1344,8 +1290,8 @@ struct StreamAnnotator::Impl {
   void mask_unheaded_command() {
     if (!red || end() <= decoded) return;
     const std::string_view rest = view(decoded, end() - decoded);
-    const std::vector<RespArg> args = resp_args(rest);
-    if (!args.empty() && resp_sensitive(ascii_upper(rest.substr(args[0].pos, args[0].len)))) {
+    const std::vector<resp::ArgSpan> args = resp::command_args(rest);
+    if (!args.empty() && resp_sensitive(ascii_upper(rest.substr(args[0].offset, args[0].length)))) {
       unit_start = decoded;
       mask_resp_unit(end());
     }

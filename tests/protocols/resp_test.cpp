@@ -631,3 +631,56 @@ TEST_CASE("resp: parse_value refuses anything but exactly one valid reply") {
   CHECK_FALSE(parse_value(":abc\r\n"));
   CHECK_FALSE(parse_value("?\r\n"));
 }
+
+namespace {
+std::vector<std::string> spanned(std::string_view bytes) {
+  std::vector<std::string> out;
+  for (const auto& s : command_args(bytes)) out.emplace_back(bytes.substr(s.offset, s.length));
+  return out;
+}
+}  // namespace
+
+TEST_CASE("resp: command_args finds each argument's bytes in an array command") {
+  using V = std::vector<std::string>;
+  CHECK(spanned("*2\r\n$4\r\nAUTH\r\n$7\r\nhunter2\r\n") == V{"AUTH", "hunter2"});
+  // Only the first command: the next one's arguments are not this one's.
+  CHECK(spanned("*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n") == V{"PING"});
+  // Cut off: the last argument is cut to the bytes there are, a missing one is not listed.
+  CHECK(spanned("*3\r\n$4\r\nAUTH\r\n$4\r\nuser\r\n$7\r\nhun") == V{"AUTH", "user", "hun"});
+  CHECK(spanned("*2\r\n$4\r\nAUTH\r\n$7") == V{"AUTH"});
+  CHECK(spanned("").empty());
+  CHECK(spanned("*x\r\n").empty());
+}
+
+TEST_CASE("resp: command_args finds words of an inline command as written") {
+  using V = std::vector<std::string>;
+  CHECK(spanned("AUTH  hunter2\r\n") == V{"AUTH", "hunter2"});
+  // A quoted word: its bytes inside the quotes, escapes as written.
+  CHECK(spanned("AUTH \"hun ter\\x41\" 'x'\r\n") == V{"AUTH", "hun ter\\x41", "x"});
+  // No line end yet, or a quote still open: read as if the line ended with the bytes.
+  CHECK(spanned("AUTH hunter2") == V{"AUTH", "hunter2"});
+  CHECK(spanned("AUTH \"hunter2") == V{"AUTH", "hunter2"});
+}
+
+TEST_CASE("resp: spans place arguments across steps and pieces") {
+  CommandFramer framer;
+  framer.keep_spans(true);
+  const std::string big(70 * 1024, 'k');
+  const std::string command = "*3\r\n$3\r\nSET\r\n$" + std::to_string(big.size()) + "\r\n" + big + "\r\n$1\r\nv\r\n";
+  // The bytes arrive 1000 at a time, so the huge key is consumed in pieces before `head`.
+  std::size_t pos = 0, arrived = 0;
+  for (int guard = 0; guard < 10000 && pos < command.size(); ++guard) {
+    arrived = std::min(command.size(), arrived + 1000);
+    for (;;) {
+      const auto step = framer.step(std::string_view(command).substr(pos, arrived - pos));
+      pos += step.consumed;
+      if (step.consumed == 0 && step.event == FrameEvent::none) break;
+      if (step.event == FrameEvent::end || step.event == FrameEvent::error) break;
+    }
+  }
+  REQUIRE(pos == command.size());
+  REQUIRE(framer.spans().size() == 3);
+  CHECK(command.substr(framer.spans()[0].offset, framer.spans()[0].length) == "SET");
+  CHECK(command.substr(framer.spans()[1].offset, framer.spans()[1].length) == big);
+  CHECK(command.substr(framer.spans()[2].offset, framer.spans()[2].length) == "v");
+}
