@@ -89,7 +89,7 @@ class DescriptorsAndConnections(unittest.TestCase):
         socks = half_sent(fl, 80)  # more than the process has descriptors for
         self.addCleanup(close_all, socks)
         cpu0 = cpu_seconds(fl.proc.pid)
-        time.sleep(2)
+        time.sleep(2)  # deliberate: the CPU faultline burns over 2 s is what is measured
         used = cpu_seconds(fl.proc.pid) - cpu0
         self.assertLess(used, 0.5, f"faultline used {used:.2f} s of CPU in 2 s holding half-sent requests (spinning?)")
         # A newcomer is told why at once instead of hanging.
@@ -124,6 +124,8 @@ class DescriptorsAndConnections(unittest.TestCase):
         # Each proxied connection costs two descriptors: 40 of them exhaust 64.
         clients = [connect(p["listen"]) for _ in range(40)]
         self.addCleanup(close_all, clients)
+        # Kept as a sleep: while the descriptors are exhausted the API itself is what is under
+        # test, so there is nothing to poll; the accepts of the 40 clients settle meanwhile.
         time.sleep(0.5)
         answers, stop = [], threading.Event()
 
@@ -133,12 +135,12 @@ class DescriptorsAndConnections(unittest.TestCase):
                     answers.append(call(fl, "GET", "/version", timeout=3))
                 except OSError as e:  # a hang shows up as a timeout here
                     answers.append(e)
-                time.sleep(0.05)
+                time.sleep(0.05)  # pacing: a request every 50 ms while the CPU is measured
 
         t = threading.Thread(target=knock)
         cpu0 = cpu_seconds(fl.proc.pid)
         t.start()
-        time.sleep(2)
+        time.sleep(2)  # deliberate: the CPU faultline burns over 2 s is what is measured
         stop.set()
         t.join(10)
         used = cpu_seconds(fl.proc.pid) - cpu0

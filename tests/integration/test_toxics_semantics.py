@@ -12,7 +12,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import EchoServer, Faultline, connect, poll, recv_exactly, wait_end  # noqa: E402
+from harness import EchoServer, Faultline, connect, metric, poll, recv_exactly, wait_end, wait_for  # noqa: E402
 from toxic_helpers import GreeterServer, SinkServer, ToxicTestCase, round_trip  # noqa: E402
 
 SLACK = 0.06  # seconds a loaded machine may add to a delay
@@ -221,7 +221,8 @@ class Timeout(ToxicTestCase):
         self.add({"name": "to", "type": "timeout", "attributes": {"timeout": 0}})
         sock = self.conn()
         sock.sendall(b"into the void")
-        time.sleep(0.2)
+        wait_for(lambda: (metric(self.fl, "faultline_toxic_bytes_dropped_total", proxy="p", toxic="to") or 0) >= 13,
+                 what="the timeout toxic to drop the 13 bytes")
         self.remove("to")
         how, elapsed, data = wait_end(sock, 2.0)
         self.assertIn(how, ("eof", "reset"), "removing the timeout must close the connection")
@@ -302,7 +303,7 @@ class LimitData(ToxicTestCase):
             try:
                 for _ in range(5):
                     sock.sendall(b"u" * 1000)
-                    time.sleep(0.02)
+                    time.sleep(0.02)  # deliberate: separate chunks, so the limit falls between them
             except OSError:
                 pass
             how, _, _ = wait_end(sock, 3)
@@ -316,7 +317,7 @@ class PacketLoss(ToxicTestCase):
     def _send_chunks(self, sock, n=5, size=500):
         for i in range(n):
             sock.sendall(bytes([65 + i]) * size)
-            time.sleep(0.05)
+            time.sleep(0.05)  # deliberate: one chunk each, as packet_loss rolls per chunk
 
     def test_loss_rate_one_drops_everything(self):
         self.add({"name": "pl", "type": "packet_loss", "attributes": {"loss_rate": 1}})
@@ -388,7 +389,7 @@ class Seed(unittest.TestCase):
                     s.close()
                 deadline = time.time() + 5  # wait until the server saw the close
                 while fl.request("GET", "/proxies/seeded/connections")[1] and time.time() < deadline:
-                    time.sleep(0.005)
+                    time.sleep(0.005)  # pacing of a bounded poll
             return pattern
 
     def test_same_seed_same_pattern_other_seed_other_pattern(self):
