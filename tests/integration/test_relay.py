@@ -550,7 +550,7 @@ class RelayTest(unittest.TestCase):
         try:
             probe.bind(("::1", 0))
         except OSError as e:
-            self.skipTest(f"IPv6 loopback ::1 unavailable on this machine (bind failed: {e}); "
+            self.skipTest(f"IPv6 loopback unavailable: bind [::1]:0 failed: {e}; "
                           f"IPv6 relay NOT tested")
         finally:
             probe.close()
