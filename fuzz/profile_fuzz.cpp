@@ -1,0 +1,47 @@
+// Random bytes as a `serve --config` file (a Toxiproxy array or a faultline profile):
+// load_profile must accept it or say why with the file and a JSON path, never crash. `${VAR}`
+// references are expanded from the environment, so the target sets a few variables.
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include "fuzz/scratch_dir.hpp"
+#include "proxy/profile.hpp"
+
+namespace {
+
+void check(bool ok) {
+  if (!ok) __builtin_trap();
+}
+
+const std::string& profile_path() {
+  static const faultline::fuzz::ScratchDir dir("profile");
+  static const std::string path = [] {
+    ::setenv("FUZZ_HOST", "127.0.0.1", 1);
+    ::setenv("FUZZ_PORT", "26379", 1);
+    ::setenv("FUZZ_EMPTY", "", 1);
+    return (dir.path() / "profile.json").string();
+  }();
+  return path;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::string& path = profile_path();
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+    check(static_cast<bool>(out));
+  }
+  faultline::Profile profile;
+  if (auto error = faultline::load_profile(path, profile)) {
+    check(!error->empty());
+    if (std::getenv("FAULTLINE_FUZZ_TRACE")) std::fprintf(stderr, "%s\n", error->c_str());
+    return 0;
+  }
+  check(profile.proxies != nullptr && profile.proxies->IsArray());
+  return 0;
+}
