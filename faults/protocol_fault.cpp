@@ -254,7 +254,9 @@ std::string_view reason_phrase(int status) {
   }
 }
 
-void register_protocol_faults(ToxicRegistry& r) {
+namespace {
+
+void add_protocol_faults(ToxicRegistry& r) {
   const auto headers = AttributeSpec{"headers", AttributeKind::json, 0, {}, false, "{}"};
   const auto body = AttributeSpec{"body", AttributeKind::json, 0, {}, false, "null"};
   const auto end_mode = [](std::string_view first) {
@@ -354,5 +356,9 @@ void register_protocol_faults(ToxicRegistry& r) {
   register_type(r, "jsonrpc_drop", Layer::jsonrpc, {}, compiler(no_fill));
   register_type(r, "mcp_session_kill", Layer::jsonrpc, {}, compiler(no_fill));
 }
+
+const FaultRegistrar registrar(add_protocol_faults);
+
+}  // namespace
 
 }  // namespace faultline

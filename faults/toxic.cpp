@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
+#include <cstdlib>
 
 namespace faultline {
 
@@ -63,23 +65,26 @@ std::optional<Duration> Schedule::next_change(Duration since) const {
   return after + milliseconds(next);
 }
 
-const ToxicRegistry& ToxicRegistry::instance() {
-  static const ToxicRegistry registry = [] {
-    ToxicRegistry r;
-    register_basic_toxics(r);
-    register_extra_toxics(r);
-    register_protocol_faults(r);
-    return r;
-  }();
+// Made on first use, so it exists whichever file's registrar runs first.
+ToxicRegistry& ToxicRegistry::filling() {
+  static ToxicRegistry registry;
   return registry;
 }
+
+const ToxicRegistry& ToxicRegistry::instance() { return filling(); }
 
 const ToxicType* ToxicRegistry::find(std::string_view type) const {
   auto it = std::find_if(types_.begin(), types_.end(), [&](const ToxicType& t) { return t.name == type; });
   return it == types_.end() ? nullptr : &*it;
 }
 
-void ToxicRegistry::add(ToxicType type) { types_.push_back(std::move(type)); }
+void ToxicRegistry::add(ToxicType type) {
+  if (find(type.name)) {
+    std::fprintf(stderr, "faultline: fault type %.*s is registered twice\n", static_cast<int>(type.name.size()), type.name.data());
+    std::abort();
+  }
+  types_.push_back(std::move(type));
+}
 
 std::optional<Stream> parse_stream(std::string_view text) {
   const std::string lower = ascii_lower(text);

@@ -208,9 +208,7 @@ class PacketLoss final : public Stage {
   bool last_dropped_ = false;
 };
 
-}  // namespace
-
-void register_basic_toxics(ToxicRegistry& r) {
+void add_basic_toxics(ToxicRegistry& r) {
   r.add({"noop", {}, [](const ToxicConfig&) { return std::nullopt; },
          [](const ToxicConfig&, Rng, const StageContext&) -> std::unique_ptr<Stage> { return std::make_unique<Noop>(); }});
   r.add({"latency",
@@ -266,5 +264,9 @@ void register_basic_toxics(ToxicRegistry& r) {
          },
          [](const ToxicConfig& c, Rng rng, const StageContext&) -> std::unique_ptr<Stage> { return std::make_unique<PacketLoss>(c, rng); }});
 }
+
+const FaultRegistrar registrar(add_basic_toxics);
+
+}  // namespace
 
 }  // namespace faultline

@@ -171,9 +171,7 @@ class SharedBandwidth final : public Stage {
   VirtualLinkClock& clock_;
 };
 
-}  // namespace
-
-void register_extra_toxics(ToxicRegistry& r) {
+void add_extra_toxics(ToxicRegistry& r) {
   r.add({"slow_open",
          {{"delay"}},
          [](const ToxicConfig& c) { return in_range(c, "delay", 0, kMaxAttribute); },
@@ -216,5 +214,9 @@ void register_extra_toxics(ToxicRegistry& r) {
            return std::make_unique<SharedBandwidth>(c);
          }});
 }
+
+const FaultRegistrar registrar(add_extra_toxics);
+
+}  // namespace
 
 }  // namespace faultline
