@@ -189,6 +189,11 @@ struct Recording::Impl {
     }
   }
 
+  TimePoint steady_time() const { return options.steady_now ? options.steady_now() : Clock::now(); }
+  std::chrono::system_clock::time_point wall_now() const {
+    return options.wall_now ? options.wall_now() : std::chrono::system_clock::now();
+  }
+
   std::int64_t t(TimePoint at) const {
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(at - started).count();
     return ns < 0 ? 0 : static_cast<std::int64_t>(ns);
@@ -199,7 +204,7 @@ struct Recording::Impl {
   void drop_locked(const Event& e, std::uint64_t payload) {
     if (drop_events == 0) {
       first_drop = e.at;
-      first_drop_queued = Clock::now();
+      first_drop_queued = steady_time();
       if (writer_idle) {  // the gap line is due within max_lag even if nothing else comes
         writer_idle = false;
         cv.notify_one();
@@ -262,7 +267,7 @@ struct Recording::Impl {
 
   void push(Event&& e, std::uint64_t payload) {
     const std::uint64_t cost = payload + kEventOverhead + e.a.size() + e.b.size() + e.c.size();
-    e.queued = Clock::now();
+    e.queued = steady_time();
     bool notify = false;
     {
       std::unique_lock lock(mu);
@@ -281,7 +286,7 @@ struct Recording::Impl {
         space_cv.wait(lock, [&] {
           return stopping || failed_flag.load(std::memory_order_relaxed) || queued_bytes == 0 ||
                  (queued_bytes + cost <= options.max_queue_bytes && !over_budget(work) &&
-                  !queue_older_than(flush_after, Clock::now()));
+                  !queue_older_than(flush_after, steady_time()));
         });
         if (stopping || failed_flag.load(std::memory_order_relaxed)) return;
       }
@@ -427,9 +432,9 @@ struct Recording::Impl {
 
   void flush_out() {
     std::size_t whole = 0;
-    const TimePoint began = Clock::now();
+    const TimePoint began = steady_time();
     if (!out.empty() && !failed && write_all(out, &whole)) {
-      learn_write(out.size(), Clock::now() - began);
+      learn_write(out.size(), steady_time() - began);
       std::lock_guard lock(status_mu);
       status.events += out_lines;
       status.bytes += out_payload;
@@ -470,7 +475,7 @@ struct Recording::Impl {
     file_no = n;
     file_bytes = 0;
     lines_in_file = 0;
-    file_started = Clock::now();
+    file_started = steady_time();
     std::string header;
     line::header(header, id, n, started_wall, started.time_since_epoch().count(), redactor != nullptr);
     if (!write_all(header)) {
@@ -560,7 +565,7 @@ struct Recording::Impl {
         return false;
       }
       done += static_cast<std::size_t>(n);
-      if (done < bytes.size() && Clock::now() > blob_deadline) {
+      if (done < bytes.size() && steady_time() > blob_deadline) {
         ::close(f);
         ::unlinkat(blobs_fd, tmp_name.c_str(), 0);
         late = true;
@@ -605,7 +610,7 @@ struct Recording::Impl {
   void write_gap() {
     if (gap_events == 0 || failed) return;
     line_begin();
-    line::gap(out, t(Clock::now()), gap_events, gap_bytes, gap_since, gap_until);
+    line::gap(out, t(steady_time()), gap_events, gap_bytes, gap_since, gap_until);
     gap_events = 0;
     gap_bytes = 0;
     gap_until = 0;
@@ -913,7 +918,7 @@ struct Recording::Impl {
     }
     take_drops();
     write_gap();
-    rotate_due = Clock::now() - file_started >= options.rotate_every;
+    rotate_due = steady_time() - file_started >= options.rotate_every;
     bool sweeping = false;  // dropping a run of events too late to write in time
     TimePoint swept_at{};
     // What the rest of the batch will take, and by when its last event is due: when the
@@ -927,7 +932,7 @@ struct Recording::Impl {
         lost_bytes.fetch_add(e.payload.size(), std::memory_order_relaxed);
         continue;
       }
-      TimePoint now = Clock::now();
+      TimePoint now = steady_time();
       const Duration cost = estimate(e);
       remaining -= cost;
       // Dropped: data that would itself reach the disk late, or that the writer has no time
@@ -950,12 +955,12 @@ struct Recording::Impl {
         // The dropped events were about to be late: their gap line is written at once.
         sweeping = false;
         write_out();
-        now = Clock::now();
+        now = steady_time();
       }
       // The lines waiting in `out` must not be made late by this event.
       if (out_dated && now + cost + write_cost(out.size()) > out_oldest + deadline) {
         write_out();
-        now = Clock::now();
+        now = steady_time();
       }
       if (!out_dated) {
         out_oldest = e.queued;
@@ -967,7 +972,7 @@ struct Recording::Impl {
       blob_deadline = options.backpressure ? TimePoint::max() : e.queued + deadline;
       handle(e);
       blob_deadline = TimePoint::max();
-      const TimePoint after = Clock::now();
+      const TimePoint after = steady_time();
       if (data) learn(size, after - now);
       if (out_dated && !out.empty() && after - out_oldest > flush_after) write_out();
     }
@@ -1009,7 +1014,8 @@ struct Recording::Impl {
             oldest = std::min(oldest, TimePoint(std::chrono::duration_cast<Duration>(std::chrono::nanoseconds(q))));
           }
           if (oldest != TimePoint::max()) {
-            cv.wait_until(lock, oldest + gather, [&] { return stopping || queued_bytes >= wake_bytes; });
+            // Relative to the recording's clock (a test's may be far from the real one).
+            cv.wait_for(lock, oldest + gather - steady_time(), [&] { return stopping || queued_bytes >= wake_bytes; });
           }
         }
         batch.swap(queue);
@@ -1040,7 +1046,7 @@ struct Recording::Impl {
       std::lock_guard lock(mu);
       left.swap(skipped);
     }
-    const std::int64_t now = t(Clock::now());
+    const std::int64_t now = t(steady_time());
     for (auto& [conn, c] : conns) {
       std::array<std::uint64_t, 2> holes{0, 0};
       if (auto it = left.find(conn); it != left.end()) holes = it->second;
@@ -1108,8 +1114,8 @@ std::shared_ptr<Recording> Recording::start(std::string id, RecordingOptions opt
       m.redactor = Redactor::make(random_key(), m.options.rules, error);
       if (!m.redactor) return nullptr;
     }
-    m.started = Clock::now();
-    m.started_wall = rfc3339_ns(std::chrono::system_clock::now());
+    m.started = m.steady_time();
+    m.started_wall = rfc3339_ns(m.wall_now());
     m.index.id = m.id;
     m.index.state = "recording";
     m.index.started_wall = m.started_wall;
@@ -1170,7 +1176,7 @@ std::uint64_t Recording::open_connection(const ConnectionMeta& meta, TimePoint a
 void Recording::data(std::uint64_t connection, Stream towards, const void* bytes, std::size_t size, TimePoint at) {
   Impl& m = *impl_;
   if (!m.accept(size)) return;
-  if (m.would_drop(size, Clock::now())) {  // counted as a gap without copying a byte
+  if (m.would_drop(size, m.steady_time())) {  // counted as a gap without copying a byte
     m.drop_data(connection, towards == Stream::downstream ? Stream::downstream : Stream::upstream, size, at);
     return;
   }
@@ -1189,7 +1195,7 @@ void Recording::data(std::uint64_t connection, Stream towards, const void* bytes
 }
 
 bool Recording::wants(std::size_t size) const {
-  return impl_->accepting.load(std::memory_order_relaxed) && !impl_->would_drop(size, Clock::now());
+  return impl_->accepting.load(std::memory_order_relaxed) && !impl_->would_drop(size, impl_->steady_time());
 }
 
 void Recording::lost(std::uint64_t connection, Stream towards, std::size_t size, TimePoint at) {
@@ -1259,7 +1265,7 @@ void Recording::stop() {
   m.space_cv.notify_all();
   if (m.writer.joinable()) m.writer.join();
   m.accepting.store(false, std::memory_order_relaxed);
-  const auto stopped_wall = rfc3339_ns(std::chrono::system_clock::now());
+  const auto stopped_wall = rfc3339_ns(m.wall_now());
   m.index.stopped_wall = stopped_wall;
   if (!m.failed) {
     m.index.state = "stopped";
@@ -1276,7 +1282,7 @@ void Recording::stop() {
   }
   std::lock_guard lock(m.status_mu);
   if (!m.failed) m.status.state = RecordingState::stopped;
-  m.status.stopped = Clock::now();
+  m.status.stopped = m.steady_time();
 }
 
 RecordingStatus Recording::status() const {

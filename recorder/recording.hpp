@@ -41,6 +41,11 @@ struct RecordingOptions {
   // a journal (with its size: when the bytes reached the file).
   std::function<void(std::size_t)> on_format;
   std::function<void(std::size_t)> on_write;
+  // The clocks the recorder reads: steady time for queueing, the lag bound, batching and
+  // rotation; wall time for the index's started/stopped. Empty: the real clocks (the data
+  // path then pays a branch, no call). Tests set them to drive time instead of sleeping.
+  std::function<TimePoint()> steady_now;
+  std::function<std::chrono::system_clock::time_point()> wall_now;
 };
 
 enum class RecordingState : std::uint8_t { recording, stopped, failed };

@@ -7,7 +7,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -29,6 +31,32 @@ rec::RecordingOptions options_for(const std::string& dir) {
   // turn events into gaps.
   o.max_lag = std::chrono::seconds(10);
   return o;
+}
+
+// A steady clock that moves only when the test says: a recording given it (steady_now) sees
+// time pass without the test sleeping. Starts at the real clock's now.
+class FakeClock {
+ public:
+  FakeClock() : ns_(Clock::now().time_since_epoch().count()) {}
+  TimePoint now() const { return TimePoint(Duration(ns_.load())); }
+  void advance(Duration by) { ns_.fetch_add(by.count()); }
+  std::function<TimePoint()> function() {
+    return [this] { return now(); };
+  }
+
+ private:
+  std::atomic<Duration::rep> ns_;
+};
+
+// Polls `done` (the recording's observable state) until it holds or 10 s pass; false then.
+// The 1 ms sleep is pacing between polls, not synchronisation.
+bool eventually(const std::function<bool()>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
 }
 
 std::shared_ptr<rec::Recording> start(const rec::RecordingOptions& o, const std::string& id = "test") {
@@ -118,6 +146,7 @@ TEST_CASE("recording: four threads record concurrently, every byte reads back in
             sent[th][{conn, d}] += p;
           }
         }
+        // Deliberate, not synchronisation: the writer thread gets turns while traffic goes on.
         if (i % 50 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
       }
       for (std::uint64_t conn : conns) {
@@ -193,13 +222,16 @@ TEST_CASE("recording: journals rotate by size, each with its header, listed in t
 
 TEST_CASE("recording: rotation by time starts a new journal") {
   TempDir dir;
+  FakeClock clock;
   auto o = options_for(dir.sub("r"));
-  o.rotate_every = std::chrono::milliseconds(20);
+  o.steady_now = clock.function();
+  o.rotate_every = std::chrono::hours(1);
   auto rec = start(o);
-  const auto conn = rec->open_connection({"p", Protocol::tcp, "c:1", "u:2"}, Clock::now());
-  for (int i = 0; i < 3; ++i) {
-    rec->data(conn, Stream::upstream, "x", 1, Clock::now());
-    std::this_thread::sleep_for(std::chrono::milliseconds(40));
+  const auto conn = rec->open_connection({"p", Protocol::tcp, "c:1", "u:2"}, clock.now());
+  for (std::uint64_t i = 0; i < 3; ++i) {
+    if (i) clock.advance(std::chrono::minutes(61));  // past rotate_every, no wall time spent
+    rec->data(conn, Stream::upstream, "x", 1, clock.now());
+    REQUIRE(eventually([&] { return rec->status().bytes >= i + 1; }));  // written before time moves
   }
   rec->stop();
   CHECK(rec->status().journals.size() >= 3);
@@ -216,7 +248,8 @@ TEST_CASE("recording: when the queue is full events are dropped, counted and mar
   constexpr std::uint64_t kChunks = 2000;
   const std::string chunk(1000, 'z');
   for (std::uint64_t i = 0; i < kChunks; ++i) rec->data(conn, Stream::upstream, chunk.data(), chunk.size(), Clock::now());
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // The writer has taken the queue (its gap line is written), so "after" finds room.
+  REQUIRE(eventually([&] { return rec->status().gaps >= 1; }));
   rec->data(conn, Stream::upstream, "after", 5, Clock::now());
   rec->stop();
   const auto status = rec->status();
@@ -362,7 +395,7 @@ TEST_CASE("recording: a write error fails the recording, names the file, and kee
   auto rec = start(options_for(dir.sub("r")));
   const auto conn = rec->open_connection({"p", Protocol::tcp, "c:1", "u:2"}, Clock::now());
   rec->data(conn, Stream::upstream, "before", 6, Clock::now());
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  REQUIRE(eventually([&] { return rec->status().bytes >= 6; }));  // in the file before its size is read
   // A file size limit makes the next writes fail part-way, like a disk filling up.
   const auto size = std::filesystem::file_size(dir.sub("r/journal-000000.jsonl"));
   struct rlimit old{};
