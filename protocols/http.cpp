@@ -321,4 +321,46 @@ bool Framer::finish() {
   return true;
 }
 
+std::optional<Message> split_message(std::string_view bytes, bool request, std::string_view answering) {
+  Framer framer(request);
+  if (!request) framer.answering(answering);
+  Message out;
+  bool head_seen = false;
+  std::size_t pos = 0;
+  for (;;) {
+    const FrameStep step = framer.step(bytes.substr(pos));
+    const std::size_t at = pos;
+    pos += step.consumed;
+    if (step.event == FrameEvent::error) break;
+    if (step.event == FrameEvent::head) {
+      head_seen = true;
+      out.head = framer.head();
+      out.head_size = pos;
+      out.body_until_close = framer.body_until_close();
+      if (const auto te = out.head.field("transfer-encoding")) {
+        std::string lowered(*te);
+        for (char& c : lowered) c = lower(c);
+        out.chunked = lowered.find("chunked") != std::string::npos;
+      }
+    } else if (step.event == FrameEvent::body) {
+      const std::size_t raw = at + static_cast<std::size_t>(step.payload.data() - bytes.substr(at).data());
+      out.pieces.emplace_back(out.body.size(), raw);
+      out.body.append(step.payload);
+    } else if (step.event == FrameEvent::end) {
+      out.complete = head_seen;
+      break;
+    } else if (step.consumed == 0) {
+      // Need more: with all the bytes there are given, a body until close ends here.
+      if (head_seen && framer.finish()) out.complete = true;
+      break;
+    }
+  }
+  if (!head_seen) return std::nullopt;
+  return out;
+}
+
+std::optional<Message> split_message(std::string_view bytes) {
+  return split_message(bytes, bytes.substr(0, 5) != "HTTP/");
+}
+
 }  // namespace faultline::http

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "protocols/framing.hpp"
@@ -77,5 +78,24 @@ class Framer {
   bool in_message_ = false;
   std::string error_;
 };
+
+// One message decoded whole, for callers that hold its bytes (a recorded exchange, a
+// response read to its end): Framer's head, and its body with chunked framing removed.
+struct Message {
+  Head head;
+  std::size_t head_size = 0;  // bytes before the body: the head through its blank line
+  std::string body;           // the body payload (as much as `bytes` hold)
+  // Where each piece of body payload starts: (offset in `body`, offset in `bytes`), so a
+  // caller can map a decoded offset back to the bytes as sent.
+  std::vector<std::pair<std::size_t, std::size_t>> pieces;
+  bool chunked = false;       // Transfer-Encoding says chunked
+  bool body_until_close = false;
+  bool complete = false;      // the message ended inside `bytes`
+};
+// The first message of `bytes` (a request, or a response to `answering`); nullopt when its
+// head is incomplete or not HTTP. Bytes after that message are ignored.
+std::optional<Message> split_message(std::string_view bytes, bool request, std::string_view answering = "GET");
+// The same for bytes whose kind is not known: a response when they start with "HTTP/".
+std::optional<Message> split_message(std::string_view bytes);
 
 }  // namespace faultline::http

@@ -492,3 +492,22 @@ TEST_CASE("http: a moved framer keeps going") {
   c = std::move(b);
   CHECK(c.step({}).event == K::end);
 }
+
+TEST_CASE("http: split_message decodes one whole message and maps its body to the bytes") {
+  const std::string chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+  const auto m = http::split_message(chunked);
+  REQUIRE(m);
+  CHECK(m->head.status == 200);
+  CHECK(m->chunked);
+  CHECK(m->complete);
+  CHECK(m->body == "abcde");
+  REQUIRE(m->pieces.size() == 2);
+  CHECK(chunked.substr(m->pieces[1].second, 2) == "de");
+  CHECK(m->pieces[1].first == 3);
+  const auto req = http::split_message("POST /x HTTP/1.1\r\nContent-Length: 4\r\n\r\nab");
+  REQUIRE(req);
+  CHECK(req->head.method == "POST");
+  CHECK(req->body == "ab");
+  CHECK_FALSE(req->complete);
+  CHECK_FALSE(http::split_message("GET / HTTP/1.1\r\nHost: x\r\n"));
+}
