@@ -18,10 +18,6 @@ constexpr std::size_t kMaxBatchBytes = 256 * 1024;
 constexpr Duration kTimerSlack = std::chrono::microseconds(200);
 constexpr Duration kHandshakeTimeout = std::chrono::seconds(10);
 
-bool is_reset(const boost::system::error_code& ec) {
-  return ec == net::error::connection_reset || ec == net::error::broken_pipe;
-}
-
 // An upstream as users write it: host:port, or http(s)://host[:port][/...].
 struct Target {
   bool tls = false;
@@ -153,7 +149,7 @@ class MessageSession::Output final : public EngineOutput {
   explicit Output(MessageSession& s) : s_(s) {}
   void send(Stream towards, std::string bytes, TimePoint release) override {
     Outbound& o = s_.towards(towards);
-    if (o.done || s_.closing_) return;
+    if (o.done || s_.core_.closing()) return;
     o.owner = std::make_shared<std::string>(std::move(bytes));
     o.chain.push(Segment{reinterpret_cast<std::uint8_t*>(o.owner->data()), o.owner->size(), release}, o);
     o.chain.report();
@@ -169,8 +165,8 @@ class MessageSession::Output final : public EngineOutput {
     // The description names the request ("delayed GET /x?token=..."): redacted like the
     // recording, and only scanned when the line is logged at all.
     if (spdlog::should_log(spdlog::level::debug))
-      spdlog::debug("proxy {}: {} {}: {}", s_.runtime_->name(), fault.type, fault.name, rec::redact_description_for_log(what));
-    if (!s_.taps_.empty()) s_.taps_.fault(fault.name, fault.type, what, Clock::now());
+      spdlog::debug("proxy {}: {} {}: {}", s_.runtime_.name(), fault.type, fault.name, rec::redact_description_for_log(what));
+    if (!s_.core_.taps.empty()) s_.core_.taps.fault(fault.name, fault.type, what, Clock::now());
   }
 
  private:
@@ -179,43 +175,34 @@ class MessageSession::Output final : public EngineOutput {
 
 MessageSession::MessageSession(Worker& worker, std::shared_ptr<ProxyRuntime> runtime, tcp::socket client,
                                SessionSettings settings, std::uint64_t generation, std::uint64_t index)
-    : worker_(worker),
-      runtime_(std::move(runtime)),
-      settings_(std::move(settings)),
-      generation_(generation),
-      index_(index) {
+    : core_(worker, runtime, generation, index), runtime_(*runtime), settings_(std::move(settings)) {
   auto ex = client.get_executor();
   client_ = std::make_unique<Peer>(std::move(client));
   upstream_ = std::make_unique<Peer>(tcp::socket(ex));
-  Rng rng = Rng(runtime_->seed()).derive(runtime_->name()).derive(index_);
+  Rng rng = core_.rng();
   to_upstream_ = std::make_unique<Outbound>(Stream::upstream, rng.derive("upstream"), ex);
   to_client_ = std::make_unique<Outbound>(Stream::downstream, rng.derive("downstream"), ex);
   to_upstream_->budget = to_client_->budget = settings_.budget;
   output_ = std::make_unique<Output>(*this);
-  snapshot_ = runtime_->snapshot();
+  snapshot_ = runtime_.snapshot();
   engine_ = make_engine(snapshot_->protocol, rng.derive("protocol"));
 }
 
-MessageSession::~MessageSession() {
-  if (info_) runtime_->remove_connection(info_->id);
-  worker_.sessions.erase(this);
-  runtime_->stats.connections_active.fetch_sub(1, std::memory_order_relaxed);
-}
+MessageSession::~MessageSession() = default;
 
 void MessageSession::start(std::shared_ptr<MessageSession> session) {
-  session->worker_.sessions.insert(session.get());
+  session->core_.enlist(*session);
   auto ex = session->client_->lowest().get_executor();
   spawn_connection(session, ex, session->run());
 }
 
 awaitable<void> MessageSession::run() {
   auto self = shared_from_this();
-  if (runtime_->generation() != generation_) {
+  if (!core_.admit(client_->lowest())) {
     close(EndKind::close);
     co_return;
   }
   boost::system::error_code ec;
-  info_ = register_connection(*runtime_, index_, client_->lowest());
   refresh(true);
   for (Outbound* o : {to_upstream_.get(), to_client_.get()}) {
     for (const auto& e : o->ends) {
@@ -230,7 +217,7 @@ awaitable<void> MessageSession::run() {
     close(EndKind::close);
     co_return;
   }
-  if (!co_await connect_upstream() || closing_) {
+  if (!co_await connect_upstream() || core_.closing()) {
     if (!closing_after_reply_) close(EndKind::close);
     co_return;
   }
@@ -245,58 +232,35 @@ awaitable<void> MessageSession::run() {
 }
 
 namespace {
-// Runs `op` with a deadline that closes `socket` (which fails the operation) when it passes.
-struct Deadline {
-  Deadline(tcp::socket& socket, Duration after) : timer(socket.get_executor()), state(std::make_shared<bool>(false)) {
-    timer.expires_after(after);
-    timer.async_wait([&socket, state = state](const boost::system::error_code& ec) {
-      if (ec || *state) return;
-      *state = true;
-      boost::system::error_code ignored;
-      socket.close(ignored);
-    });
-  }
-  ~Deadline() { timer.cancel(); }
-  bool expired() const { return *state; }
-  net::steady_timer timer;
-  std::shared_ptr<bool> state;
-};
+// A handshake's deadline closes the transport's socket, which fails the handshake.
+std::function<void()> close_on_expiry(tcp::socket& socket) {
+  return [&socket] {
+    boost::system::error_code ignored;
+    socket.close(ignored);
+  };
+}
 }  // namespace
 
 awaitable<bool> MessageSession::handshake_client() {
   auto self = shared_from_this();
   client_->secure(*snapshot_->listen_tls);
-  Deadline deadline(client_->lowest(), kHandshakeTimeout);
+  Deadline deadline(client_->lowest().get_executor(), kHandshakeTimeout, close_on_expiry(client_->lowest()));
   auto [ec] = co_await client_->tls->async_handshake(ssl::stream_base::server, use_nothrow);
   if (!ec) co_return true;
-  if (closing_) co_return false;
+  if (core_.closing()) co_return false;
   SSL* native = client_->tls->native_handle();
   const std::string reason = deadline.expired() ? "timed out" : tls::handshake_failure_reason(ec, native);
   const std::string_view kind = deadline.expired() ? "other" : tls::handshake_failure_kind(ec, native);
-  count_tls_failure(runtime_->stats, 0, kind);
-  spdlog::warn("proxy {}: TLS handshake with client {} failed: {}", runtime_->name(), info_->client, reason);
+  count_tls_failure(runtime_.stats, 0, kind);
+  spdlog::warn("proxy {}: TLS handshake with client {} failed: {}", runtime_.name(), core_.info()->client, reason);
   co_return false;
 }
 
 void MessageSession::upstream_unreachable(const std::string& reason) {
-  runtime_->stats.upstream_connect_failures.fetch_add(1, std::memory_order_relaxed);
-  spdlog::warn("proxy {}: upstream {} unreachable: {}", runtime_->name(), snapshot_->upstream, reason);
+  runtime_.stats.upstream_connect_failures.fetch_add(1, std::memory_order_relaxed);
+  spdlog::warn("proxy {}: upstream {} unreachable: {}", runtime_.name(), snapshot_->upstream, reason);
   if (settings_.on_upstream_failure) settings_.on_upstream_failure();
   fail_upstream(reason);
-}
-
-awaitable<boost::system::error_code> MessageSession::dial(std::string host, std::string port) {
-  auto self = shared_from_this();
-  tcp::resolver resolver(client_->lowest().get_executor());
-  Deadline deadline(upstream_->lowest(), settings_.connect_timeout);
-  auto [rec, endpoints] = co_await resolver.async_resolve(host, port, use_nothrow);
-  boost::system::error_code result = rec;
-  if (!rec && !closing_) {
-    auto [ec, endpoint] = co_await net::async_connect(upstream_->lowest(), endpoints, use_nothrow);
-    result = ec;
-  }
-  if (deadline.expired()) result = net::error::timed_out;
-  co_return result;
 }
 
 awaitable<bool> MessageSession::handshake_upstream(std::string host) {
@@ -306,16 +270,16 @@ awaitable<bool> MessageSession::handshake_upstream(std::string host) {
   options.verify = snapshot_->upstream_verify;
   options.server_name = snapshot_->upstream_server_name.empty() ? host : snapshot_->upstream_server_name;
   tls::prepare_client(upstream_->tls->native_handle(), options);
-  Deadline deadline(upstream_->lowest(), kHandshakeTimeout);
+  Deadline deadline(upstream_->lowest().get_executor(), kHandshakeTimeout, close_on_expiry(upstream_->lowest()));
   auto [ec] = co_await upstream_->tls->async_handshake(ssl::stream_base::client, use_nothrow);
-  if (closing_) co_return false;
+  if (core_.closing()) co_return false;
   if (!ec) co_return true;
   SSL* native = upstream_->tls->native_handle();
   const std::string reason = deadline.expired() ? "timed out" : tls::handshake_failure_reason(ec, native);
   const std::string_view kind = deadline.expired() ? "other" : tls::handshake_failure_kind(ec, native);
-  count_tls_failure(runtime_->stats, 1, kind);
-  spdlog::warn("proxy {}: TLS handshake with upstream {} failed: {}", runtime_->name(), snapshot_->upstream, reason);
-  runtime_->stats.upstream_connect_failures.fetch_add(1, std::memory_order_relaxed);
+  count_tls_failure(runtime_.stats, 1, kind);
+  spdlog::warn("proxy {}: TLS handshake with upstream {} failed: {}", runtime_.name(), snapshot_->upstream, reason);
+  runtime_.stats.upstream_connect_failures.fetch_add(1, std::memory_order_relaxed);
   fail_upstream("TLS handshake failed: " + reason);
   co_return false;
 }
@@ -327,8 +291,9 @@ awaitable<bool> MessageSession::connect_upstream() {
     upstream_unreachable("not host:port or http(s)://host[:port]");
     co_return false;
   }
-  const boost::system::error_code ec = co_await dial(target->host, target->port);
-  if (closing_) co_return false;
+  const boost::system::error_code ec =
+      co_await dial_with_timeout(upstream_->lowest(), target->host, target->port, settings_.connect_timeout, core_.closing());
+  if (core_.closing()) co_return false;
   if (ec) {
     upstream_unreachable(ec.message());
     co_return false;
@@ -359,7 +324,7 @@ void MessageSession::fail_upstream(const std::string& reason) {
 }
 
 void MessageSession::refresh(bool force) {
-  const std::uint64_t version = runtime_->version();
+  const std::uint64_t version = runtime_.version();
   const TimePoint now = Clock::now();
   const bool new_config = force || version != seen_version_;
   // A schedule edge of a byte fault passing is a reason too (protocol faults check their
@@ -367,9 +332,9 @@ void MessageSession::refresh(bool force) {
   if (!new_config && !to_upstream_->active.stale(version, now) && !to_client_->active.stale(version, now)) return;
   if (new_config) {
     seen_version_ = version;
-    snapshot_ = runtime_->snapshot();
-    if (info_ && (!snapshot_->recordings.empty() || !taps_.empty())) {
-      taps_.follow(*snapshot_, runtime_->name(), snapshot_->protocol, info_->client, now);
+    snapshot_ = runtime_.snapshot();
+    if (core_.info() && (!snapshot_->recordings.empty() || !core_.taps.empty())) {
+      core_.taps.follow(*snapshot_, runtime_.name(), snapshot_->protocol, core_.info()->client, now);
     }
   }
   ToxicList protocol_faults;
@@ -422,17 +387,17 @@ void MessageSession::refresh(bool force) {
     }
     names[o->stream == Stream::upstream ? 0 : 1] = o->chain.active_names();
   }
-  if (info_) {
-    std::lock_guard lock(info_->mutex);
+  if (core_.info()) {
+    std::lock_guard lock(core_.info()->mutex);
     for (int i = 0; i < 2; ++i) {
-      info_->toxics[i] = names[i];
-      for (const auto& p : protocol_faults) info_->toxics[i].push_back(p->name);
+      core_.info()->toxics[i] = names[i];
+      for (const auto& p : protocol_faults) core_.info()->toxics[i].push_back(p->name);
     }
   }
 }
 
 void MessageSession::config_changed() {
-  if (closing_) return;
+  if (core_.closing()) return;
   refresh(false);
 }
 
@@ -442,8 +407,8 @@ awaitable<void> MessageSession::read_loop(Stream from) {
   auto self = shared_from_this();
   Peer& peer = source(from);
   std::unique_ptr<char[]> buffer(new char[kReadSize]);
-  DirectionStats& stats = runtime_->stats.direction[from == Stream::upstream ? 0 : 1];
-  while (!closing_) {
+  DirectionStats& stats = runtime_.stats.direction[from == Stream::upstream ? 0 : 1];
+  while (!core_.closing()) {
     if (to_upstream_->queued + to_client_->queued >= settings_.max_queued_bytes) {
       // Backpressure: stop reading until a writer frees room; TCP pushes back on the sender.
       peer.pause.expires_at(TimePoint::max());
@@ -459,33 +424,33 @@ awaitable<void> MessageSession::read_loop(Stream from) {
       continue;
     }
     auto [ec, n] = co_await peer.read_some(net::buffer(buffer.get(), kReadSize));
-    if (closing_) co_return;
+    if (core_.closing()) co_return;
     const TimePoint now = Clock::now();
     refresh(false);
     if (n > 0) {
       stats.received_bytes.fetch_add(n, std::memory_order_relaxed);
-      count_received(runtime_->stats, *info_, from, n);
+      count_received(runtime_.stats, *core_.info(), from, n);
       const std::string_view data(buffer.get(), n);
       if (engine_) {
         engine_->on_bytes(from, data, now, *output_);
         const EngineCounters& c = engine_->counters();
-        runtime_->stats.messages_requests.fetch_add(c.requests - reported_.requests, std::memory_order_relaxed);
-        runtime_->stats.messages_responses.fetch_add(c.responses - reported_.responses, std::memory_order_relaxed);
-        runtime_->stats.undecodable_streams.fetch_add(c.undecodable - reported_.undecodable, std::memory_order_relaxed);
+        runtime_.stats.messages_requests.fetch_add(c.requests - reported_.requests, std::memory_order_relaxed);
+        runtime_.stats.messages_responses.fetch_add(c.responses - reported_.responses, std::memory_order_relaxed);
+        runtime_.stats.undecodable_streams.fetch_add(c.undecodable - reported_.undecodable, std::memory_order_relaxed);
         reported_ = c;
       } else {
         output_->send(from, std::string(data), now);
       }
     }
     if (ec) {
-      if (closing_) co_return;
+      if (core_.closing()) co_return;
       if (ec == net::error::eof || ec == ssl::error::stream_truncated) {
         if (ec == ssl::error::stream_truncated) peer.truncated = true;
         if (engine_) engine_->on_eof(from, now, *output_);
         else output_->end(from, EndKind::half_close, now);
         co_return;
       }
-      close(is_reset(ec) ? EndKind::reset : EndKind::close);
+      close(end_after_read_error(ec).value_or(EndKind::close));
       co_return;
     }
   }
@@ -494,14 +459,14 @@ awaitable<void> MessageSession::read_loop(Stream from) {
 awaitable<void> MessageSession::write_loop(Stream dir) {
   auto self = shared_from_this();
   Outbound& o = towards(dir);
-  DirectionStats& stats = runtime_->stats.direction[dir == Stream::upstream ? 0 : 1];
+  DirectionStats& stats = runtime_.stats.direction[dir == Stream::upstream ? 0 : 1];
   // A half-close relays the end of the other side: to a TLS peer as close_notify when that
   // end was clean, as a bare FIN (a truncation) when it was one.
   auto end_tls = [this](Stream towards, EndKind kind) -> awaitable<void> {
     if (kind != EndKind::half_close || closing_after_reply_ || source(towards).truncated) co_return;
     co_await destination(towards).send_close_notify();
   };
-  while (!closing_ && !o.done) {
+  while (!core_.closing() && !o.done) {
     refresh(false);  // a schedule edge that passed while this writer waited applies now
     const TimePoint now = Clock::now();
     TimePoint end_at = kNever;
@@ -517,7 +482,7 @@ awaitable<void> MessageSession::write_loop(Stream dir) {
       const Outbound::Item item = o.items.front();  // holds the bytes while they are written
       if (has_end && end_at < item.segment.release) {
         if (end_at > now) {
-          co_await wait_until(o, end_at);
+          co_await wait_until(o.timer, o.active, end_at);
           continue;
         }
         co_await end_tls(dir, end_kind);
@@ -525,7 +490,7 @@ awaitable<void> MessageSession::write_loop(Stream dir) {
         co_return;
       }
       if (item.segment.release > now + kTimerSlack) {
-        co_await wait_until(o, item.segment.release);
+        co_await wait_until(o.timer, o.active, item.segment.release);
         continue;
       }
       // Everything already due goes in one gathered write: an answer's head and body, or
@@ -538,12 +503,12 @@ awaitable<void> MessageSession::write_loop(Stream dir) {
           break;
         }
         batch.emplace_back(next.segment.data, next.segment.size);
-        if (!taps_.empty()) taps_.data(dir, next.segment.data, next.segment.size, now);
+        if (!core_.taps.empty()) core_.taps.data(dir, next.segment.data, next.segment.size, now);
         ++count;
         bytes += next.segment.size;
       }
       auto [ec, written] = co_await destination(dir).write(batch);
-      if (closing_) co_return;
+      if (core_.closing()) co_return;
       if (ec) {
         close(EndKind::reset);
         co_return;
@@ -562,25 +527,19 @@ awaitable<void> MessageSession::write_loop(Stream dir) {
         execute_end(dir, end_kind);
         co_return;
       }
-      co_await wait_until(o, end_at);
+      co_await wait_until(o.timer, o.active, end_at);
       continue;
     }
-    co_await wait_until(o, kNever);
+    co_await wait_until(o.timer, o.active, kNever);
   }
 }
 
-awaitable<void> MessageSession::wait_until(Outbound& o, TimePoint t) {
-  o.timer.expires_at(std::min(t, o.active.next_edge()));  // a schedule window may open or close first
-  co_await o.timer.async_wait(use_nothrow);
-}
-
 void MessageSession::execute_end(Stream dir, EndKind kind) {
-  if (closing_) return;
+  if (core_.closing()) return;
   Outbound& o = towards(dir);
-  if (!taps_.empty()) taps_.end(dir, kind, Clock::now());
+  if (!core_.taps.empty()) core_.taps.end(dir, kind, Clock::now());
   if (kind == EndKind::half_close && !closing_after_reply_) {
-    boost::system::error_code ec;
-    destination(dir).lowest().shutdown(tcp::socket::shutdown_send, ec);
+    ConnectionCore::half_close(destination(dir).lowest());
     o.done = true;
     if (to_upstream_->done && to_client_->done) close(EndKind::close);
     return;
@@ -589,24 +548,8 @@ void MessageSession::execute_end(Stream dir, EndKind kind) {
 }
 
 void MessageSession::close(EndKind how) {
-  if (closing_) return;
-  closing_ = true;
-  if (!taps_.empty()) {
-    const TimePoint now = Clock::now();
-    if (how == EndKind::reset) {
-      taps_.end(Stream::upstream, how, now);
-      taps_.end(Stream::downstream, how, now);
-    }
-    taps_.close(now);
-  }
-  boost::system::error_code ec;
-  if (how == EndKind::reset) {
-    client_->lowest().set_option(net::socket_base::linger(true, 0), ec);
-    upstream_->lowest().set_option(net::socket_base::linger(true, 0), ec);
-    runtime_->stats.resets_sent.fetch_add(1, std::memory_order_relaxed);
-  }
-  client_->lowest().close(ec);
-  upstream_->lowest().close(ec);
+  if (!core_.begin_close(how)) return;
+  core_.end_transports(how, client_->lowest(), upstream_->lowest());
   for (Outbound* o : {to_upstream_.get(), to_client_.get()}) {
     o->chain.report();
     o->timer.cancel();

@@ -8,6 +8,7 @@
 
 #include "proxy/asio.hpp"
 #include "proxy/connection.hpp"
+#include "proxy/connection_core.hpp"
 #include "proxy/recording_taps.hpp"
 #include "proxy/runtime.hpp"
 #include "proxy/session.hpp"
@@ -29,8 +30,8 @@ class MessageSession final : public Connection, public std::enable_shared_from_t
 
   void close(EndKind how) override;
   void config_changed() override;
-  ProxyRuntime& runtime() const override { return *runtime_; }
-  std::uint64_t generation() const override { return generation_; }
+  ProxyRuntime& runtime() const override { return core_.runtime(); }
+  std::uint64_t generation() const override { return core_.generation(); }
 
  private:
   struct Peer;
@@ -40,12 +41,10 @@ class MessageSession final : public Connection, public std::enable_shared_from_t
   awaitable<void> run();
   awaitable<bool> handshake_client();
   awaitable<bool> connect_upstream();
-  awaitable<boost::system::error_code> dial(std::string host, std::string port);
   awaitable<bool> handshake_upstream(std::string host);
   void upstream_unreachable(const std::string& reason);
   awaitable<void> read_loop(Stream from);
   awaitable<void> write_loop(Stream towards);
-  awaitable<void> wait_until(Outbound& o, TimePoint t);
   void refresh(bool force);
   void wake(Outbound& o);
   void execute_end(Stream towards, EndKind kind);
@@ -54,17 +53,12 @@ class MessageSession final : public Connection, public std::enable_shared_from_t
   Peer& source(Stream from) { return from == Stream::upstream ? *client_ : *upstream_; }
   Peer& destination(Stream towards) { return towards == Stream::upstream ? *upstream_ : *client_; }
 
-  Worker& worker_;
-  std::shared_ptr<ProxyRuntime> runtime_;
+  ConnectionCore core_;  // registration, close-once, recordings (declared first: unregisters last)
+  ProxyRuntime& runtime_;
   std::shared_ptr<const ProxySnapshot> snapshot_;
   SessionSettings settings_;
-  std::uint64_t generation_;
-  std::uint64_t index_;
   std::uint64_t seen_version_ = ~std::uint64_t{0};
-  bool closing_ = false;
   bool closing_after_reply_ = false;  // the upstream failed: the 502 goes out, then we close
-  std::shared_ptr<ConnectionInfo> info_;
-  RecordingTaps taps_;
   std::unique_ptr<Peer> client_;
   std::unique_ptr<Peer> upstream_;
   std::unique_ptr<Outbound> to_upstream_;

@@ -19,10 +19,6 @@ constexpr std::size_t kCopyBelow = 16 * 1024;  // small reads are copied out of 
 // Like the kernel's timer slack: a segment due this soon is written instead of waited for.
 // Rates stay exact over time because the faults' own clocks keep advancing.
 constexpr Duration kTimerSlack = std::chrono::microseconds(200);
-
-bool is_reset(const boost::system::error_code& ec) {
-  return ec == net::error::connection_reset || ec == net::error::broken_pipe;
-}
 }  // namespace
 
 // Collects what the chain emits for one pipe, keeping release times in order.
@@ -98,64 +94,34 @@ void Session::Sink::end(EndKind kind, TimePoint at) { pipe_.ends.push_back({kind
 
 Session::Session(Worker& worker, std::shared_ptr<ProxyRuntime> runtime, tcp::socket client, SessionSettings settings,
                  std::uint64_t generation, std::uint64_t index)
-    : worker_(worker),
-      runtime_(std::move(runtime)),
+    : core_(worker, runtime, generation, index),
+      runtime_(*runtime),
       client_(std::move(client)),
       upstream_(client_.get_executor()),
-      settings_(std::move(settings)),
-      generation_(generation),
-      index_(index) {}  // connections_active was counted when the listener admitted the client
+      settings_(std::move(settings)) {}
 
-Session::~Session() {
-  if (info_) runtime_->remove_connection(info_->id);
-  worker_.sessions.erase(this);
-  runtime_->stats.connections_active.fetch_sub(1, std::memory_order_relaxed);
-}
-
-std::shared_ptr<ConnectionInfo> register_connection(ProxyRuntime& runtime, std::uint64_t id, const tcp::socket& client) {
-  auto info = std::make_shared<ConnectionInfo>();
-  info->id = id;
-  boost::system::error_code ec;
-  const auto peer = client.remote_endpoint(ec);
-  info->client = ec ? "?" : join_host_port(peer.address().to_string(), peer.port());
-  info->started = Clock::now();
-  runtime.add_connection(info);
-  return info;
-}
-
-void spawn_connection(std::shared_ptr<Connection> connection, const net::any_io_executor& ex, awaitable<void> body) {
-  net::co_spawn(ex, std::move(body), [connection](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      spdlog::error("proxy {}: session failed: {}", connection->runtime().name(), ex.what());
-    }
-    connection->close(EndKind::reset);
-  });
-}
+Session::~Session() = default;
 
 void Session::start(std::shared_ptr<Session> session) {
-  session->worker_.sessions.insert(session.get());
+  session->core_.enlist(*session);
   auto ex = session->client_.get_executor();
   spawn_connection(session, ex, session->run());
 }
 
 awaitable<void> Session::run() {
   auto self = shared_from_this();
-  if (runtime_->generation() != generation_) {
+  if (!core_.admit(client_)) {
     close(EndKind::close);
     co_return;
   }
   boost::system::error_code ec;
-  info_ = register_connection(*runtime_, index_, client_);
 
   // The chains exist before the upstream is dialled: a fault may end the connection first.
-  Rng rng = Rng(runtime_->seed()).derive(runtime_->name()).derive(index_);
+  Rng rng = core_.rng();
   up_ = std::make_unique<Pipe>(Stream::upstream, client_, upstream_, rng.derive("upstream"),
-                               runtime_->stats.direction[static_cast<int>(Stream::upstream)]);
+                               runtime_.stats.direction[static_cast<int>(Stream::upstream)]);
   down_ = std::make_unique<Pipe>(Stream::downstream, upstream_, client_, rng.derive("downstream"),
-                                 runtime_->stats.direction[static_cast<int>(Stream::downstream)]);
+                                 runtime_.stats.direction[static_cast<int>(Stream::downstream)]);
   up_->budget = down_->budget = settings_.budget;
   for (Pipe* p : {up_.get(), down_.get()}) refresh(*p, true);
   const TimePoint now = Clock::now();
@@ -168,7 +134,7 @@ awaitable<void> Session::run() {
     }
   }
 
-  if (!co_await connect_upstream() || closing_) {
+  if (!co_await connect_upstream() || core_.closing()) {
     close(EndKind::close);
     co_return;
   }
@@ -185,69 +151,22 @@ awaitable<void> Session::run() {
 }
 
 awaitable<bool> Session::connect_upstream() {
-  auto snapshot = runtime_->snapshot();
+  auto snapshot = runtime_.snapshot();
   auto target = split_host_port(snapshot->upstream);
-  auto ex = client_.get_executor();
   if (!target) {
-    spdlog::warn("proxy {}: upstream \"{}\" is not host:port", runtime_->name(), snapshot->upstream);
-    runtime_->stats.upstream_connect_failures.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("proxy {}: upstream \"{}\" is not host:port", runtime_.name(), snapshot->upstream);
+    runtime_.stats.upstream_connect_failures.fetch_add(1, std::memory_order_relaxed);
     if (settings_.on_upstream_failure) settings_.on_upstream_failure();
     co_return false;
   }
-  // The watchdog may fire in the same loop turn as the connect completes, so it holds
-  // its own state (and the resolver) instead of pointing into this coroutine's frame.
-  struct Watch {
-    explicit Watch(const net::any_io_executor& ex) : resolver(ex) {}
-    tcp::resolver resolver;
-    bool finished = false;
-    bool timed_out = false;
-  };
-  auto watch = std::make_shared<Watch>(ex);
-  net::steady_timer watchdog(ex);
-  watchdog.expires_after(settings_.connect_timeout);
-  watchdog.async_wait([watch, self = shared_from_this()](const boost::system::error_code& ec) {
-    if (ec || watch->finished) return;
-    watch->timed_out = true;
-    watch->resolver.cancel();
-    boost::system::error_code ignored;
-    self->upstream_.close(ignored);
-  });
-  boost::system::error_code cec;
-  boost::system::error_code parse_ec;
-  const auto address = net::ip::make_address(target->host, parse_ec);
-  if (!parse_ec) {
-    // A numeric upstream needs no resolver (whose getaddrinfo runs on a helper thread).
-    unsigned long port = 0;
-    try {
-      port = std::stoul(target->port);
-    } catch (const std::exception&) {
-      port = 70000;
-    }
-    if (port > 65535) {
-      cec = net::error::invalid_argument;
-    } else {
-      auto [ec] = co_await upstream_.async_connect(tcp::endpoint(address, static_cast<unsigned short>(port)), use_nothrow);
-      cec = ec;
-    }
-  } else {
-    auto [rec, endpoints] = co_await watch->resolver.async_resolve(target->host, target->port, use_nothrow);
-    cec = rec;
-    if (!rec && !watch->timed_out && !closing_) {
-      auto [ec, endpoint] = co_await net::async_connect(upstream_, endpoints, use_nothrow);
-      cec = ec;
-    }
-  }
-  watch->finished = true;
-  watchdog.cancel();
-  if (watch->timed_out) cec = net::error::timed_out;
+  const boost::system::error_code cec =
+      co_await dial_with_timeout(upstream_, target->host, target->port, settings_.connect_timeout, core_.closing());
   if (cec) {
-    if (!closing_) {
-      runtime_->stats.upstream_connect_failures.fetch_add(1, std::memory_order_relaxed);
-      spdlog::warn("proxy {}: upstream {} unreachable: {}", runtime_->name(), snapshot->upstream, cec.message());
+    if (!core_.closing()) {
+      runtime_.stats.upstream_connect_failures.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn("proxy {}: upstream {} unreachable: {}", runtime_.name(), snapshot->upstream, cec.message());
       if (settings_.on_upstream_failure) settings_.on_upstream_failure();
     }
-    boost::system::error_code ignored;
-    upstream_.close(ignored);
     co_return false;
   }
   co_return true;
@@ -314,7 +233,7 @@ awaitable<Session::SpliceOutcome> Session::splice_burst(Pipe& p) {
     pool.give(tap, true);  // always drained by tee_to_taps, or closed below when it was not
   };
   for (;;) {
-    if (!taps_.empty() && !tap) {
+    if (!core_.taps.empty() && !tap) {
       tap = pool.take();
       // tee(2) must fit all the source pipe holds into the empty tap: same room or more.
       if (!tap || pipe_capacity(tap.write_end) < pipe_capacity(pipe.write_end)) {
@@ -341,13 +260,13 @@ awaitable<Session::SpliceOutcome> Session::splice_burst(Pipe& p) {
         p.bulk = false;  // this pair of sockets cannot splice: use buffers
         co_return SpliceOutcome::fallback;
       }
-      on_read_error(p, boost::system::error_code(err, boost::system::system_category()));
+      on_read_error(boost::system::error_code(err, boost::system::system_category()));
       co_return SpliceOutcome::done;
     }
     p.stats.received_bytes.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
-    count_received(runtime_->stats, *info_, p.stream, static_cast<std::uint64_t>(n));
+    count_received(runtime_.stats, *core_.info(), p.stream, static_cast<std::uint64_t>(n));
     std::size_t left = static_cast<std::size_t>(n);
-    if (!taps_.empty() && !tee_to_taps(taps_, p.stream, pipe.read_end, tap, left)) {
+    if (!core_.taps.empty() && !tee_to_taps(core_.taps, p.stream, pipe.read_end, tap, left)) {
       // Not expected (the tap had room for all of it): take the bytes out of the pipe the
       // ordinary way, record and send them, and let buffers carry this connection on.
       std::vector<char> bytes(left);
@@ -355,14 +274,14 @@ awaitable<Session::SpliceOutcome> Session::splice_burst(Pipe& p) {
       pool.give(pipe, whole);
       pool.give(tap, false);
       if (!whole) {
-        on_read_error(p, boost::system::error_code(EIO, boost::system::system_category()));
+        on_read_error(boost::system::error_code(EIO, boost::system::system_category()));
         co_return SpliceOutcome::done;
       }
-      taps_.data(p.stream, bytes.data(), left, Clock::now());
+      core_.taps.data(p.stream, bytes.data(), left, Clock::now());
       p.writing = true;
       auto [wec, written] = co_await net::async_write(p.to, net::buffer(bytes.data(), left), use_nothrow);
       p.writing = false;
-      if (closing_) co_return SpliceOutcome::done;
+      if (core_.closing()) co_return SpliceOutcome::done;
       if (wec) {
         on_write_error(wec);
         co_return SpliceOutcome::done;
@@ -384,9 +303,9 @@ awaitable<Session::SpliceOutcome> Session::splice_burst(Pipe& p) {
         p.writing = true;
         auto [wec] = co_await p.to.async_wait(tcp::socket::wait_write, use_nothrow);
         p.writing = false;
-        if (closing_ || wec) {
+        if (core_.closing() || wec) {
           give_back(false);
-          if (!closing_) on_write_error(wec);
+          if (!core_.closing()) on_write_error(wec);
           co_return SpliceOutcome::done;
         }
         continue;
@@ -425,17 +344,17 @@ bool Session::fast_path(const Pipe& p) const {
 }
 
 void Session::refresh(Pipe& p, bool force) {
-  const std::uint64_t version = runtime_->version();
+  const std::uint64_t version = runtime_.version();
   const TimePoint now = Clock::now();
   if (!force && !p.active.stale(version, now)) return;
-  auto snapshot = runtime_->snapshot();
-  if (info_ && (!snapshot->recordings.empty() || !taps_.empty())) taps_.follow(*snapshot, runtime_->name(), Protocol::tcp, info_->client, now);
+  auto snapshot = runtime_.snapshot();
+  if (core_.info() && (!snapshot->recordings.empty() || !core_.taps.empty())) {
+    core_.taps.follow(*snapshot, runtime_.name(), Protocol::tcp, core_.info()->client, now);
+  }
   const ToxicList& toxics = p.stream == Stream::upstream ? snapshot->upstream_toxics : snapshot->downstream_toxics;
-  const TimePoint edge = p.active.next_edge();
-  if (!p.active.update(version, toxics, now)) {
-    // The same toxics are active (another direction or field changed), but a toxic added
-    // with a later window brings an edge: the writer is what wakes for it, idle or not.
-    if (p.active.next_edge() != edge) {
+  const Follow follow = follow_toxics(p.active, version, toxics, now);
+  if (follow != Follow::changed) {
+    if (follow == Follow::new_edge) {
       p.writer_timer.cancel();
       if (!fast_path(p)) ensure_writer(p);
     }
@@ -452,23 +371,23 @@ void Session::refresh(Pipe& p, bool force) {
   if (p.broken) p.ends.push_back({EndKind::close, now});
   if (p.eof_in_chain) p.chain.end(EndKind::half_close, p.eof_at, p.sink);
   p.writer_timer.cancel();
-  if (info_) {
+  if (core_.info()) {
     auto names = p.chain.active_names();
-    if (!taps_.empty()) {
+    if (!core_.taps.empty()) {
       for (const auto& t : toxics) {
         if (std::find(names.begin(), names.end(), t->name) == names.end()) continue;
-        taps_.fault(t->name, t->type, std::string("active on the ") + (p.stream == Stream::upstream ? "upstream" : "downstream") +
+        core_.taps.fault(t->name, t->type, std::string("active on the ") + (p.stream == Stream::upstream ? "upstream" : "downstream") +
                                          " direction", now);
       }
     }
-    std::lock_guard lock(info_->mutex);
-    info_->toxics[static_cast<int>(p.stream)] = std::move(names);
+    std::lock_guard lock(core_.info()->mutex);
+    core_.info()->toxics[static_cast<int>(p.stream)] = std::move(names);
   }
   if (!fast_path(p)) ensure_writer(p);
 }
 
 void Session::ensure_writer(Pipe& p) {
-  if (p.writer_running || closing_ || p.done) return;
+  if (p.writer_running || core_.closing() || p.done) return;
   p.writer_running = true;
   auto self = shared_from_this();
   net::co_spawn(client_.get_executor(), write_loop(p), [self](std::exception_ptr e) {
@@ -477,7 +396,7 @@ void Session::ensure_writer(Pipe& p) {
 }
 
 void Session::config_changed() {
-  if (closing_ || !up_) return;
+  if (core_.closing() || !up_) return;
   refresh(*up_, false);
   refresh(*down_, false);
 }
@@ -489,15 +408,10 @@ void Session::enqueue(Pipe& p, Chunk chunk) {
   ensure_writer(p);
 }
 
-awaitable<void> Session::wait_until(Pipe& p, TimePoint t) {
-  p.writer_timer.expires_at(std::min(t, p.active.next_edge()));  // a schedule window may open or close first
-  co_await p.writer_timer.async_wait(use_nothrow);
-}
-
 awaitable<void> Session::read_loop(Pipe& p) {
   auto self = shared_from_this();
   BufferPool& pool = BufferPool::local();
-  while (!closing_ && !p.eof_seen) {
+  while (!core_.closing() && !p.eof_seen) {
     if (p.bulk) {
       refresh(p, false);
       if (fast_path(p)) {
@@ -506,9 +420,9 @@ awaitable<void> Session::read_loop(Pipe& p) {
         if (outcome == SpliceOutcome::drained) {
           // Wait for more without holding anything; the next burst splices again.
           auto [wait_ec] = co_await p.from.async_wait(tcp::socket::wait_read, use_nothrow);
-          if (closing_) co_return;
+          if (core_.closing()) co_return;
           if (wait_ec) {
-            on_read_error(p, wait_ec);
+            on_read_error(wait_ec);
             co_return;
           }
         }
@@ -532,13 +446,13 @@ awaitable<void> Session::read_loop(Pipe& p) {
     }
     // Wait without a buffer: an idle connection holds no read memory.
     auto [wait_ec] = co_await p.from.async_wait(tcp::socket::wait_read, use_nothrow);
-    if (closing_) co_return;
+    if (core_.closing()) co_return;
     if (wait_ec) {
-      on_read_error(p, wait_ec);
+      on_read_error(wait_ec);
       co_return;
     }
     Block block = pool.take();
-    while (!closing_) {
+    while (!core_.closing()) {
       boost::system::error_code ec;
       const std::size_t n = p.from.read_some(net::buffer(block.data(), block.capacity()), ec);
       if (ec == net::error::would_block || ec == net::error::try_again) break;
@@ -559,20 +473,20 @@ awaitable<void> Session::read_loop(Pipe& p) {
       }
       if (ec) {
         pool.give(std::move(block));
-        on_read_error(p, ec);
+        on_read_error(ec);
         co_return;
       }
       p.stats.received_bytes.fetch_add(n, std::memory_order_relaxed);
-      count_received(runtime_->stats, *info_, p.stream, n);
+      count_received(runtime_.stats, *core_.info(), p.stream, n);
       refresh(p, false);
       if (fast_path(p)) {
         // A large read: bulk transfer under way (splice(2); a recording gets its copy by tee(2)).
         p.bulk = settings_.splice && n >= 64 * 1024;
-        if (!taps_.empty()) taps_.data(p.stream, block.data(), n, Clock::now());
+        if (!core_.taps.empty()) core_.taps.data(p.stream, block.data(), n, Clock::now());
         p.writing = true;
         auto [wec, written] = co_await net::async_write(p.to, net::buffer(block.data(), n), use_nothrow);
         p.writing = false;
-        if (closing_) break;
+        if (core_.closing()) break;
         if (wec) {
           pool.give(std::move(block));
           on_write_error(wec);
@@ -593,12 +507,12 @@ awaitable<void> Session::read_loop(Pipe& p) {
         while (!p.scheduled.empty() && p.scheduled.front().release <= now + kTimerSlack &&
                !end_due_before(p, p.scheduled.front().release)) {
           const Segment s = p.scheduled.front();
-          if (!taps_.empty()) taps_.data(p.stream, s.data, s.size, Clock::now());
+          if (!core_.taps.empty()) core_.taps.data(p.stream, s.data, s.size, Clock::now());
           p.writing = true;
           auto [wec, written] = co_await net::async_write(p.to, net::buffer(s.data, s.size), use_nothrow);
           p.writing = false;
-          if (closing_ || wec) {
-            if (!closing_) on_write_error(wec);
+          if (core_.closing() || wec) {
+            if (!core_.closing()) on_write_error(wec);
             failed = true;
             break;
           }
@@ -647,7 +561,7 @@ awaitable<void> Session::write_loop(Pipe& p) {
     Pipe& p;
     ~Running() { p.writer_running = false; }
   } running{p};
-  while (!closing_ && !p.done) {
+  while (!core_.closing() && !p.done) {
     refresh(p, false);
     const TimePoint now = Clock::now();
     TimePoint end_at = kNever;
@@ -662,28 +576,28 @@ awaitable<void> Session::write_loop(Pipe& p) {
 
     if (p.writing) {
       // The reader is writing inline; it hands over whatever it cannot write itself.
-      co_await wait_until(p, kNever);
+      co_await wait_until(p.writer_timer, p.active, kNever);
       continue;
     }
     if (!p.scheduled.empty()) {
       const Segment s = p.scheduled.front();
       if (has_end && end_at < s.release) {  // bytes due at the same instant go first
         if (end_at > now) {
-          co_await wait_until(p, end_at);
+          co_await wait_until(p.writer_timer, p.active, end_at);
           continue;
         }
         execute_end(p, end_kind);
         co_return;
       }
       if (s.release > now) {
-        co_await wait_until(p, s.release);
+        co_await wait_until(p.writer_timer, p.active, s.release);
         continue;
       }
-      if (!taps_.empty()) taps_.data(p.stream, s.data, s.size, Clock::now());
+      if (!core_.taps.empty()) core_.taps.data(p.stream, s.data, s.size, Clock::now());
       p.writing = true;
       auto [ec, written] = co_await net::async_write(p.to, net::buffer(s.data, s.size), use_nothrow);
       p.writing = false;
-      if (closing_) co_return;
+      if (core_.closing()) co_return;
       if (ec) {
         on_write_error(ec);
         co_return;
@@ -716,21 +630,20 @@ awaitable<void> Session::write_loop(Pipe& p) {
       continue;
     }
     if (has_end) {
-      co_await wait_until(p, end_at);
+      co_await wait_until(p.writer_timer, p.active, end_at);
       continue;
     }
     if (p.chain.empty() && p.active.next_edge() == kNever) co_return;  // back to the fast path
-    co_await wait_until(p, kNever);
+    co_await wait_until(p.writer_timer, p.active, kNever);
   }
 }
 
 void Session::execute_end(Pipe& p, EndKind kind) {
-  if (closing_) return;
+  if (core_.closing()) return;
   report_dropped(p);
-  if (!taps_.empty()) taps_.end(p.stream, kind, Clock::now());
+  if (!core_.taps.empty()) core_.taps.end(p.stream, kind, Clock::now());
   if (kind == EndKind::half_close) {
-    boost::system::error_code ec;
-    p.to.shutdown(tcp::socket::shutdown_send, ec);
+    ConnectionCore::half_close(p.to);
     p.done = true;
     p.writer_timer.cancel();
     direction_done(p);
@@ -750,36 +663,18 @@ void Session::direction_done(Pipe&) {
   if (up_->done && down_->done) close(EndKind::close);
 }
 
-void Session::on_read_error(Pipe&, const boost::system::error_code& ec) {
-  if (closing_ || ec == net::error::operation_aborted) return;
-  // A reset from one peer becomes a reset towards the other.
-  close(is_reset(ec) ? EndKind::reset : EndKind::close);
+void Session::on_read_error(const boost::system::error_code& ec) {
+  if (const auto end = end_after_read_error(ec)) close(*end);
 }
 
 void Session::on_write_error(const boost::system::error_code& ec) {
-  if (closing_ || ec == net::error::operation_aborted) return;
+  if (core_.closing() || ec == net::error::operation_aborted) return;
   close(EndKind::reset);
 }
 
 void Session::close(EndKind how) {
-  if (closing_) return;
-  closing_ = true;
-  if (!taps_.empty()) {
-    const TimePoint now = Clock::now();
-    if (how == EndKind::reset) {
-      taps_.end(Stream::upstream, how, now);
-      taps_.end(Stream::downstream, how, now);
-    }
-    taps_.close(now);
-  }
-  boost::system::error_code ec;
-  if (how == EndKind::reset) {
-    client_.set_option(net::socket_base::linger(true, 0), ec);
-    upstream_.set_option(net::socket_base::linger(true, 0), ec);
-    runtime_->stats.resets_sent.fetch_add(1, std::memory_order_relaxed);
-  }
-  client_.close(ec);
-  upstream_.close(ec);
+  if (!core_.begin_close(how)) return;
+  core_.end_transports(how, client_, upstream_);
   for (Pipe* p : {up_.get(), down_.get()}) {
     if (!p) continue;
     report_dropped(*p);

@@ -13,27 +13,13 @@
 #include "proxy/buffer_budget.hpp"
 #include "proxy/buffer_pool.hpp"
 #include "proxy/connection.hpp"
+#include "proxy/connection_core.hpp"
 #include "proxy/recording_taps.hpp"
 #include "proxy/runtime.hpp"
 
 namespace faultline {
 
 struct Worker;
-
-struct SessionSettings {
-  Duration connect_timeout = std::chrono::seconds(5);
-  std::size_t max_queued_bytes = 16 * 1024 * 1024;
-  bool splice = true;  // zero-copy relay for bulk data while no fault is active
-  std::shared_ptr<BufferBudget> budget;  // server-wide bytes held by faults (null: no limit)
-  // Called on the worker thread when the upstream could not be reached.
-  std::function<void()> on_upstream_failure;
-};
-
-// Lists a new connection with its proxy (what GET /proxies/{p}/connections shows).
-std::shared_ptr<ConnectionInfo> register_connection(ProxyRuntime& runtime, std::uint64_t id, const tcp::socket& client);
-// Runs a connection's coroutine on its worker. An exception there is a bug: it is logged
-// at this boundary and the connection is reset.
-void spawn_connection(std::shared_ptr<Connection> connection, const net::any_io_executor& ex, awaitable<void> body);
 
 class Session final : public Connection, public std::enable_shared_from_this<Session> {
  public:
@@ -48,8 +34,8 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   void close(EndKind how) override;
   void config_changed() override;
 
-  ProxyRuntime& runtime() const override { return *runtime_; }
-  std::uint64_t generation() const override { return generation_; }
+  ProxyRuntime& runtime() const override { return core_.runtime(); }
+  std::uint64_t generation() const override { return core_.generation(); }
 
  private:
   struct Chunk {
@@ -73,27 +59,21 @@ class Session final : public Connection, public std::enable_shared_from_this<Ses
   awaitable<void> write_loop(Pipe& p);
   void ensure_writer(Pipe& p);
   void report_dropped(Pipe& p);
-  awaitable<void> wait_until(Pipe& p, TimePoint t);
   void refresh(Pipe& p, bool force);
   void enqueue(Pipe& p, Chunk chunk);
   void execute_end(Pipe& p, EndKind kind);
-  void on_read_error(Pipe& p, const boost::system::error_code& ec);
+  void on_read_error(const boost::system::error_code& ec);
   void on_write_error(const boost::system::error_code& ec);
   void direction_done(Pipe& p);
   bool fast_path(const Pipe& p) const;
   bool inline_path(const Pipe& p) const;
   bool end_due_before(const Pipe& p, TimePoint t) const;
 
-  Worker& worker_;
-  std::shared_ptr<ProxyRuntime> runtime_;
+  ConnectionCore core_;  // registration, close-once, recordings (declared first: unregisters last)
+  ProxyRuntime& runtime_;
   tcp::socket client_;
   tcp::socket upstream_;
   SessionSettings settings_;
-  std::uint64_t generation_;
-  std::uint64_t index_;
-  bool closing_ = false;
-  std::shared_ptr<ConnectionInfo> info_;  // what GET /proxies/{p}/connections shows
-  RecordingTaps taps_;
   std::unique_ptr<Pipe> up_;
   std::unique_ptr<Pipe> down_;
 };
