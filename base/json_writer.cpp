@@ -1,6 +1,5 @@
 #include "base/json_writer.hpp"
 
-#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -52,23 +51,9 @@ struct StringScan {
   bool needs_escape;          // a control character, '"' or '\\' somewhere
 };
 
-// Bytes that end a run of plain ASCII: control characters, '"', '\\' and non-ASCII.
-constexpr auto kNotPlain = [] {
-  std::array<bool, 256> table{};
-  for (int c = 0; c < 256; ++c) table[static_cast<std::size_t>(c)] = c < 0x20 || c == '"' || c == '\\' || c >= 0x80;
-  return table;
-}();
-
 StringScan scan(std::string_view s) {
   StringScan result{s.size(), false};
-  // The common case, plain ASCII to the end, in one tight pass.
   std::size_t i = 0;
-  for (std::uint64_t word; i + sizeof word <= s.size(); i += sizeof word) {
-    std::memcpy(&word, s.data() + i, sizeof word);
-    if (word_needs_attention(word)) break;
-  }
-  while (i < s.size() && !kNotPlain[static_cast<unsigned char>(s[i])]) ++i;
-  if (i == s.size()) return result;
   while (i < s.size()) {
     // Most text is plain ASCII: skip it eight bytes at a time.
     std::uint64_t word;

@@ -100,32 +100,6 @@ bool parse_wall(std::string_view s, std::int64_t& ns) {
 
 std::string iso_ms(std::int64_t epoch_ns) { return utc_text(epoch_ns, 3); }
 
-bool valid_utf8(std::string_view s) {
-  std::size_t i = 0;
-  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-  while (i < s.size()) {
-    const unsigned char c = b(i);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t n = 0;
-    if (c >= 0xC2 && c <= 0xDF) n = 2;
-    else if (c >= 0xE0 && c <= 0xEF) n = 3;
-    else if (c >= 0xF0 && c <= 0xF4) n = 4;
-    else return false;
-    if (i + n > s.size()) return false;
-    for (std::size_t k = 1; k < n; ++k)
-      if ((b(i + k) & 0xC0) != 0x80) return false;
-    if (c == 0xE0 && b(i + 1) < 0xA0) return false;   // overlong
-    if (c == 0xED && b(i + 1) >= 0xA0) return false;  // surrogate
-    if (c == 0xF0 && b(i + 1) < 0x90) return false;   // overlong
-    if (c == 0xF4 && b(i + 1) >= 0x90) return false;  // above U+10FFFF
-    i += n;
-  }
-  return true;
-}
-
 std::int64_t Joined::time_at(std::size_t pos) const {
   if (pieces.empty()) return 0;
   if (pos >= bytes.size()) return pieces.back().t;

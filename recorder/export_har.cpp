@@ -11,6 +11,7 @@
 #include <map>
 
 #include "base/ascii.hpp"
+#include "base/json_writer.hpp"
 #include "protocols/http.hpp"
 #include "protocols/sse.hpp"
 #include "recorder/export_internal.hpp"

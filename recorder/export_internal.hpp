@@ -47,7 +47,6 @@ struct Model {
 bool parse_wall(std::string_view text, std::int64_t& ns);
 // "2025-01-02T03:04:05.123Z": ISO 8601 with milliseconds, as browsers write HAR times.
 std::string iso_ms(std::int64_t epoch_ns);
-bool valid_utf8(std::string_view s);
 
 // A direction's recorded bytes joined into one stream. Recorded data lines are contiguous
 // per direction except where a gap dropped bytes (or a blob is missing): the stream stops
