@@ -142,6 +142,12 @@ bool ConnectionCore::begin_close(EndKind how) {
   return true;
 }
 
+void ConnectionCore::follow_recordings(const ProxySnapshot& snapshot, Protocol protocol, TimePoint now) {
+  if (info_ && (!snapshot.recordings.empty() || !taps.empty())) {
+    taps.follow(snapshot, runtime_->name(), protocol, info_->client, now);
+  }
+}
+
 Rng ConnectionCore::rng() const { return Rng(runtime_->seed()).derive(runtime_->name()).derive(index_); }
 
 }  // namespace faultline

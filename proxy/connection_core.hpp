@@ -71,6 +71,32 @@ awaitable<boost::system::error_code> dial_with_timeout(tcp::socket& socket, std:
 // follows; any config change cancels `timer` and so ends the wait early.
 awaitable<void> wait_until(net::steady_timer& timer, const ActiveToxics& active, TimePoint t);
 
+// The end a direction's writer meets first among its pending ends (each has `at` and
+// `kind`): the earliest, a reset winning a tie; {kNever, close} when there is none.
+struct FirstEnd {
+  TimePoint at = kNever;
+  EndKind kind = EndKind::close;
+};
+template <class Ends>
+FirstEnd first_end(const Ends& ends) {
+  FirstEnd first;
+  for (const auto& e : ends) {
+    if (e.at < first.at || (e.at == first.at && e.kind == EndKind::reset)) first = {e.at, e.kind};
+  }
+  return first;
+}
+
+// An end a fault made due by the time the connection starts (drop_connections): the
+// connection ends with it before the upstream is dialled, so the upstream never sees the
+// client. A half-close waits for traffic like any other.
+template <class Ends>
+std::optional<EndKind> end_due_at_start(const Ends& ends, TimePoint now) {
+  for (const auto& e : ends) {
+    if (e.at <= now && e.kind != EndKind::half_close) return e.kind;
+  }
+  return std::nullopt;
+}
+
 // Whether a direction must rebuild its chain after looking at its toxics again.
 enum class Follow {
   same,      // nothing to do
@@ -127,6 +153,9 @@ class ConnectionCore {
   // This connection's seeded stream: Rng(seed).derive(proxy name).derive(accept index).
   Rng rng() const;
   const std::shared_ptr<ConnectionInfo>& info() const { return info_; }
+  // Starts and stops this connection's recordings to match the snapshot's, so a recording
+  // started through the API reaches connections already open. Nothing before admit().
+  void follow_recordings(const ProxySnapshot& snapshot, Protocol protocol, TimePoint now);
 
   RecordingTaps taps;
 

@@ -204,12 +204,11 @@ awaitable<void> MessageSession::run() {
   }
   boost::system::error_code ec;
   refresh(true);
+  const TimePoint now = Clock::now();
   for (Outbound* o : {to_upstream_.get(), to_client_.get()}) {
-    for (const auto& e : o->ends) {
-      if (e.at <= Clock::now() && e.kind != EndKind::half_close) {
-        close(e.kind);  // drop_connections: the upstream never sees this client
-        co_return;
-      }
+    if (const auto due = end_due_at_start(o->ends, now)) {
+      close(*due);
+      co_return;
     }
   }
   client_->lowest().set_option(tcp::no_delay(true), ec);
@@ -333,9 +332,7 @@ void MessageSession::refresh(bool force) {
   if (new_config) {
     seen_version_ = version;
     snapshot_ = runtime_.snapshot();
-    if (core_.info() && (!snapshot_->recordings.empty() || !core_.taps.empty())) {
-      core_.taps.follow(*snapshot_, runtime_.name(), snapshot_->protocol, core_.info()->client, now);
-    }
+    core_.follow_recordings(*snapshot_, snapshot_->protocol, now);
   }
   ToxicList protocol_faults;
   for (const ToxicList* list : {&snapshot_->upstream_toxics, &snapshot_->downstream_toxics}) {
@@ -375,14 +372,14 @@ void MessageSession::refresh(bool force) {
       const ToxicType* type = ToxicRegistry::instance().find(t->type);
       if (type && type->layer == Layer::bytes) bytes.push_back(t);
     }
-    const TimePoint edge = o->active.next_edge();
-    if (o->active.update(version, bytes, now) || force) {
+    const Follow follow = follow_toxics(o->active, version, bytes, now);
+    if (follow == Follow::changed || force) {
       for (auto& item : o->items) item.segment.release = std::min(item.segment.release, now);
       o->last_release = std::min(o->last_release, now);
       std::erase_if(o->ends, [](const Outbound::End& e) { return !e.from_engine; });
       if (o->chain.rebuild(bytes, now, *o)) o->ends.push_back({EndKind::close, now, true});
       wake(*o);
-    } else if (o->active.next_edge() != edge) {
+    } else if (follow == Follow::new_edge) {
       wake(*o);  // its writer waits for the new edge
     }
     names[o->stream == Stream::upstream ? 0 : 1] = o->chain.active_names();
@@ -469,14 +466,9 @@ awaitable<void> MessageSession::write_loop(Stream dir) {
   while (!core_.closing() && !o.done) {
     refresh(false);  // a schedule edge that passed while this writer waited applies now
     const TimePoint now = Clock::now();
-    TimePoint end_at = kNever;
-    EndKind end_kind = EndKind::close;
-    for (const auto& e : o.ends) {
-      if (e.at < end_at || (e.at == end_at && e.kind == EndKind::reset)) {
-        end_at = e.at;
-        end_kind = e.kind;
-      }
-    }
+    const FirstEnd first = first_end(o.ends);
+    const TimePoint end_at = first.at;
+    const EndKind end_kind = first.kind;
     const bool has_end = !o.ends.empty();
     if (!o.items.empty()) {
       const Outbound::Item item = o.items.front();  // holds the bytes while they are written

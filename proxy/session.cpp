@@ -126,11 +126,9 @@ awaitable<void> Session::run() {
   for (Pipe* p : {up_.get(), down_.get()}) refresh(*p, true);
   const TimePoint now = Clock::now();
   for (Pipe* p : {up_.get(), down_.get()}) {
-    for (const auto& e : p->ends) {
-      if (e.at <= now && e.kind != EndKind::half_close) {
-        close(e.kind);  // e.g. drop_connections: the upstream never sees this client
-        co_return;
-      }
+    if (const auto due = end_due_at_start(p->ends, now)) {
+      close(*due);
+      co_return;
     }
   }
 
@@ -348,9 +346,7 @@ void Session::refresh(Pipe& p, bool force) {
   const TimePoint now = Clock::now();
   if (!force && !p.active.stale(version, now)) return;
   auto snapshot = runtime_.snapshot();
-  if (core_.info() && (!snapshot->recordings.empty() || !core_.taps.empty())) {
-    core_.taps.follow(*snapshot, runtime_.name(), Protocol::tcp, core_.info()->client, now);
-  }
+  core_.follow_recordings(*snapshot, Protocol::tcp, now);
   const ToxicList& toxics = p.stream == Stream::upstream ? snapshot->upstream_toxics : snapshot->downstream_toxics;
   const Follow follow = follow_toxics(p.active, version, toxics, now);
   if (follow != Follow::changed) {
@@ -564,14 +560,9 @@ awaitable<void> Session::write_loop(Pipe& p) {
   while (!core_.closing() && !p.done) {
     refresh(p, false);
     const TimePoint now = Clock::now();
-    TimePoint end_at = kNever;
-    EndKind end_kind = EndKind::close;
-    for (const auto& e : p.ends) {
-      if (e.at < end_at || (e.at == end_at && e.kind == EndKind::reset)) {
-        end_at = e.at;
-        end_kind = e.kind;
-      }
-    }
+    const FirstEnd first = first_end(p.ends);
+    const TimePoint end_at = first.at;
+    const EndKind end_kind = first.kind;
     const bool has_end = !p.ends.empty();
 
     if (p.writing) {
