@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "recorder/redaction.hpp"
+#include "fuzz/check.hpp"
 
 namespace {
 
@@ -18,9 +19,7 @@ using faultline::Stream;
 using faultline::rec::Annotation;
 using faultline::rec::StreamAnnotator;
 
-void check(bool ok) {
-  if (!ok) __builtin_trap();
-}
+using faultline::fuzz::check;
 
 struct Direction {
   explicit Direction(Protocol protocol, Stream stream, std::shared_ptr<faultline::rec::Redactor> redactor)

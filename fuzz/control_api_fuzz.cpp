@@ -24,14 +24,13 @@
 #include "proxy/control_plane.hpp"
 #include "proxy/server_context.hpp"
 #include "proxy/workers.hpp"
+#include "fuzz/check.hpp"
 
 namespace {
 
 using faultline::ApiRequest;
 
-void check(bool ok) {
-  if (!ok) __builtin_trap();
-}
+using faultline::fuzz::check;
 
 const faultline::fuzz::ScratchDir& scratch() {
   static const faultline::fuzz::ScratchDir dir("api");

@@ -10,12 +10,11 @@
 #include <string_view>
 
 #include "replay/drill.hpp"
+#include "fuzz/check.hpp"
 
 namespace {
 
-void check(bool ok) {
-  if (!ok) __builtin_trap();
-}
+using faultline::fuzz::check;
 
 std::optional<std::string> fake_getenv(const std::string& name) {
   if (name == "FAULTLINE_URL") return "http://127.0.0.1:8474";

@@ -7,13 +7,10 @@
 #include <string>
 #include <string_view>
 
+#include "fuzz/check.hpp"
 #include "protocols/http.hpp"
 
 namespace faultline::fuzz {
-
-inline void check(bool ok) {
-  if (!ok) __builtin_trap();
-}
 
 class HttpDriver {
  public:

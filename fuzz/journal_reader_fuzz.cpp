@@ -3,33 +3,25 @@
 // by the lines they came from. A journal is read back from disk (`faultline export`,
 // `replay`, a proxy's "replay"), so every byte of it may have been edited by hand or cut.
 #include <cstdint>
-#include <fstream>
 #include <string>
 
 #include "fuzz/scratch_dir.hpp"
 #include "recorder/journal.hpp"
+#include "fuzz/check.hpp"
 
 namespace {
 
-void check(bool ok) {
-  if (!ok) __builtin_trap();
-}
+using faultline::fuzz::check;
 
-const std::string& journal_path() {
+const faultline::fuzz::ScratchDir& scratch() {
   static const faultline::fuzz::ScratchDir dir("journal");
-  static const std::string path = (dir.path() / "journal-000000.jsonl").string();
-  return path;
+  return dir;
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  const std::string& path = journal_path();
-  {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
-    check(static_cast<bool>(out));
-  }
+  const std::string path = scratch().write("journal-000000.jsonl", data, size);
   faultline::rec::JournalReader reader;
   std::string error;
   if (!reader.open(path, error)) {

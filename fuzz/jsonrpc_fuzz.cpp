@@ -7,12 +7,11 @@
 #include <string_view>
 
 #include "protocols/jsonrpc.hpp"
+#include "fuzz/check.hpp"
 
 namespace {
 
-void check(bool ok) {
-  if (!ok) __builtin_trap();
-}
+using faultline::fuzz::check;
 
 bool parses(const std::string& json) {
   rapidjson::Document d;

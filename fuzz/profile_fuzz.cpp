@@ -4,38 +4,31 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <string>
 
 #include "fuzz/scratch_dir.hpp"
 #include "proxy/profile.hpp"
+#include "fuzz/check.hpp"
 
 namespace {
 
-void check(bool ok) {
-  if (!ok) __builtin_trap();
-}
+using faultline::fuzz::check;
 
-const std::string& profile_path() {
-  static const faultline::fuzz::ScratchDir dir("profile");
-  static const std::string path = [] {
+// The scratch directory, with the variables the seed profiles refer to set once.
+const faultline::fuzz::ScratchDir& scratch() {
+  static const faultline::fuzz::ScratchDir dir = [] {
     ::setenv("FUZZ_HOST", "127.0.0.1", 1);
     ::setenv("FUZZ_PORT", "26379", 1);
     ::setenv("FUZZ_EMPTY", "", 1);
-    return (dir.path() / "profile.json").string();
+    return faultline::fuzz::ScratchDir("profile");
   }();
-  return path;
+  return dir;
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  const std::string& path = profile_path();
-  {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
-    check(static_cast<bool>(out));
-  }
+  const std::string path = scratch().write("profile.json", data, size);
   faultline::Profile profile;
   if (auto error = faultline::load_profile(path, profile)) {
     check(!error->empty());

@@ -4,9 +4,13 @@
 #pragma once
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
+
+#include "fuzz/check.hpp"
 
 namespace faultline::fuzz {
 
@@ -24,6 +28,15 @@ class ScratchDir {
   ScratchDir(const ScratchDir&) = delete;
   ScratchDir& operator=(const ScratchDir&) = delete;
   const std::filesystem::path& path() const { return path_; }
+  // Writes one input to `name` inside the directory (replacing what was there) for a reader
+  // that takes a path; returns the path. Traps when the write fails.
+  std::string write(const std::string& name, const std::uint8_t* data, std::size_t size) const {
+    const std::string file = (path_ / name).string();
+    std::ofstream out(file, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+    check(static_cast<bool>(out));
+    return file;
+  }
   // Removes everything inside, keeps the directory.
   void empty() const {
     std::error_code ec;

@@ -6,12 +6,11 @@
 #include <vector>
 
 #include "protocols/sse.hpp"
+#include "fuzz/check.hpp"
 
 namespace {
 
-void check(bool ok) {
-  if (!ok) __builtin_trap();
-}
+using faultline::fuzz::check;
 
 struct Run {
   std::vector<std::size_t> ends;  // stream offsets
