@@ -66,17 +66,18 @@ class WaitTimeout(AssertionError):
     """wait_for's deadline passed; an AssertionError so a test reports it as a failure."""
 
 
-def wait_for(probe, timeout=5.0, what="the condition", step=0.01):
+def wait_for(probe, timeout=5.0, what="the condition", step=0.01, not_yet=(OSError,)):
     """Calls probe() until it returns something truthy and returns that; when `timeout` seconds
     pass first, fails naming `what` and the last value seen. This is how a test waits for a
-    state (a recording's bytes, a metric, a connection gone): never a fixed sleep. probe may
-    raise OSError (a port not open yet); that counts as not yet."""
+    state (a recording's bytes, a metric, a connection gone): never a fixed sleep. An exception
+    of the `not_yet` types from probe (by default OSError: a port not open yet) counts as not
+    yet."""
     deadline = time.monotonic() + timeout
     last = None
     while True:
         try:
             last = probe()
-        except OSError as error:
+        except not_yet as error:
             last = error
         else:
             if last:

@@ -39,7 +39,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Faultline, ManagedProcess, RedisServer, free_port, need, need_node_package,  # noqa: E402
-                     split_hostport)
+                     split_hostport, wait_for)
 from test_drill import TempDir, run_drill  # noqa: E402
 
 NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node")
@@ -95,19 +95,8 @@ def pairs(flat):
 
 
 def wait_until(what, fn, timeout=30, step=0.1):
-    """Polls fn() until it returns something true (errors count as not yet); bounded."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            value = fn()
-            if value:
-                return value
-            last = value
-        except (OSError, RuntimeError, ValueError, ConnectionError) as e:
-            last = e
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+    """harness.wait_for with Sentinel's not-yet errors (a peer not up, a reply not parsed yet)."""
+    return wait_for(fn, timeout, what, step, not_yet=(OSError, RuntimeError, ValueError))
 
 
 class Sentinel(ManagedProcess):
