@@ -108,6 +108,15 @@ std::string repaired_utf8(std::string_view s, std::size_t from) {
   return out;
 }
 
+// std::to_chars gives the shortest text that reads back as the same double, and writes
+// integral values without a fraction ("1", as Go's encoding/json and Toxiproxy do);
+// rapidjson's Grisu2 writes "1.0" and is not always shortest. 32 bytes hold any double.
+constexpr std::size_t kNumberChars = 32;
+std::size_t shortest_text(double value, char (&buf)[kNumberChars]) {
+  const auto [end, ec] = std::to_chars(buf, buf + kNumberChars, value);
+  return ec == std::errc() ? static_cast<std::size_t>(end - buf) : 0;
+}
+
 }  // namespace
 
 // rapidjson writes into its StringBuffer (unchecked stores after one reserve per value),
@@ -194,15 +203,16 @@ JsonWriter& JsonWriter::unsigned_number(std::uint64_t value) {
 
 JsonWriter& JsonWriter::number(double value) {
   if (!std::isfinite(value)) return null();
-  // std::to_chars gives the shortest text that reads back as the same double, and writes
-  // integral values without a fraction ("1", as Go's encoding/json and Toxiproxy do);
-  // rapidjson's Grisu2 writes "1.0" and is not always shortest.
-  char buf[32];
-  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
-  if (ec != std::errc()) return null();  // cannot happen: 32 bytes hold any double
-  impl_->writer.RawValue(buf, static_cast<std::size_t>(end - buf), rapidjson::kNumberType);
+  char buf[kNumberChars];
+  const std::size_t n = shortest_text(value, buf);
+  impl_->writer.RawValue(buf, n, rapidjson::kNumberType);
   impl_->flush_if_complete();
   return *this;
+}
+
+std::string format_number(double value) {
+  char buf[kNumberChars];
+  return std::string(buf, shortest_text(value, buf));
 }
 
 JsonWriter& JsonWriter::boolean(bool value) {

@@ -76,6 +76,10 @@ class JsonWriter {
 std::string json_quote(std::string_view text);
 void append_json_quoted(std::string& out, std::string_view text);
 
+// The shortest text that reads back as the same double ("0.2", "1", "1e+300"): how
+// JsonWriter writes a finite double, for messages that quote one too.
+std::string format_number(double value);
+
 // Whether text is entirely valid UTF-8 (what JsonWriter writes unchanged).
 bool valid_utf8(std::string_view text);
 

@@ -346,12 +346,6 @@ std::optional<ToxicBuildError> update_toxic(const ToxicFields& f, ToxicConfig& c
   return check(*type, c);
 }
 
-std::string format_number(double value) {
-  char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
-  if (ec != std::errc()) return "0";
-  return std::string(buf, end);
-}
 
 
 void write_toxic(JsonWriter& w, const ToxicConfig& t) {

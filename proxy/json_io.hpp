@@ -10,12 +10,11 @@
 
 #include <rapidjson/document.h>
 
+#include "base/json_writer.hpp"
 #include "faults/protocol_engine.hpp"
 #include "faults/toxic.hpp"
 
 namespace faultline {
-
-class JsonWriter;
 
 // Fields of a proxy body; absent or null fields are nullopt.
 struct ProxyFields {
@@ -64,9 +63,6 @@ void set_lenient_toxic_attributes(bool lenient);
 bool lenient_toxic_attributes();
 // Applies a partial update (attributes merged, toxicity kept when absent) to a copy.
 std::optional<ToxicBuildError> update_toxic(const ToxicFields& fields, ToxicConfig& inout);
-
-// Shortest text that reads back as the same double ("0.2", "1").
-std::string format_number(double value);
 
 // A toxic as the API shows it; write_toxic puts it inside a larger document.
 std::string toxic_json(const ToxicConfig& toxic);

@@ -43,6 +43,12 @@ TEST_CASE("json writer: objects and arrays nest with commas where JSON puts them
   CHECK(w.text() == R"({"a":1,"b":[true,false,null,"x"],"c":{},"d":{"pre":[1,2]}})");
 }
 
+TEST_CASE("format_number: numbers print in shortest round-trip form") {
+  CHECK(format_number(0.2) == "0.2");
+  CHECK(format_number(1.0) == "1");
+  CHECK(format_number(static_cast<double>(0.7f)) != "0.7");  // why toxicity is stored as double
+}
+
 TEST_CASE("json writer: integers are exact at both ends of 64 bits") {
   JsonWriter w;
   w.begin_array();

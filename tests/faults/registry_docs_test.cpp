@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "base/json_writer.hpp"
 #include "faults/toxic.hpp"
 
 using namespace faultline;
@@ -168,12 +169,6 @@ DocumentedDefault documented_default(const std::string& group) {
 
 bool has_value(const std::string& group, std::string_view value) {
   return group.find("`" + std::string(value) + "`") != std::string::npos;
-}
-
-std::string format_number(double v) {
-  std::ostringstream s;
-  s << v;
-  return s.str();
 }
 
 // What is wrong with one attribute's documentation; empty when it agrees with the spec.

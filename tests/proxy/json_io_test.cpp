@@ -90,12 +90,6 @@ TEST_CASE("partial toxic updates merge attributes and keep toxicity") {
   CHECK(c.name == "latency_downstream");
 }
 
-TEST_CASE("numbers print in shortest round-trip form") {
-  CHECK(format_number(0.2) == "0.2");
-  CHECK(format_number(1.0) == "1");
-  CHECK(format_number(static_cast<double>(0.7f)) != "0.7");  // why toxicity is stored as double
-}
-
 TEST_CASE("error replies stay valid JSON whatever bytes the message carries") {
   // A message quoting a client's name: a quote, a control byte and invalid UTF-8.
   const std::string message = std::string("proxy \"a\x01\xff\" not found");
