@@ -151,6 +151,13 @@ bool json_number(const std::string& text) {
   return !doc.HasParseError() && doc.IsNumber();
 }
 
+// A value given on the command line: as a JSON number when it is one, else as a string
+// (for the server to refuse with its own message, naming the field).
+void number_or_string(JsonWriter& w, const std::string& value) {
+  if (json_number(value)) w.raw(value);
+  else w.string(value);
+}
+
 // Toxiproxy-cli parses attribute values as floats; anything else goes as a string.
 std::string attribute_json(const std::vector<std::string>& attrs, std::string& error) {
   JsonWriter w;
@@ -162,9 +169,7 @@ std::string attribute_json(const std::vector<std::string>& attrs, std::string& e
       return "";
     }
     const std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
-    w.key(key);
-    if (json_number(value)) w.raw(value);
-    else w.string(value);
+    number_or_string(w.key(key), value);
   }
   w.end_object();
   return w.take();
@@ -335,11 +340,7 @@ int run_ctl(int argc, char** argv) {
       w.key("name").string(args.get("name"));
       w.key("type").string(args.get("type"));
       w.key("stream").string(stream);
-      // Not a number: sent as a string, for the server to refuse with its own message.
-      const std::string toxicity = args.get("toxicity", "1");
-      w.key("toxicity");
-      if (json_number(toxicity)) w.raw(toxicity);
-      else w.string(toxicity);
+      number_or_string(w.key("toxicity"), args.get("toxicity", "1"));
       if (!attrs.empty()) w.key("attributes").raw(attrs);
       w.end_object();
       const std::string body = w.take();
@@ -356,12 +357,7 @@ int run_ctl(int argc, char** argv) {
     if (sub == "update" || sub == "u") {
       JsonWriter w;
       w.begin_object();
-      if (args.has("toxicity")) {
-        const std::string toxicity = args.get("toxicity");
-        w.key("toxicity");
-        if (json_number(toxicity)) w.raw(toxicity);
-        else w.string(toxicity);
-      }
+      if (args.has("toxicity")) number_or_string(w.key("toxicity"), args.get("toxicity"));
       if (!attrs.empty()) w.key("attributes").raw(attrs);
       w.end_object();
       auto r = http_call(host, "PATCH", toxic_path, w.take());

@@ -40,6 +40,31 @@ void write_toxics(JsonWriter& w, const Proxy& proxy) {
   }
   w.end_array();
 }
+
+// A proxy as the API shows it.
+void write_proxy(JsonWriter& w, const Proxy& p) {
+  w.begin_object();
+  w.key("name").string(p.spec().name);
+  w.key("listen").string(p.listen_text());
+  w.key("upstream").string(p.spec().upstream);
+  w.key("enabled").boolean(p.running());
+  w.key("toxics");
+  write_toxics(w, p);
+  if (p.spec().refuse_when_down) w.key("on_upstream_down").string("refuse");
+  if (p.spec().max_connections) w.key("max_connections").number(*p.spec().max_connections);
+  if (p.spec().protocol != Protocol::tcp) w.key("protocol").string(protocol_name(p.spec().protocol));
+  // Stored as the compact JSON the client sent.
+  if (!p.spec().tls_json.empty()) w.key("tls").raw(p.spec().tls_json);
+  if (!p.spec().replay_json.empty()) w.key("replay").raw(p.spec().replay_json);
+  w.end_object();
+}
+
+std::string proxy_json(const Proxy& p) {
+  JsonWriter w;
+  write_proxy(w, p);
+  return w.take();
+}
+
 ApiResponse no_content() { return ApiResponse{204, "", ""}; }
 
 // Toxiproxy's text first (clients may match on it), then what it is about; with --lenient,
@@ -414,29 +439,10 @@ ApiResponse ControlPlane::route(const ApiRequest& req, const std::vector<std::st
   return update_toxic_route(proxy, toxic, req.body);
 }
 
-std::string ControlPlane::proxy_json(const Proxy& p) const {
-  JsonWriter w;
-  w.begin_object();
-  w.key("name").string(p.spec().name);
-  w.key("listen").string(p.listen_text());
-  w.key("upstream").string(p.spec().upstream);
-  w.key("enabled").boolean(p.running());
-  w.key("toxics");
-  write_toxics(w, p);
-  if (p.spec().refuse_when_down) w.key("on_upstream_down").string("refuse");
-  if (p.spec().max_connections) w.key("max_connections").number(*p.spec().max_connections);
-  if (p.spec().protocol != Protocol::tcp) w.key("protocol").string(protocol_name(p.spec().protocol));
-  // Stored as the compact JSON the client sent.
-  if (!p.spec().tls_json.empty()) w.key("tls").raw(p.spec().tls_json);
-  if (!p.spec().replay_json.empty()) w.key("replay").raw(p.spec().replay_json);
-  w.end_object();
-  return w.take();
-}
-
 ApiResponse ControlPlane::list_proxies() {
   JsonWriter w;
   w.begin_object();
-  for (const auto& [name, proxy] : proxies_) w.key(name).raw(proxy_json(*proxy));
+  for (const auto& [name, proxy] : proxies_) write_proxy(w.key(name), *proxy);
   w.end_object();
   return json_response(200, w.take());
 }
@@ -626,7 +632,7 @@ ApiResponse ControlPlane::populate_route(const std::string& body) {
   w.begin_object();
   if (result.error) w.key("error").string(result.error->message).key("status").number(result.error->status);
   w.key("proxies").begin_array();
-  for (const Proxy* proxy : result.proxies) w.raw(proxy_json(*proxy));
+  for (const Proxy* proxy : result.proxies) write_proxy(w, *proxy);
   w.end_array().end_object();
   std::string out = w.take();
   if (result.error) return json_response(result.error->status, out + "\n");
@@ -694,13 +700,11 @@ ApiResponse ControlPlane::delete_proxy(const std::string& name) {
   return no_content();
 }
 
-std::string ControlPlane::toxics_json(const Proxy& proxy) {
+ApiResponse ControlPlane::list_toxics(const Proxy& proxy) {
   JsonWriter w;
   write_toxics(w, proxy);
-  return w.take();
+  return json_response(200, w.take());
 }
-
-ApiResponse ControlPlane::list_toxics(const Proxy& proxy) { return json_response(200, toxics_json(proxy)); }
 
 ApiResponse ControlPlane::list_connections(const Proxy& proxy) {
   const TimePoint now = Clock::now();

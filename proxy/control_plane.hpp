@@ -110,8 +110,6 @@ class ControlPlane {
   ApiResponse recordings_route(const ApiRequest& request, const std::vector<std::string>& segments);
   std::string recording_json(const rec::Recording& recording) const;
   void publish_all();
-  std::string proxy_json(const Proxy& proxy) const;
-  static std::string toxics_json(const Proxy& proxy);
   std::optional<ApiError> build_toxics(const rapidjson::Value& list, const std::string& where,
                                        std::vector<std::shared_ptr<const ToxicConfig>>& out);
 
