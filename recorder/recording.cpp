@@ -190,7 +190,7 @@ struct Recording::Impl {
   }
 
   TimePoint steady_time() const { return options.steady_now ? options.steady_now() : Clock::now(); }
-  std::chrono::system_clock::time_point wall_now() const {
+  std::chrono::system_clock::time_point wall_time() const {
     return options.wall_now ? options.wall_now() : std::chrono::system_clock::now();
   }
 
@@ -1115,7 +1115,7 @@ std::shared_ptr<Recording> Recording::start(std::string id, RecordingOptions opt
       if (!m.redactor) return nullptr;
     }
     m.started = m.steady_time();
-    m.started_wall = rfc3339_ns(m.wall_now());
+    m.started_wall = rfc3339_ns(m.wall_time());
     m.index.id = m.id;
     m.index.state = "recording";
     m.index.started_wall = m.started_wall;
@@ -1265,7 +1265,7 @@ void Recording::stop() {
   m.space_cv.notify_all();
   if (m.writer.joinable()) m.writer.join();
   m.accepting.store(false, std::memory_order_relaxed);
-  const auto stopped_wall = rfc3339_ns(m.wall_now());
+  const auto stopped_wall = rfc3339_ns(m.wall_time());
   m.index.stopped_wall = stopped_wall;
   if (!m.failed) {
     m.index.state = "stopped";
